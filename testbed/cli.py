@@ -1,0 +1,38 @@
+"""testbed's one command line: `testbed run CONFIG [key=value ...]`."""
+import argparse
+import os
+import sys
+
+from testbed import TestbedError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="testbed", description="Measure model collapse across generations of tiny GPTs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train generation 0, then each generation on the previous one's samples")
+    run.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
+    run.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. generations=5 model.n_layer=2 run_dir=/tmp/x")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()  # progress lines are ours; library advice would drown them
+        logging.disable_progress_bar()
+        from testbed.config import load_config
+        from testbed.loop import run as run_experiment
+
+        cfg = load_config(args.config, args.overrides)
+        run_experiment(cfg)
+    except TestbedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished generations are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Human corpora: the Hugging Face Hub, local files, or the built-in storyworld.
+
+Every source goes through `datasets` and comes out as a plain list of
+document strings, so the rest of the run never asks where text came from.
+"""
+import codecs
+import os
+from pathlib import Path
+
+from testbed import TestbedError
+from testbed.config import DataConfig
+
+_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+_OFFLINE_OPTIONS = "offline options: data.source=storyworld (built in), or data.source=local data.path=FILE"
+
+
+def source_name(data: DataConfig) -> str:
+    """Provenance label of the human documents."""
+    if data.source == "hub":
+        return f"hub:{data.name}"
+    if data.source == "local":
+        return f"local:{Path(data.path).name}"
+    return "storyworld"
+
+
+def load_documents(data: DataConfig, seed: int) -> list[str]:
+    """The human corpus as non-empty, whitespace-stripped documents."""
+    if data.source == "storyworld":
+        rows = _storyworld(data, seed)
+    elif data.source == "local":
+        rows = _local(data)
+    else:
+        rows = _hub(data)
+    docs = []
+    for text in _texts(rows, data):
+        text = text.strip()
+        if text:
+            docs.append(text)
+            if data.max_docs is not None and len(docs) >= data.max_docs:
+                break
+    if not docs:
+        where = data.path if data.source == "local" else source_name(data)
+        raise TestbedError(f"{where}: the corpus is empty (no non-blank documents); check data.separator and data.text_field")
+    return docs
+
+
+def _storyworld(data: DataConfig, seed: int):
+    from datasets import Dataset
+
+    from testbed.corpus.storyworld import StoryWorld
+
+    return Dataset.from_dict({data.text_field: StoryWorld().sample(data.docs, seed)})
+
+
+def _local(data: DataConfig):
+    from datasets import load_dataset
+
+    path = Path(data.path)
+    if not path.is_file():
+        raise TestbedError(f"data.path={data.path}: file not found")
+    builder = _BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise TestbedError(f"data.path={data.path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_BUILDERS)}")
+    if builder != "parquet":
+        _check_utf8(path)
+    kwargs = {}
+    if builder == "text":
+        kwargs["sample_by"] = data.separator if data.separator in ("line", "paragraph") else "document"
+    # Streaming reads the file where it lies instead of copying it into an Arrow cache.
+    try:
+        return load_dataset(builder, data_files=str(path), split="train", streaming=True, **kwargs)
+    except Exception as e:  # datasets wraps parse errors in several types
+        raise TestbedError(f"data.path={data.path}: could not be read as {builder} ({_first_line(e)})") from None
+
+
+def _hub(data: DataConfig):
+    from datasets import load_dataset
+
+    try:
+        rows = load_dataset(data.name, split=data.split, streaming=True)
+        first = next(iter(rows.take(1)), None)
+    except Exception as e:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        why = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set" if offline else _first_line(e)
+        raise TestbedError(
+            f"data.name={data.name}: the Hugging Face Hub could not be reached ({why}); {_OFFLINE_OPTIONS}"
+        ) from None
+    if first is not None and data.text_field not in first:
+        raise TestbedError(f"data.text_field={data.text_field}: no such column in {data.name}; columns: {', '.join(first)}")
+    return rows
+
+
+def _texts(rows, data: DataConfig):
+    for row in rows:
+        if data.text_field not in row:
+            raise TestbedError(
+                f"data.text_field={data.text_field}: no such field in {data.path or data.name}; fields: {', '.join(row)}"
+            )
+        text = row[data.text_field]
+        if not isinstance(text, str):
+            raise TestbedError(f"data.text_field={data.text_field}: expected text, found {type(text).__name__}")
+        if data.source == "local" and Path(data.path).suffix.lower() == ".txt" and data.separator not in ("line", "paragraph"):
+            yield from text.split(data.separator)
+        else:
+            yield text
+
+
+def _check_utf8(path: Path) -> None:
+    """Fail with the byte offset of the first invalid byte, before datasets fails deep inside a worker."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                raise TestbedError(
+                    f"data.path={path}: not UTF-8 (invalid byte at offset {offset + e.start}); re-encode the file as UTF-8"
+                ) from None
+            offset += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise TestbedError(f"data.path={path}: not UTF-8 (truncated character at the end); re-encode the file as UTF-8") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__

@@ -1,0 +1,184 @@
+"""The generation loop: train, sample, evaluate; then mix, train, sample, evaluate...
+
+Generation g's folder holds model g, the corpus model g wrote, and model g's
+metrics. Generation g+1 trains on a mix drawn from that corpus (and, by
+regime, earlier ones and human text). Every stage takes its seed from
+(run seed, generation, stage), so a run resumed after a kill computes exactly
+what an uninterrupted run would have.
+"""
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from testbed import TestbedError
+from testbed.config import Config, diff, load_config, to_dict, to_yaml
+from testbed.corpus.sources import load_documents, source_name
+from testbed.corpus.split import split_documents
+from testbed.metrics.suite import Evaluator
+from testbed.mix import composition, synthetic_label, training_set
+from testbed.model import build_model, load_model, n_params, save_model
+from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json, write_jsonl
+from testbed.sample import sample_corpus
+from testbed.tokenizer import encode, load_tokenizer, train_tokenizer
+from testbed.train import pack, train
+
+
+def stage_seed(seed: int, generation: int, stage: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{generation}:{stage}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def run(cfg: Config, say=print) -> list[dict]:
+    """Run (or resume) the experiment described by cfg; returns the metrics rows."""
+    accelerator = Accelerator(mixed_precision=_precision(cfg.train.mixed_precision), gradient_accumulation_steps=cfg.train.grad_accum)
+    main = accelerator.is_main_process
+    say = say if main else (lambda *a, **k: None)
+    rundir = RunDir(cfg.run_dir)
+
+    docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
+    split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data))
+    train_texts = [docs[i] for i in split["train"]]
+    heldout_texts = [docs[i] for i in split["heldout"]]
+    if rundir.root.exists():
+        _check_same_run(rundir, cfg, split)
+        tokenizer = load_tokenizer(rundir.root / "tokenizer")
+    else:
+        tokenizer = train_tokenizer(train_texts, cfg.tokenizer.vocab_size)
+        if main:
+            create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(split) + "\n"},
+                   {"tokenizer": tokenizer.save_pretrained})
+    accelerator.wait_for_everyone()
+    if main:
+        rundir.lock()
+    eos = tokenizer.eos_token_id
+    human = encode(tokenizer, train_texts)
+    evaluator = Evaluator(cfg, tokenizer, train_texts, heldout_texts, autocast=accelerator.autocast,
+                          truth_seed=stage_seed(cfg.seed, 0, "truth"))
+    if main and not (rundir.root / "reference.json").exists():
+        write_json(rundir.root / "reference.json", evaluator.reference())
+    say(f"testbed: {source_name(cfg.data)}, {len(train_texts)} train / {len(heldout_texts)} held-out documents, "
+        f"{sum(map(len, human)):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
+
+    done = rundir.finished_generations()
+    if done:
+        say(f"resuming after generation {done[-1]} (finished: {', '.join(map(str, done))})")
+    for g in range(cfg.generations + 1):
+        if rundir.finished(g):
+            continue
+        _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say)
+    rows = read_jsonl(rundir.root / "metrics.jsonl")
+    say(summary(rows))
+    return rows
+
+
+def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say):
+    main = accelerator.is_main_process
+    eos = tokenizer.eos_token_id
+    tag = f"gen {g}/{cfg.generations}"
+    part = rundir.begin(g) if main else None
+    log = _logger(part) if main else (lambda line: None)
+
+    synthetic = {k: encode(tokenizer, [r["text"] for r in read_jsonl(rundir.gen(k) / "corpus.jsonl")])
+                 for k in _synthetic_needed(g, cfg)}
+    examples = training_set(g, human, synthetic, cfg.mix, stage_seed(cfg.seed, g, "mix"),
+                            stage_seed(cfg.seed, g if cfg.mix.anchor_set == "fresh" else 0, "anchor"))
+    mix = composition(examples)
+    say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs "
+        f"({', '.join(f'{k} {v}' for k, v in mix.items())})")
+
+    set_seed(stage_seed(cfg.seed, g, "init"))
+    model = _initial_model(g, cfg, rundir, len(tokenizer), eos)
+    blocks = pack([d for _, d in examples], eos, model.config.n_positions, stage_seed(cfg.seed, g, "pack"))
+    set_seed(stage_seed(cfg.seed, g, "train"))
+    result = train(model, blocks, cfg.train, accelerator, stage_seed(cfg.seed, g, "order"), log=log, desc=f"{tag} train")
+    model = result.pop("model")
+    say(f"{tag} · train: {n_params(model) / 1e6:.2f}M params, {result['tokens']:,} tokens in {result['seconds']:.0f}s "
+        f"({result['tokens_per_s']:,.0f} tok/s), loss {result['final_loss']:.3f}")
+
+    if main:
+        save_model(model, part / "model")
+        start = time.perf_counter()
+        samples = sample_corpus(model, cfg.sample, eos, stage_seed(cfg.seed, g, "sample"), human_prompts=human,
+                                autocast=accelerator.autocast, desc=f"{tag} sample")
+        seconds = time.perf_counter() - start
+        texts = [tokenizer.decode(s.prompt[1:] + s.tokens) for s in samples]
+        n_tokens = sum(len(s.tokens) + s.ended for s in samples)
+        say(f"{tag} · sample: {len(samples)} docs, {n_tokens:,} tokens in {seconds:.0f}s ({n_tokens / seconds:,.0f} tok/s), "
+            f"{sum(s.ended for s in samples) / len(samples):.0%} ended with EOS")
+        write_jsonl(part / "corpus.jsonl", (
+            {"text": t, "source": synthetic_label(g), "generation": g, "ended": s.ended, "tokens": len(s.tokens)}
+            for t, s in zip(texts, samples)))
+        write_json(part / "corpus.json", {
+            "source": synthetic_label(g), "model": f"gen_{g:03d}/model", "documents": len(samples), "tokens": n_tokens,
+            "seed": stage_seed(cfg.seed, g, "sample"), "sampling": to_dict(cfg)["sample"], "seconds": seconds})
+        write_json(part / "train.json", {"mix": mix, "blocks": len(blocks), "init": cfg.train.init if g else "scratch",
+                                         **result, "params": n_params(model)})
+        start = time.perf_counter()
+        row = {"generation": g, **evaluator.evaluate(model, texts, samples, seed=stage_seed(cfg.seed, 0, "eval"))}
+        row["train_mix"] = mix
+        write_json(part / "metrics.json", row)
+        say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
+            f"{k} {row[k]:.4g}" for k in evaluator.headline if k in row))
+        rundir.finish(g, part)
+    accelerator.wait_for_everyone()
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _synthetic_needed(g: int, cfg: Config) -> list[int]:
+    if g == 0:
+        return []
+    return list(range(g)) if cfg.mix.regime == "accumulate" else [g - 1]
+
+
+def _initial_model(g, cfg, rundir, vocab_size, eos):
+    if g == 0 or cfg.train.init == "scratch":
+        return build_model(cfg.model, vocab_size, eos)
+    source = g - 1 if cfg.train.init == "previous" else 0
+    return load_model(rundir.gen(source) / "model")
+
+
+def _check_same_run(rundir: RunDir, cfg: Config, split: dict) -> None:
+    """Resume only the same experiment; `generations` may grow, to extend a run."""
+    saved_path = rundir.root / "config.yaml"
+    if not saved_path.exists():
+        raise TestbedError(f"run_dir={rundir.root} exists but is not a testbed run (no config.yaml); choose another run_dir")
+    saved = load_config(saved_path)
+    changed = [k for k in diff(to_dict(saved), to_dict(cfg)) if k != "generations"]
+    if changed:
+        raise TestbedError(
+            f"run_dir={rundir.root} holds a run with a different config (changed: {', '.join(changed)}); "
+            "use a new run_dir, or the saved config to resume")
+    if read_json(rundir.root / "split.json")["sha256"] != split["sha256"]:
+        raise TestbedError(f"the human corpus changed since run_dir={rundir.root} was started (split.json checksum differs)")
+
+
+def _precision(mode: str) -> str:
+    if mode != "auto":
+        return mode
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _logger(part: Path):
+    f = open(part / "log.txt", "a", encoding="utf-8")
+
+    def log(line: str) -> None:
+        f.write(line + "\n")
+        f.flush()
+    return log
+
+
+def summary(rows: list[dict]) -> str:
+    keys = ["generation", "heldout_ppl", "distinct_2", "rare_token_recall"]
+    keys += [k for k in ("true_excess_ce", "validity_rate", "true_tail_recall") if rows and k in rows[0]]
+    lines = ["  ".join(f"{k:>17}" for k in keys)]
+    for r in rows:
+        lines.append("  ".join(f"{r[k]:>17}" if isinstance(r[k], int) else f"{r[k]:>17.4f}" for k in keys))
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""The training set of each generation: which human and synthetic documents.
+
+Generation 0 trains on the human training split. Generation g >= 1 draws on
+the synthetic corpora written by models 0..g-1 and on the human split, by
+regime:
+  replace     the newest synthetic corpus only (the classic collapse loop)
+  accumulate  the human split and every synthetic corpus so far
+  anchor      the newest synthetic corpus, with a share of human documents
+and by size: `grow` keeps the whole pool, `fixed` subsamples `mix.docs`
+documents from it (accumulate-subsample).
+"""
+import random
+
+from testbed.config import MixConfig
+
+HUMAN = "human"
+
+
+def synthetic_label(generation: int) -> str:
+    """Provenance of text written by the model of `generation`."""
+    return f"synthetic:gen_{generation:03d}"
+
+
+def training_set(generation: int, human: list, synthetic: dict[int, list], cfg: MixConfig,
+                 seed: int, anchor_seed: int) -> list[tuple[str, object]]:
+    """(provenance, document) pairs for `generation`; synthetic[k] is what model k wrote.
+
+    anchor_seed picks the human anchor: the caller keeps it constant across
+    generations for mix.anchor_set=fixed and varies it for fresh.
+    """
+    labelled_human = [(HUMAN, d) for d in human]
+    if generation == 0:
+        return labelled_human
+    newest = [(synthetic_label(generation - 1), d) for d in synthetic[generation - 1]]
+    rng = random.Random(seed)
+    budget = cfg.docs if cfg.docs is not None else len(human)
+    if cfg.regime == "replace":
+        pool = newest
+    elif cfg.regime == "accumulate":
+        pool = labelled_human + [(synthetic_label(k), d) for k in range(generation) for d in synthetic[k]]
+    else:
+        total = budget if cfg.size == "fixed" else len(newest)
+        n_human = min(round(cfg.anchor_fraction * total), len(human))
+        anchor = random.Random(anchor_seed).sample(labelled_human, n_human)
+        rest = rng.sample(newest, min(total - n_human, len(newest)))
+        return anchor + rest
+    if cfg.size == "fixed" and len(pool) > budget:
+        pool = rng.sample(pool, budget)
+    return pool
+
+
+def composition(examples: list[tuple[str, object]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for label, _ in examples:
+        counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items()))

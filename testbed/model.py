@@ -1,0 +1,70 @@
+"""GPT-2 decoders in named sizes, saved and loaded in Hugging Face format.
+
+GPT-2 rather than Llama: at these sizes the two train alike, GPT-2 has the
+fewest moving parts (learned positions, LayerNorm, GELU), and it is the
+architecture nanoGPT and most published collapse loops use, so results
+compare with theirs.
+"""
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+from testbed.config import ModelConfig
+
+# Parameter counts are for vocab 2048 (embeddings tied with the output layer).
+PRESETS = {
+    "nano": dict(n_layer=2, n_embd=96, n_head=2, context=128),  # ~0.4M
+    "tiny": dict(n_layer=4, n_embd=128, n_head=4, context=128),  # ~1.1M
+    "small": dict(n_layer=6, n_embd=256, n_head=8, context=256),  # ~5.3M
+    "medium": dict(n_layer=8, n_embd=384, n_head=8, context=512),  # ~15M
+    "large": dict(n_layer=8, n_embd=576, n_head=12, context=512),  # ~33M
+}
+
+
+def resolve(cfg: ModelConfig) -> dict:
+    """The preset with any explicitly set fields laid over it."""
+    dims = dict(PRESETS[cfg.preset])
+    for key in dims:
+        if getattr(cfg, key) is not None:
+            dims[key] = getattr(cfg, key)
+    return dims
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int) -> GPT2LMHeadModel:
+    dims = resolve(cfg)
+    if dims["n_embd"] % dims["n_head"]:
+        from testbed import TestbedError
+
+        raise TestbedError(f"model.n_embd={dims['n_embd']} must be divisible by model.n_head={dims['n_head']}")
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=dims["context"],
+        n_embd=dims["n_embd"],
+        n_layer=dims["n_layer"],
+        n_head=dims["n_head"],
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+        # Dropout only slows a model that sees each token once or twice.
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def context_length(model) -> int:
+    return model.config.n_positions
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_model(model, path: str | Path) -> None:
+    model.save_pretrained(str(path), safe_serialization=True)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu"):
+    return AutoModelForCausalLM.from_pretrained(str(path)).to(device)

@@ -1,0 +1,113 @@
+"""The run directory: layout, atomic writes, the lock, and what is finished.
+
+runs/<name>/
+  config.yaml     the resolved config: the run's identity
+  split.json      which human documents are held out
+  tokenizer/      the run's BPE (PreTrainedTokenizerFast files)
+  reference.json  the human text's own scores at the evaluation sizes
+  gen_000/        model/, corpus.jsonl, metrics.json, train.json, log.txt, DONE
+  metrics.jsonl   one row per finished generation, rebuilt from gen_*/metrics.json
+
+A generation is built in gen_NNN.partial/ and renamed to gen_NNN/ only after
+its DONE marker is written, so a killed run never leaves a generation that
+looks finished; the next run deletes the partial one and starts it again.
+"""
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from testbed import TestbedError
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write then rename: a reader sees the old file or the whole new one, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_jsonl(path: Path, rows) -> None:
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path) -> list:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class RunDir:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._lock = None
+
+    def gen(self, g: int) -> Path:
+        return self.root / f"gen_{g:03d}"
+
+    def finished(self, g: int) -> bool:
+        return (self.gen(g) / "DONE").exists()
+
+    def finished_generations(self) -> list[int]:
+        gens = sorted(int(p.name[4:]) for p in self.root.glob("gen_[0-9][0-9][0-9]") if (p / "DONE").exists())
+        return gens
+
+    def lock(self) -> None:
+        """One run per directory: a second process would interleave generations."""
+        self._lock = open(self.root / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TestbedError(f"run_dir={self.root} is in use by another testbed run; wait for it or choose another run_dir") from None
+
+    def begin(self, g: int) -> Path:
+        """A clean working folder for generation g; leftovers of a killed attempt are removed."""
+        part = self.root / f"gen_{g:03d}.partial"
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir()
+        return part
+
+    def finish(self, g: int, part: Path) -> Path:
+        (part / "DONE").write_text("")
+        os.replace(part, self.gen(g))
+        self.rebuild_metrics()
+        return self.gen(g)
+
+    def rebuild_metrics(self) -> None:
+        rows = [read_json(self.gen(g) / "metrics.json") for g in self.finished_generations()]
+        write_jsonl(self.root / "metrics.jsonl", rows)
+
+
+def create(root: Path, files: dict[str, str], dirs: dict[str, callable]) -> None:
+    """Make a new run directory whole or not at all: built beside it, then renamed into place.
+
+    files: name -> text; dirs: name -> function that fills the given folder.
+    """
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        for name, fill in dirs.items():
+            fill(tmp / name)
+        os.rename(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,93 @@
+"""Training one generation: packed blocks, AdamW, warmup + cosine, accelerate.
+
+The loop is the one in transformers' run_clm_no_trainer.py: prepare,
+accumulate, clip, step. accelerate places the model, runs bf16/fp16 on a GPU
+and shards batches across processes under `accelerate launch`.
+"""
+import math
+import random
+import time
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+from tqdm.auto import tqdm
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+from testbed import TestbedError
+from testbed.config import TrainConfig
+
+
+def pack(docs: list[list[int]], eos_id: int, block: int, seed: int) -> torch.Tensor:
+    """Documents in a seeded order, each preceded by EOS, cut into (N, block) rows.
+
+    The leading EOS is what the sampler prompts with, so a model learns how
+    documents start; the tail that does not fill a block is dropped.
+    """
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    stream = []
+    for i in order:
+        stream.append(eos_id)
+        stream.extend(docs[i])
+    n_blocks = len(stream) // block
+    if n_blocks == 0:
+        raise TestbedError(
+            f"the training set has {len(stream)} tokens, fewer than one block of model.context={block}; "
+            "add documents or lower model.context"
+        )
+    return torch.tensor(stream[: n_blocks * block], dtype=torch.long).view(n_blocks, block)
+
+
+def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int, log=None, desc: str = "train") -> dict:
+    """Train in place for cfg.tokens tokens (several passes over a small set, part of one over a large one)."""
+    block = blocks.shape[1]
+    per_step = cfg.batch_size * cfg.grad_accum * block * accelerator.num_processes
+    steps = max(1, math.ceil(cfg.tokens / per_step))
+    sampler = RandomSampler(
+        blocks, num_samples=steps * cfg.batch_size * cfg.grad_accum * accelerator.num_processes,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    loader = DataLoader(TensorDataset(blocks), batch_size=cfg.batch_size, sampler=sampler)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95),
+    )
+    # accelerate steps a prepared scheduler once per process, hence the factor.
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=int(cfg.warmup * steps) * accelerator.num_processes,
+        num_training_steps=steps * accelerator.num_processes,
+        min_lr_rate=cfg.min_lr_ratio,
+    )
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model.train()
+    start = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, unit="step", disable=None if accelerator.is_main_process else True, leave=False)
+    step, ema = 0, None
+    for (x,) in loader:
+        with accelerator.accumulate(model):
+            loss = model(input_ids=x, labels=x).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        if accelerator.sync_gradients:
+            step += 1
+            value = loss.item()
+            ema = value if ema is None else 0.95 * ema + 0.05 * value
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.3f}")
+            if log is not None and (step % 50 == 0 or step == steps):
+                log(f"step {step}/{steps} loss {value:.4f} lr {scheduler.get_last_lr()[0]:.2e}")
+    bar.close()
+    seconds = time.perf_counter() - start
+    tokens = steps * per_step
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    accelerator.free_memory()
+    return {"model": model, "steps": steps, "tokens": tokens, "seconds": seconds,
+            "tokens_per_s": tokens / seconds, "final_loss": ema}
