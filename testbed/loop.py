@@ -22,9 +22,9 @@ from testbed.corpus.sources import load_documents, source_name
 from testbed.corpus.split import split_documents
 from testbed.metrics.suite import Evaluator
 from testbed.mix import composition, synthetic_label, training_set
-from testbed.model import build_model, load_model, n_params, save_model
+from testbed.model import build_model, load_model, n_params, resolve, save_model
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json, write_jsonl
-from testbed.sample import sample_corpus
+from testbed.sample import max_new_tokens, sample_corpus
 from testbed.tokenizer import encode, load_tokenizer, train_tokenizer
 from testbed.train import pack, train
 
@@ -45,19 +45,20 @@ def run(cfg: Config, say=print) -> list[dict]:
     split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data))
     train_texts = [docs[i] for i in split["train"]]
     heldout_texts = [docs[i] for i in split["heldout"]]
-    if rundir.root.exists():
+    fresh = not rundir.root.exists()
+    if fresh:
+        tokenizer = train_tokenizer(train_texts, cfg.tokenizer.vocab_size)
+    else:
         _check_same_run(rundir, cfg, split)
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
-    else:
-        tokenizer = train_tokenizer(train_texts, cfg.tokenizer.vocab_size)
-        if main:
-            create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(split) + "\n"},
-                   {"tokenizer": tokenizer.save_pretrained})
+    human = encode(tokenizer, train_texts)
+    _preflight(cfg, human)
+    if fresh and main:
+        create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(split) + "\n"},
+               {"tokenizer": tokenizer.save_pretrained})
     accelerator.wait_for_everyone()
     if main:
         rundir.lock()
-    eos = tokenizer.eos_token_id
-    human = encode(tokenizer, train_texts)
     evaluator = Evaluator(cfg, tokenizer, train_texts, heldout_texts, autocast=accelerator.autocast,
                           truth_seed=stage_seed(cfg.seed, 0, "truth"))
     if main and not (rundir.root / "reference.json").exists():
@@ -68,10 +69,16 @@ def run(cfg: Config, say=print) -> list[dict]:
     done = rundir.finished_generations()
     if done:
         say(f"resuming after generation {done[-1]} (finished: {', '.join(map(str, done))})")
-    for g in range(cfg.generations + 1):
-        if rundir.finished(g):
-            continue
-        _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say)
+    try:
+        for g in range(cfg.generations + 1):
+            if not rundir.finished(g):
+                _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say)
+    except TestbedError:
+        # A new run that fails before its first generation would otherwise leave a
+        # directory that blocks the corrected command ("different config").
+        if fresh and main and not rundir.finished_generations():
+            shutil.rmtree(rundir.root, ignore_errors=True)
+        raise
     rows = read_jsonl(rundir.root / "metrics.jsonl")
     say(summary(rows))
     return rows
@@ -130,6 +137,22 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say):
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _preflight(cfg: Config, human: list[list[int]]) -> None:
+    """Size checks that need the tokenized corpus, made before anything is written."""
+    dims = resolve(cfg.model)
+    context = dims["context"]
+    if dims["n_embd"] % dims["n_head"]:
+        raise TestbedError(f"model.n_embd={dims['n_embd']} must be divisible by model.n_head={dims['n_head']}")
+    max_new_tokens(cfg.sample, context)
+    tokens = sum(len(d) + 1 for d in human)
+    if tokens < context:
+        raise TestbedError(
+            f"the human training split has {tokens} tokens, fewer than one block of model.context={context}; "
+            "add documents or lower model.context")
+    if cfg.sample.prompt == "human" and not any(len(d) >= cfg.sample.prompt_tokens for d in human):
+        raise TestbedError(f"sample.prompt=human: no human document has sample.prompt_tokens={cfg.sample.prompt_tokens} tokens")
 
 
 def _synthetic_needed(g: int, cfg: Config) -> list[int]:

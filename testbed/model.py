@@ -33,10 +33,6 @@ def resolve(cfg: ModelConfig) -> dict:
 
 def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int) -> GPT2LMHeadModel:
     dims = resolve(cfg)
-    if dims["n_embd"] % dims["n_head"]:
-        from testbed import TestbedError
-
-        raise TestbedError(f"model.n_embd={dims['n_embd']} must be divisible by model.n_head={dims['n_head']}")
     config = GPT2Config(
         vocab_size=vocab_size,
         n_positions=dims["context"],

@@ -1,0 +1,89 @@
+"""Bad input: one clear line naming the key or file, exit status 2, nothing written."""
+import subprocess
+import sys
+
+import pytest
+
+from testbed.cli import main
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"run_dir: {tmp_path / 'run'}\nmodel:\n  preset: nano\n  context: 64\ntokenizer:\n  vocab_size: 300\n")
+    return path
+
+
+def fails(capsys, tmp_path, argv, *needles):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert not (tmp_path / "run").exists(), "a failed run left its directory behind"
+    return err
+
+
+def corpus(tmp_path, content: bytes, name="c.txt"):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return f"data.path={path}"
+
+
+def test_missing_config_file(capsys, tmp_path):
+    fails(capsys, tmp_path, ["run", str(tmp_path / "nope.yaml")], "config file not found", "nope.yaml")
+
+
+def test_unknown_key_names_it_and_the_allowed_keys(capsys, tmp_path, config):
+    fails(capsys, tmp_path, ["run", str(config), "model.n_layers=2"], "model.n_layers", "did you mean model.n_layer", "allowed keys")
+
+
+def test_wrong_type(capsys, tmp_path, config):
+    fails(capsys, tmp_path, ["run", str(config), "generations=three"], "generations", "expected int")
+
+
+def test_negative_size(capsys, tmp_path, config):
+    fails(capsys, tmp_path, ["run", str(config), "train.tokens=-100"], "train.tokens=-100", ">= 1")
+
+
+def test_bad_choice_lists_the_choices(capsys, tmp_path, config):
+    fails(capsys, tmp_path, ["run", str(config), "mix.regime=mixed"], "mix.regime", "replace, accumulate, anchor")
+
+
+def test_missing_data_file(capsys, tmp_path, config):
+    fails(capsys, tmp_path, ["run", str(config), "data.source=local", f"data.path={tmp_path / 'gone.txt'}"],
+          "data.path=", "gone.txt", "file not found")
+
+
+def test_empty_corpus(capsys, tmp_path, config):
+    fails(capsys, tmp_path, ["run", str(config), "data.source=local", corpus(tmp_path, b"\n \n\n")], "corpus is empty")
+
+
+def test_corpus_smaller_than_a_block(capsys, tmp_path, config):
+    fails(capsys, tmp_path, ["run", str(config), "data.source=local", corpus(tmp_path, b"a cat\na dog\nthe end\n"),
+                             "data.heldout_docs=1"], "fewer than one block of model.context=64")
+
+
+def test_non_utf8_bytes(capsys, tmp_path, config):
+    fails(capsys, tmp_path, ["run", str(config), "data.source=local", corpus(tmp_path, b"fine\ncaf\xe9\n")],
+          "not UTF-8", "offset 8")
+
+
+def test_unreachable_hub(capsys, tmp_path, config, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    fails(capsys, tmp_path, ["run", str(config), "data.source=hub", "data.name=roneneldan/TinyStories"],
+          "data.name=roneneldan/TinyStories", "could not be reached", "data.source=storyworld", "data.source=local")
+
+
+def test_held_out_larger_than_corpus(capsys, tmp_path, config):
+    fails(capsys, tmp_path, ["run", str(config), "data.source=local", corpus(tmp_path, b"a\nb\nc\n"),
+                             "data.heldout_docs=5"], "data.heldout_docs=5")
+
+
+def test_the_installed_command_exits_non_zero_with_one_line(tmp_path, config):
+    done = subprocess.run([sys.executable, "-m", "testbed.cli", "run", str(config), "sample.top_p=1.5"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: sample.top_p=1.5 must be in (0, 1] (1 turns it off)"]
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,113 @@
+"""End to end: the whole generation loop on a tiny config, and resuming after a kill."""
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from testbed import TestbedError
+from testbed.config import load_config
+from testbed.loop import run
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINYSTORIES = SHARED / "tinystories-sample.txt"
+
+pytestmark = pytest.mark.e2e
+
+
+def tiny(run_dir, *extra):
+    if not TINYSTORIES.exists():
+        pytest.skip(f"shared corpus not found at {TINYSTORIES} (../shared/data is absent)")
+    return load_config(None, [
+        f"run_dir={run_dir}", "generations=2", "data.source=local", f"data.path={TINYSTORIES}",
+        "data.separator=paragraph", "data.max_docs=600", "data.heldout_docs=60", "tokenizer.vocab_size=512",
+        "model.preset=nano", "model.context=64", "train.tokens=12000", "train.batch_size=8",
+        "sample.size=80", "sample.batch_size=40", "eval.sample_words=1500", *extra])
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def test_run_writes_the_documented_run_directory(tmp_path):
+    cfg = tiny(tmp_path / "run")
+    rows = run(cfg, say=quiet)
+    root = tmp_path / "run"
+    assert [r["generation"] for r in rows] == [0, 1, 2]
+    for key in ("generation", "heldout_ppl", "distinct_2", "rare_token_recall"):
+        assert all(key in r for r in rows), key
+    assert all(r["heldout_ppl"] > 1 and 0 <= r["rare_token_recall"] <= 1 for r in rows)
+    assert rows[1]["train_mix"] == {"synthetic:gen_000": 80}  # replace: the newest corpus only
+    for name in ("config.yaml", "split.json", "reference.json", "tokenizer/tokenizer.json", "metrics.jsonl"):
+        assert (root / name).exists(), name
+    for g in range(3):
+        gen = root / f"gen_{g:03d}"
+        for name in ("DONE", "model/model.safetensors", "model/config.json", "corpus.jsonl", "corpus.json",
+                     "metrics.json", "train.json", "log.txt"):
+            assert (gen / name).exists(), f"gen_{g:03d}/{name}"
+        corpus = [json.loads(line) for line in open(gen / "corpus.jsonl")]
+        assert len(corpus) == 80 and {r["source"] for r in corpus} == {f"synthetic:gen_{g:03d}"}
+        sampling = json.loads((gen / "corpus.json").read_text())["sampling"]
+        assert (sampling["temperature"], sampling["top_k"], sampling["top_p"]) == (1.0, 0, 1.0)
+    model = AutoModelForCausalLM.from_pretrained(root / "gen_002" / "model")
+    assert model.config.n_positions == 64
+    assert not list(root.glob("*.partial"))
+    # The saved config is the run's identity and loads back as the same config.
+    assert load_config(root / "config.yaml") == cfg
+
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
+    reference = run(tiny(tmp_path / "straight"), say=quiet)
+
+    import testbed.loop as loop
+
+    real_sample = loop.sample_corpus
+    calls = []
+
+    def killed_in_generation_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # generation 2, after its model was trained and saved
+            raise KeyboardInterrupt
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sample_corpus", killed_in_generation_2)
+    cfg = tiny(tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, say=quiet)
+    root = tmp_path / "killed"
+    assert (root / "gen_001" / "DONE").exists() and not (root / "gen_002").exists()
+    assert (root / "gen_002.partial").exists()
+    assert [json.loads(line)["generation"] for line in open(root / "metrics.jsonl")] == [0, 1]
+    finished = (root / "gen_001" / "model" / "model.safetensors").read_bytes()
+
+    monkeypatch.setattr(loop, "sample_corpus", real_sample)
+    lines = []
+    resumed = run(cfg, say=lines.append)
+    assert any("resuming after generation 1" in line for line in lines)
+    assert not any(line.startswith("gen 0/") or line.startswith("gen 1/") for line in lines)  # not redone
+    assert (root / "gen_001" / "model" / "model.safetensors").read_bytes() == finished
+    assert not (root / "gen_002.partial").exists()
+    assert resumed == reference  # exact: every stage is seeded from (seed, generation, stage)
+
+
+def test_a_different_config_on_an_existing_run_is_refused(tmp_path):
+    run(tiny(tmp_path / "run", "generations=0"), say=quiet)
+    with pytest.raises(TestbedError, match=r"different config \(changed: seed\)"):
+        run(tiny(tmp_path / "run", "generations=0", "seed=1"), say=quiet)
+
+
+def test_more_generations_extend_a_finished_run(tmp_path):
+    first = run(tiny(tmp_path / "run", "generations=0"), say=quiet)
+    lines = []
+    extended = run(tiny(tmp_path / "run", "generations=1"), say=lines.append)
+    assert extended[0] == first[0] and [r["generation"] for r in extended] == [0, 1]
+
+
+@pytest.mark.parametrize("regime,expected", [
+    ("accumulate", {"human": 540, "synthetic:gen_000": 80}),
+    ("anchor", {"human": 20, "synthetic:gen_000": 60}),
+])
+def test_regimes_shape_the_training_set(tmp_path, regime, expected):
+    rows = run(tiny(tmp_path / "run", "generations=1", f"mix.regime={regime}", "mix.anchor_fraction=0.25",
+                    "train.init=previous"), say=quiet)
+    assert rows[1]["train_mix"] == expected
