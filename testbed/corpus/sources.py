@@ -4,7 +4,6 @@ Every source goes through `datasets` and comes out as a plain list of
 document strings, so the rest of the run never asks where text came from.
 """
 import codecs
-import os
 from pathlib import Path
 
 from testbed import TestbedError
@@ -79,12 +78,12 @@ def _hub(data: DataConfig):
     try:
         rows = load_dataset(data.name, split=data.split, streaming=True)
         first = next(iter(rows.take(1)), None)
-    except Exception as e:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
-        why = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set" if offline else _first_line(e)
+    except (ConnectionError, TimeoutError) as e:  # datasets raises ConnectionError when offline, too
         raise TestbedError(
-            f"data.name={data.name}: the Hugging Face Hub could not be reached ({why}); {_OFFLINE_OPTIONS}"
+            f"data.name={data.name}: the Hugging Face Hub could not be reached ({_first_line(e)}); {_OFFLINE_OPTIONS}"
         ) from None
+    except Exception as e:
+        raise TestbedError(f"data.name={data.name} split={data.split}: could not be loaded ({_first_line(e)})") from None
     if first is not None and data.text_field not in first:
         raise TestbedError(f"data.text_field={data.text_field}: no such column in {data.name}; columns: {', '.join(first)}")
     return rows
