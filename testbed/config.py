@@ -54,7 +54,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup: float = 0.05  # share of steps spent warming up
     weight_decay: float = 0.1
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 where the GPU has it, else fp32
+    # auto: bf16 where the GPU has it, else fp32. ("fp32", not accelerate's "no": YAML reads an unquoted no as false.)
+    mixed_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # How generation g >= 1 starts: fresh weights, generation g-1's, or generation 0's.
     init: Literal["scratch", "previous", "first"] = "scratch"
 
@@ -127,14 +128,14 @@ class Config:
         for key, low in minimum.items():
             if _get(self, key) < low:
                 raise TestbedError(f"{key}={_get(self, key)} must be >= {low}")
-        if self.train.lr <= 0:
+        if not self.train.lr > 0:  # written so that NaN fails too
             raise TestbedError(f"train.lr={self.train.lr} must be > 0")
         for key in ("data.max_docs", "model.n_layer", "model.n_embd", "model.n_head", "model.context",
                     "mix.docs", "eval.heldout_docs", "sample.max_new_tokens"):
             value = _get(self, key)
             if value is not None and value <= 0:
                 raise TestbedError(f"{key}={value} must be > 0 (or null for the default)")
-        if self.sample.temperature <= 0:
+        if not self.sample.temperature > 0:
             raise TestbedError(f"sample.temperature={self.sample.temperature} must be > 0")
         if self.sample.top_k < 0:
             raise TestbedError(f"sample.top_k={self.sample.top_k} must be >= 0 (0 turns it off)")
@@ -144,6 +145,8 @@ class Config:
             raise TestbedError(f"mix.anchor_fraction={self.mix.anchor_fraction} must be in [0, 1]")
         if not 0 <= self.train.warmup < 1:
             raise TestbedError(f"train.warmup={self.train.warmup} must be in [0, 1)")
+        if not self.train.weight_decay >= 0:
+            raise TestbedError(f"train.weight_decay={self.train.weight_decay} must be >= 0")
         if not 0 <= self.train.min_lr_ratio <= 1:
             raise TestbedError(f"train.min_lr_ratio={self.train.min_lr_ratio} must be in [0, 1]")
         if self.data.source == "local" and not self.data.path:
@@ -172,13 +175,20 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         node = raw
         *parents, leaf = key.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or a section left empty in the file
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise TestbedError(f"override {item!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(value) if value else None
+        node[leaf] = _Raw(value)
     cfg = _build(Config, raw, "")
     cfg.validate()
     return cfg
+
+
+class _Raw(str):
+    """A command-line value, read by the type of its key: `separator=---` stays a
+    string, `generations=5` becomes an int, where plain YAML would turn the first into null."""
 
 
 def to_dict(cfg: Config) -> dict:
@@ -205,6 +215,10 @@ def _build(cls, raw, prefix: str):
 
 
 def _coerce(tp, value, key: str):
+    if isinstance(value, _Raw):
+        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+        text = _is_text(tp) and not quoted and value.lower() not in ("null", "~", "")
+        value = str(value) if text else yaml.safe_load(value or "null")
     if dataclasses.is_dataclass(tp):
         return _build(tp, value if value is not None else {}, key + ".")
     origin = typing.get_origin(tp)
@@ -225,6 +239,13 @@ def _coerce(tp, value, key: str):
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise TestbedError(f"{key}={value!r} has the wrong type: expected {tp.__name__}, got {type(value).__name__}")
     return value
+
+
+def _is_text(tp) -> bool:
+    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    if typing.get_origin(tp) is Literal:
+        return all(isinstance(a, str) for a in args)
+    return all(a is str for a in args)
 
 
 def _get(cfg, dotted: str):

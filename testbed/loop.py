@@ -141,10 +141,7 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say):
 
 def _preflight(cfg: Config, human: list[list[int]]) -> None:
     """Size checks that need the tokenized corpus, made before anything is written."""
-    dims = resolve(cfg.model)
-    context = dims["context"]
-    if dims["n_embd"] % dims["n_head"]:
-        raise TestbedError(f"model.n_embd={dims['n_embd']} must be divisible by model.n_head={dims['n_head']}")
+    context = resolve(cfg.model)["context"]
     max_new_tokens(cfg.sample, context)
     tokens = sum(len(d) + 1 for d in human)
     if tokens < context:
@@ -184,9 +181,10 @@ def _check_same_run(rundir: RunDir, cfg: Config, split: dict) -> None:
 
 
 def _precision(mode: str) -> str:
-    if mode != "auto":
-        return mode
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    """accelerate's name for the configured precision."""
+    if mode == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return "no" if mode == "fp32" else mode
 
 
 def _logger(part: Path):

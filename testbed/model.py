@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
+from testbed import TestbedError
 from testbed.config import ModelConfig
 
 # Parameter counts are for vocab 2048 (embeddings tied with the output layer).
@@ -28,6 +29,8 @@ def resolve(cfg: ModelConfig) -> dict:
     for key in dims:
         if getattr(cfg, key) is not None:
             dims[key] = getattr(cfg, key)
+    if dims["n_embd"] % dims["n_head"]:
+        raise TestbedError(f"model.n_embd={dims['n_embd']} must be divisible by model.n_head={dims['n_head']}")
     return dims
 
 

@@ -31,10 +31,17 @@ def write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; run files are for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, obj) -> None:
@@ -107,6 +114,7 @@ def create(root: Path, files: dict[str, str], dirs: dict[str, callable]) -> None
             (tmp / name).write_text(text, encoding="utf-8")
         for name, fill in dirs.items():
             fill(tmp / name)
+        os.chmod(tmp, 0o777 & ~_umask())
         os.rename(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -31,12 +31,18 @@ def load_documents(data: DataConfig, seed: int) -> list[str]:
     else:
         rows = _hub(data)
     docs = []
-    for text in _texts(rows, data):
-        text = text.strip()
-        if text:
-            docs.append(text)
-            if data.max_docs is not None and len(docs) >= data.max_docs:
-                break
+    try:
+        for text in _texts(rows, data):
+            text = text.strip()
+            if text:
+                docs.append(text)
+                if data.max_docs is not None and len(docs) >= data.max_docs:
+                    break
+    except TestbedError:
+        raise
+    except Exception as e:  # streaming parses while iterating: a malformed row surfaces here
+        where = f"data.path={data.path}" if data.source == "local" else f"data.name={data.name}"
+        raise TestbedError(f"{where}: could not be read after {len(docs)} documents ({_first_line(e)})") from None
     if not docs:
         where = data.path if data.source == "local" else source_name(data)
         raise TestbedError(f"{where}: the corpus is empty (no non-blank documents); check data.separator and data.text_field")
@@ -64,6 +70,7 @@ def _local(data: DataConfig):
         _check_utf8(path)
     kwargs = {}
     if builder == "text":
+        kwargs["encoding"] = "utf-8-sig"  # a byte-order mark is not text
         kwargs["sample_by"] = data.separator if data.separator in ("line", "paragraph") else "document"
     # Streaming reads the file where it lies instead of copying it into an Arrow cache.
     try:
@@ -110,11 +117,13 @@ def _check_utf8(path: Path) -> None:
     offset = 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
+            carried = len(decoder.getstate()[0])  # bytes of a character begun in the previous chunk
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as e:
                 raise TestbedError(
-                    f"data.path={path}: not UTF-8 (invalid byte at offset {offset + e.start}); re-encode the file as UTF-8"
+                    f"data.path={path}: not UTF-8 (invalid byte at offset {offset - carried + e.start}); "
+                    "re-encode the file as UTF-8"
                 ) from None
             offset += len(chunk)
         try:

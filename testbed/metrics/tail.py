@@ -14,7 +14,7 @@ def word_counts(docs: list[list[str]]) -> Counter:
 
 def rare_types(counts: Counter, max_count: int) -> set[str]:
     """Word types occurring at least once and at most max_count times."""
-    return {w for w, c in counts.items() if c <= max_count}
+    return {w for w, c in counts.items() if 0 < c <= max_count}
 
 
 def recall(rare: set[str], sample: list[list[str]]) -> float:

@@ -1,0 +1,59 @@
+import os
+
+# datasets and huggingface_hub read these when they are first imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from testbed.config import ModelConfig  # noqa: E402
+
+# The test models are tiny: intra-op threads only add synchronisation, which on a
+# busy 2-core machine made a forward pass 20-100x slower.
+torch.set_num_threads(1)
+from testbed.model import build_model  # noqa: E402
+
+EOS_ID = 0
+VOCAB = 64
+
+
+@pytest.fixture
+def make_model():
+    """A random 1-layer GPT-2 (context 32, vocab 64, EOS id 0), seeded."""
+    def make(seed: int = 0, vocab: int = VOCAB, context: int = 32):
+        torch.manual_seed(seed)
+        return build_model(ModelConfig(n_layer=1, n_embd=32, n_head=2, context=context), vocab, EOS_ID).eval()
+    return make
+
+
+@pytest.fixture
+def eos_bias():
+    """eos_bias(model, b) adds b to the EOS logit on every forward (GPT-2's output layer has no bias)."""
+    handles = []
+
+    def add(model, bias: float):
+        def hook(module, args, out):
+            out = out.clone()
+            out[..., EOS_ID] += bias
+            return out
+        handles.append(model.lm_head.register_forward_hook(hook))
+    yield add
+    for h in handles:
+        h.remove()
+
+
+@pytest.fixture(scope="session")
+def words_corpus():
+    """A few hundred varied English words, enough for a 300-token BPE."""
+    text = (
+        "Once upon a time a small fox lived near the river. Every morning she ran through the tall grass, "
+        "looking for berries, mushrooms and shiny stones. Her friend the owl watched from an old oak tree "
+        "and told her stories about the mountains, the sea and the city far away. One day a storm came: "
+        "thunder rolled, rain poured, and the river rose over its banks. The fox helped the rabbits carry "
+        "their children to the hill, while the owl guided the ducks. When the sun returned, everybody "
+        "thanked them with a feast of apples, honey, carrots and warm bread. Lily's brother didn't believe "
+        "the story at first, but the quiet village remembered that brave night for many years. "
+        "Jumping zebras quickly vexed the wizard; seven bright kites flew above purple hills."
+    )
+    return [s.strip() for s in text.split(". ") if s.strip()] * 3

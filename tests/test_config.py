@@ -1,0 +1,228 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from testbed import TestbedError
+from testbed.config import Config, diff, load_config, to_dict, to_yaml
+
+
+def test_defaults_load():
+    cfg = load_config(None)
+    assert cfg == Config()
+    assert (cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p) == (1.0, 0, 1.0)  # pure ancestral
+    assert cfg.data.source == "storyworld" and cfg.model.preset == "tiny"
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_load_and_round_trip(tmp_path, path):
+    cfg = load_config(path)
+    (tmp_path / "c.yaml").write_text(to_yaml(cfg))
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize("source", ["override", "file"])
+def test_full_precision_is_fp32_in_files_and_overrides(tmp_path, source):
+    # "fp32", not accelerate's "no", which YAML 1.1 would read as false in a file.
+    if source == "override":
+        cfg = load_config(None, ["train.mixed_precision=fp32"])
+    else:
+        path = tmp_path / "c.yaml"
+        path.write_text("train:\n  mixed_precision: fp32\n")
+        cfg = load_config(path)
+    assert cfg.train.mixed_precision == "fp32"
+
+
+def test_command_line_strings_stay_strings():
+    # Plain YAML would read --- as null, no as false and 123 as an int.
+    cfg = load_config(None, ["data.separator=---", "data.name=no", "run_dir=123", "data.text_field='quoted'"])
+    assert (cfg.data.separator, cfg.data.name, cfg.run_dir, cfg.data.text_field) == ("---", "no", "123", "quoted")
+
+
+def test_nested_overrides():
+    cfg = load_config(None, ["model.n_layer=2", "sample.top_p=0.9", "seed=7", "data.separator=<|endoftext|>",
+                             "mix.docs=100", "run_dir=/tmp/x"])
+    assert cfg.model.n_layer == 2 and cfg.model.preset == "tiny"
+    assert cfg.sample.top_p == 0.9 and cfg.seed == 7 and cfg.mix.docs == 100 and cfg.run_dir == "/tmp/x"
+    assert cfg.data.separator == "<|endoftext|>"
+
+
+def test_int_for_float_is_coerced_and_number_for_str():
+    cfg = load_config(None, ["train.lr=1", "data.name=2024"])
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.data.name == "2024"
+
+
+def test_empty_override_value_is_null():
+    assert load_config(None, ["data.max_docs=5", "data.max_docs="]).data.max_docs is None
+
+
+def test_override_beats_file_and_keeps_siblings(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 3\nmodel:\n  preset: nano\n  n_layer: 1\n")
+    cfg = load_config(path, ["model.n_layer=2"])
+    assert (cfg.seed, cfg.model.preset, cfg.model.n_layer) == (3, "nano", 2)
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = load_config(None, ["data.source=local", "data.path=/data/c.txt", "data.separator=<|endoftext|>",
+                             "data.max_docs=10", "run_dir=123", "data.name='yes'", "mix.regime=anchor",
+                             "sample.top_p=0.95", "train.lr=0.0005", "model.context=64"])
+    path = tmp_path / "c.yaml"
+    path.write_text(to_yaml(cfg))
+    again = load_config(path)
+    assert again == cfg
+    assert again.run_dir == "123" and again.data.name == "yes"  # strings that YAML would read as int/bool
+
+
+def test_unknown_top_level_key_names_it_and_the_allowed_keys():
+    with pytest.raises(TestbedError) as e:
+        load_config(None, ["seeed=1"])
+    msg = str(e.value)
+    assert "unknown config key seeed" in msg and "did you mean seed?" in msg
+    assert "allowed keys: run_dir, seed, generations, data, tokenizer, model, train, sample, mix, eval" in msg
+
+
+def test_unknown_nested_key_names_it_and_the_allowed_keys():
+    with pytest.raises(TestbedError) as e:
+        load_config(None, ["model.n_layers=2"])
+    msg = str(e.value)
+    assert "unknown config key model.n_layers" in msg and "did you mean model.n_layer?" in msg
+    assert "allowed keys: model.preset, model.n_layer, model.n_embd, model.n_head, model.context" in msg
+
+
+def test_unknown_key_in_a_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learning_rate: 0.1\n")
+    with pytest.raises(TestbedError, match=r"unknown config key train\.learning_rate.*allowed keys: train\.tokens"):
+        load_config(path)
+
+
+def test_unknown_key_without_close_match_has_no_suggestion():
+    with pytest.raises(TestbedError) as e:
+        load_config(None, ["model.zzzzzz=1"])
+    assert "did you mean" not in str(e.value) and "model.zzzzzz" in str(e.value)
+
+
+@pytest.mark.parametrize("override, needles", [
+    ("generations=three", ["generations='three'", "expected int", "got str"]),
+    ("train.lr=abc", ["train.lr='abc'", "expected float"]),
+    ("seed=true", ["seed=True", "expected int", "got bool"]),
+    ("train.tokens=1.5", ["train.tokens=1.5", "expected int", "got float"]),
+    ("data.max_docs=many", ["data.max_docs='many'", "expected int"]),
+])
+def test_wrong_type_names_key_and_expected_type(override, needles):
+    with pytest.raises(TestbedError) as e:
+        load_config(None, [override])
+    for n in needles:
+        assert n in str(e.value), (n, str(e.value))
+
+
+def test_section_given_a_scalar():
+    with pytest.raises(TestbedError, match="model must be a mapping"):
+        load_config(None, ["model=3"])
+
+
+def test_literal_lists_the_choices():
+    with pytest.raises(TestbedError, match=r"mix\.regime='mixed' is not allowed; choose one of: replace, accumulate, anchor"):
+        load_config(None, ["mix.regime=mixed"])
+    with pytest.raises(TestbedError, match=r"model\.preset.*nano, tiny, small, medium, large"):
+        load_config(None, ["model.preset=huge"])
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("train.tokens=-100", "train.tokens=-100 must be >= 1"),
+    ("generations=-1", "generations=-1 must be >= 0"),
+    ("data.heldout_docs=0", "data.heldout_docs=0 must be >= 1"),
+    ("tokenizer.vocab_size=256", "tokenizer.vocab_size=256 must be >= 257"),
+    ("sample.size=0", "sample.size=0 must be >= 1"),
+    ("mix.docs=-5", "mix.docs=-5 must be > 0"),
+    ("model.n_layer=0", "model.n_layer=0 must be > 0"),
+    ("sample.max_new_tokens=-1", "sample.max_new_tokens=-1 must be > 0"),
+    ("data.max_docs=0", "data.max_docs=0 must be > 0"),
+    ("eval.heldout_docs=-2", "eval.heldout_docs=-2 must be > 0"),
+])
+def test_negative_sizes_rejected_with_the_key(override, needle):
+    with pytest.raises(TestbedError) as e:
+        load_config(None, [override])
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.lr=0", "train.lr"), ("sample.temperature=0", "sample.temperature"), ("sample.top_k=-1", "sample.top_k"),
+    ("sample.top_p=0", "sample.top_p"), ("sample.top_p=1.5", "sample.top_p"),
+    ("mix.anchor_fraction=1.1", "mix.anchor_fraction"), ("train.warmup=1", "train.warmup"),
+    ("train.min_lr_ratio=-0.1", "train.min_lr_ratio"), ("data.separator=''", "data.separator"),
+])
+def test_out_of_range_values_name_the_key(override, key):
+    with pytest.raises(TestbedError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize("override", [
+    "sample.temperature=.nan",
+    "train.lr=.nan",
+    "sample.top_p=.nan",
+    "mix.anchor_fraction=.nan",
+])
+def test_nan_is_rejected(override):
+    with pytest.raises(TestbedError, match=override.split("=")[0].replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_local_source_needs_a_path():
+    with pytest.raises(TestbedError, match=r"data\.path is not set"):
+        load_config(None, ["data.source=local"])
+
+
+@pytest.mark.parametrize("override", ["foo", "=3", ""])
+def test_override_not_key_value(override):
+    with pytest.raises(TestbedError, match="is not key=value"):
+        load_config(None, [override])
+
+
+def test_override_into_a_scalar_is_not_a_section(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 3\n")
+    with pytest.raises(TestbedError, match=r"override 'seed\.x=1': seed is not a section"):
+        load_config(path, ["seed.x=1"])
+
+
+def test_override_into_an_empty_section(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 1\nmix:\n#  regime: anchor\n")
+    assert load_config(path).mix.regime == "replace"  # the empty section itself is accepted
+    assert load_config(path, ["mix.regime=accumulate"]).mix.regime == "accumulate"
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(TestbedError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(TestbedError, match="not valid YAML"):
+        load_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- a\n- b\n")
+    with pytest.raises(TestbedError, match="top level must be a mapping"):
+        load_config(lst)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_config(empty) == Config()
+
+
+def test_diff_lists_dotted_keys_that_differ():
+    a = to_dict(Config())
+    b = to_dict(load_config(None, ["generations=5", "model.n_layer=2", "sample.top_p=0.9"]))
+    assert diff(a, b) == ["generations", "model.n_layer", "sample.top_p"]
+    assert diff(a, a) == []
+    assert diff({"x": {"y": 1}}, {"x": {"y": 1, "z": 2}, "w": 0}) == ["w", "x.z"]
+
+
+def test_to_dict_is_plain_and_complete():
+    d = to_dict(Config())
+    assert set(d) == {f.name for f in dataclasses.fields(Config)}
+    assert d["model"] == {"preset": "tiny", "n_layer": None, "n_embd": None, "n_head": None, "context": None}

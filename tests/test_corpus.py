@@ -1,0 +1,200 @@
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from testbed import TestbedError
+from testbed.config import DataConfig
+from testbed.corpus.sources import load_documents, source_name
+from testbed.corpus.split import split_documents
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def local(path, **kw):
+    return load_documents(DataConfig(source="local", path=str(path), **kw), seed=0)
+
+
+def write(tmp_path, name, content):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+# --- local files -------------------------------------------------------------
+
+def test_txt_by_line_strips_and_skips_blank_lines(tmp_path):
+    path = write(tmp_path, "c.txt", "  first doc \n\n second\n   \nthird café\n")
+    assert local(path) == ["first doc", "second", "third café"]
+
+
+def test_txt_by_paragraph(tmp_path):
+    path = write(tmp_path, "c.txt", "para one\nstill one\n\npara two\n\n\n\npara three\n")
+    assert local(path, separator="paragraph") == ["para one\nstill one", "para two", "para three"]
+
+
+def test_txt_by_literal_separator(tmp_path):
+    path = write(tmp_path, "c.txt", "a b\nc<|endoftext|>d e<|endoftext|>  \n<|endoftext|>f")
+    assert local(path, separator="<|endoftext|>") == ["a b\nc", "d e", "f"]
+
+
+def test_jsonl_with_text_field(tmp_path):
+    rows = [{"body": "one", "id": 1}, {"body": "  two  ", "id": 2}, {"body": "", "id": 3}, {"body": "drei ü", "id": 4}]
+    path = write(tmp_path, "c.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    assert local(path, text_field="body") == ["one", "two", "drei ü"]
+
+
+def test_parquet_with_text_field(tmp_path):
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"story": ["alpha", " beta ", "gamma"], "n": [1, 2, 3]}), path)
+    assert local(path, text_field="story") == ["alpha", "beta", "gamma"]
+
+
+def test_json_array_and_upper_case_suffix(tmp_path):
+    path = write(tmp_path, "c.json", json.dumps([{"text": "a"}, {"text": "b"}]))
+    assert local(path) == ["a", "b"]
+    path = write(tmp_path, "C.TXT", "x<|endoftext|>y")
+    assert local(path, separator="<|endoftext|>") == ["x", "y"]
+
+
+def test_corrupt_parquet(tmp_path):
+    path = write(tmp_path, "c.parquet", b"not parquet at all")
+    with pytest.raises(TestbedError, match=r"data\.path=.*c\.parquet: could not be read as parquet"):
+        local(path)
+
+
+def test_max_docs_takes_the_first_n(tmp_path):
+    path = write(tmp_path, "c.txt", "".join(f"doc {i}\n" for i in range(50)))
+    assert local(path, max_docs=3) == ["doc 0", "doc 1", "doc 2"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(TestbedError, match=r"data\.path=.*nope\.txt: file not found"):
+        local(tmp_path / "nope.txt")
+
+
+def test_unsupported_suffix(tmp_path):
+    path = write(tmp_path, "c.csv", "a,b\n")
+    with pytest.raises(TestbedError, match=r"c\.csv: unsupported suffix '\.csv'; use one of \.txt, \.jsonl"):
+        local(path)
+
+
+@pytest.mark.parametrize("name", ["c.txt", "c.jsonl"])
+def test_non_utf8_names_the_offset(tmp_path, name):
+    path = write(tmp_path, name, b"abc\ndef \xff rest\n")  # 0xff at byte 8
+    with pytest.raises(TestbedError, match=rf"{name}: not UTF-8 \(invalid byte at offset 8\)"):
+        local(path)
+
+
+def test_non_utf8_truncated_at_the_end(tmp_path):
+    path = write(tmp_path, "c.txt", "ok é".encode()[:-1])  # half of a 2-byte character
+    with pytest.raises(TestbedError, match="not UTF-8 .*truncated"):
+        local(path)
+
+
+def test_non_utf8_offset_across_the_chunk_boundary(tmp_path):
+    data = b"a" * ((1 << 20) - 1) + b"\xc3(" + b"b" * 10  # 0xc3 needs a continuation byte; '(' is not one
+    with pytest.raises(UnicodeDecodeError) as real:
+        data.decode("utf-8")
+    assert real.value.start == (1 << 20) - 1
+    path = write(tmp_path, "c.txt", data)
+    with pytest.raises(TestbedError, match=rf"invalid byte at offset {(1 << 20) - 1}\)"):
+        local(path)
+
+
+@pytest.mark.parametrize("name, content", [("c.txt", "\n  \n\t\n"), ("c.jsonl", '{"text": "  "}\n')])
+def test_empty_corpus(tmp_path, name, content):
+    path = write(tmp_path, name, content)
+    with pytest.raises(TestbedError, match=r"c\.(txt|jsonl): the corpus is empty.*data\.separator and data\.text_field"):
+        local(path)
+
+
+def test_missing_text_field_lists_the_fields(tmp_path):
+    path = write(tmp_path, "c.jsonl", '{"body": "x", "title": "y"}\n')
+    with pytest.raises(TestbedError, match=r"data\.text_field=text: no such field in .*c\.jsonl; fields: body, title"):
+        local(path)
+
+
+def test_missing_text_field_in_parquet(tmp_path):
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"story": ["alpha"]}), path)
+    with pytest.raises(TestbedError, match=r"data\.text_field=text: .*fields: story"):
+        local(path)
+
+
+def test_non_text_field(tmp_path):
+    path = write(tmp_path, "c.jsonl", '{"text": 5}\n')
+    with pytest.raises(TestbedError, match=r"data\.text_field=text: expected text, found int"):
+        local(path)
+
+
+def test_malformed_jsonl_is_a_testbed_error(tmp_path):
+    path = write(tmp_path, "c.jsonl", '{"text": "ok"}\n{"text": "no closing brace"\n')
+    with pytest.raises(TestbedError, match=r"data\.path=.*c\.jsonl"):
+        local(path)
+
+
+def test_hub_offline_says_so_and_names_the_offline_options():
+    data = DataConfig(source="hub", name="testbed-tests/no-such-dataset")
+    with pytest.raises(TestbedError) as e:
+        load_documents(data, seed=0)
+    msg = str(e.value)
+    assert "data.name=testbed-tests/no-such-dataset" in msg
+    assert "Hugging Face Hub could not be reached" in msg
+    assert "data.source=storyworld" in msg and "data.source=local data.path=FILE" in msg
+
+
+def test_source_name():
+    assert source_name(DataConfig(source="hub", name="a/b")) == "hub:a/b"
+    assert source_name(DataConfig(source="local", path="/x/y/c.txt")) == "local:c.txt"
+    assert source_name(DataConfig()) == "storyworld"
+
+
+# --- split -------------------------------------------------------------------
+
+DOCS = [f"document {i}" for i in range(20)]
+
+
+def test_split_is_disjoint_covering_and_deterministic():
+    s = split_documents(DOCS, 5, seed=1, source="local:c.txt")
+    assert len(s["heldout"]) == 5 and len(s["train"]) == 15
+    assert not set(s["heldout"]) & set(s["train"])
+    assert sorted(s["heldout"] + s["train"]) == list(range(20))
+    assert s["heldout"] == sorted(s["heldout"]) and s["train"] == sorted(s["train"])
+    assert (s["source"], s["documents"]) == ("local:c.txt", 20)
+    assert split_documents(DOCS, 5, seed=1, source="local:c.txt") == s
+    assert split_documents(DOCS, 5, seed=2, source="local:c.txt")["heldout"] != s["heldout"]
+
+
+def test_split_checksum_tracks_the_corpus():
+    a = split_documents(DOCS, 5, seed=1, source="x")["sha256"]
+    assert split_documents(DOCS[:-1] + ["changed"], 5, seed=1, source="x")["sha256"] != a
+    # document boundaries count: ["ab", "c"] is not ["a", "bc"]
+    assert (split_documents(["ab", "c"], 1, 0, "x")["sha256"] != split_documents(["a", "bc"], 1, 0, "x")["sha256"])
+
+
+@pytest.mark.parametrize("heldout", [20, 21])
+def test_split_needs_training_documents(heldout):
+    with pytest.raises(TestbedError, match=rf"data\.heldout_docs={heldout} leaves no training documents.*has 20"):
+        split_documents(DOCS, heldout, seed=0, source="x")
+
+
+# --- the real shared corpus ----------------------------------------------------
+
+def test_shared_tinystories_by_paragraph():
+    path = SHARED / "tinystories-sample.txt"
+    if not path.exists():
+        pytest.skip(f"shared corpus not found at {path} (../shared/data is absent)")
+    text = path.read_text(encoding="utf-8")
+    expected = [p.strip() for p in text.split("\n\n") if p.strip()]
+    docs = local(path, separator="paragraph")
+    assert docs == expected and len(docs) > 1000
+    assert docs[0].startswith("One day, a little girl named Lily found a needle")
+    assert local(path, separator="paragraph", max_docs=10) == expected[:10]
+    s = split_documents(docs, 100, seed=0, source=source_name(DataConfig(source="local", path=str(path))))
+    assert s["source"] == "local:tinystories-sample.txt" and len(s["train"]) == len(docs) - 100

@@ -1,0 +1,218 @@
+import math
+import random
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from testbed.config import load_config
+from testbed.metrics.diversity import distinct_n, fixed_size_sample
+from testbed.metrics.perplexity import bits_per_byte, document_nll, perplexity, windows
+from testbed.metrics.suite import Evaluator
+from testbed.metrics.tail import rare_types, recall, word_counts
+from testbed.sample import Sample
+from testbed.text import words
+from testbed.tokenizer import encode, train_tokenizer
+
+# --- windows -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("context", [2, 3, 8])
+@pytest.mark.parametrize("extra", [-5, -1, 0, 1, 7, 2 * 8 + 3])
+def test_windows_predict_every_target_exactly_once(context, extra):
+    n = max(2, context + extra)  # shorter than, equal to and longer than the context
+    seq = list(range(n))  # values are positions
+    ws = windows(seq, context)
+    assert all(2 <= len(w) <= context for w in ws)
+    assert all(w == seq[w[0]: w[0] + len(w)] for w in ws)
+    targets = [t for w in ws for t in w[1:]]  # a window's first token is only history
+    assert targets == list(range(1, n))
+
+
+def test_windows_overlap_by_one_token():
+    assert windows([10, 11, 12, 13, 14, 15], 3) == [[10, 11, 12], [12, 13, 14], [14, 15]]
+    assert windows([7], 4) == [[7]]  # nothing to predict
+
+
+# --- document_nll / perplexity / bits_per_byte ------------------------------
+
+EOS = 0
+# Bigram probabilities P[current][next] over a 3-token vocabulary, EOS = 0.
+P = [[0.2, 0.5, 0.3],
+     [0.1, 0.6, 0.3],
+     [0.25, 0.25, 0.5]]
+
+
+class Bigram(torch.nn.Module):
+    """Logits depend on the current token only, so the exact NLL is a product of table entries."""
+
+    def __init__(self, context):
+        super().__init__()
+        self.config = SimpleNamespace(n_positions=context)
+        self.table = torch.nn.Parameter(torch.tensor(P).log())
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=self.table[input_ids])
+
+
+DOCS = [[1, 2], [], [2, 2, 1, 1, 2]]
+EXPECTED_NLL = [
+    -math.log(0.5 * 0.3 * 0.25),  # EOS 1 2 EOS: P01 P12 P20
+    -math.log(0.2),  # EOS EOS: P00
+    -math.log(0.3 * 0.5 * 0.25 * 0.6 * 0.3 * 0.25),  # EOS 2 2 1 1 2 EOS
+]
+
+
+@pytest.mark.parametrize("context", [2, 3, 4, 7, 64])
+@pytest.mark.parametrize("batch_size", [1, 2, 32])
+def test_document_nll_matches_hand_computed_bigram(context, batch_size):
+    nll = document_nll(Bigram(context), DOCS, EOS, batch_size=batch_size)
+    assert nll == pytest.approx(EXPECTED_NLL, rel=1e-6)
+
+
+def test_uniform_model_has_perplexity_vocab_size(make_model):
+    model = make_model(vocab=64)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # tied with the embeddings: every logit is 0
+    docs = [[5], [3, 4, 5, 6] * 20, list(range(1, 31)), [7, 8]]  # 80 tokens > context 32
+    nll = document_nll(model, docs, EOS, batch_size=2)
+    for d, value in zip(docs, nll):
+        assert value == pytest.approx((len(d) + 1) * math.log(64), rel=1e-5)
+    assert perplexity(nll, docs) == pytest.approx(64, rel=1e-5)
+
+
+def test_batched_nll_equals_one_document_at_a_time(make_model):
+    """Right padding in a batch must not change any document's score."""
+    model = make_model(seed=3)
+    docs = [[1, 2, 3], [4] * 20, [5, 6, 7, 8, 9, 10, 11]]
+    expected = []
+    with torch.no_grad():
+        for d in docs:
+            ids = torch.tensor([[EOS] + d + [EOS]])
+            logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+            expected.append(-logp.gather(-1, ids[0, 1:, None]).sum().item())
+    assert document_nll(model, docs, EOS, batch_size=3) == pytest.approx(expected, rel=1e-5)
+
+
+def test_perplexity_arithmetic():
+    # exp((3 + 1) nats / ((2 + 1) + (3 + 1)) predicted tokens) = exp(4 / 7)
+    assert perplexity([3.0, 1.0], [[1, 2], [3, 4, 5]]) == pytest.approx(math.exp(4 / 7))
+
+
+def test_bits_per_byte_arithmetic():
+    # (10 + 6) bits over (3 + 1) + (2 + 1) bytes: "é" is 2 bytes in UTF-8, +1 per document end
+    assert bits_per_byte([10 * math.log(2), 6 * math.log(2)], ["abc", "é"]) == pytest.approx(16 / 7)
+
+
+# --- diversity ---------------------------------------------------------------
+
+@pytest.mark.parametrize("n, expected", [
+    (1, 2 / 4),  # a b a b: {a, b} of 4
+    (2, 2 / 3),  # ab ba ab: {ab, ba} of 3
+    (4, 1.0),
+    (5, 0.0),  # no 5-grams at all
+])
+def test_distinct_n(n, expected):
+    assert distinct_n([["a", "b", "a", "b"]], n) == pytest.approx(expected)
+
+
+def test_distinct_n_does_not_cross_documents():
+    # (a b), (a b): 1 of 2; across the boundary (b a) would make it 2 of 3
+    assert distinct_n([["a", "b"], ["a", "b"]], 2) == pytest.approx(1 / 2)
+    assert distinct_n([], 1) == 0.0
+
+
+TEXTS = ["one two three", "four five", "six seven eight nine", "ten", "eleven twelve thirteen"]
+
+
+def test_fixed_size_sample_returns_exactly_n_words_in_seeded_order():
+    sample = fixed_size_sample(TEXTS, 7, seed=3)
+    assert sum(map(len, sample)) == 7
+    order = list(range(len(TEXTS)))
+    random.Random(3).shuffle(order)
+    expected = [w for i in order for w in words(TEXTS[i])][:7]
+    assert [w for d in sample for w in d] == expected
+    assert fixed_size_sample(TEXTS, 7, seed=3) == sample
+    assert any(fixed_size_sample(TEXTS, 7, seed=s) != sample for s in range(4, 10))
+
+
+def test_fixed_size_sample_keeps_everything_when_the_corpus_is_smaller():
+    sample = fixed_size_sample(TEXTS + ["123 !!!"], 100, seed=0)
+    assert sum(map(len, sample)) == 13
+    assert all(sample)  # documents without words are left out
+
+
+# --- tail --------------------------------------------------------------------
+
+def test_word_counts_and_rare_types():
+    counts = word_counts([["a", "b", "a"], ["c", "a", "c"], ["d"]])
+    assert counts == Counter(a=3, b=1, c=2, d=1)
+    assert rare_types(counts, 1) == {"b", "d"}
+    assert rare_types(counts, 2) == {"b", "c", "d"}
+
+
+def test_rare_types_excludes_types_that_never_occur():
+    counts = Counter(a=3, b=1)
+    counts.subtract(["b"])  # b is now 0: it does not occur
+    assert rare_types(counts, 2) == set()
+
+
+def test_recall():
+    rare = {"b", "c", "d", "e"}
+    assert recall(rare, [["a", "b"], ["c", "x"]]) == pytest.approx(2 / 4)
+    assert recall(rare, []) == 0.0
+    assert recall(set(), [["a"]]) == 0.0
+
+
+def test_words():
+    assert words("Don't stop, Lily's 3 cats! O'Brien-SMITH") == ["don't", "stop", "lily's", "cats", "o'brien", "smith"]
+    assert words("123 ... '") == []
+
+
+# --- the suite -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def evaluator(words_corpus):
+    cfg = load_config(None, ["data.source=local", "data.path=unused.txt", "eval.sample_words=8",
+                             "eval.rare_max_count=1", "eval.heldout_docs=2"])
+    tokenizer = train_tokenizer(words_corpus, 300)
+    train_texts = ["the cat sat", "the dog ran far"]  # the: 2; cat, sat, dog, ran, far: 1 each
+    heldout = ["The fox ran.", "Owls hoot at night!", "not scored: beyond eval.heldout_docs"]
+    return Evaluator(cfg, tokenizer, train_texts, heldout), tokenizer
+
+
+def test_corpus_metrics_hand_computed(evaluator):
+    ev, _ = evaluator
+    row = ev.corpus_metrics(["The cat, the cat.", "A dog"], seed=0)
+    # words: the cat the cat | a dog (6 words < 8, so all of them)
+    assert row["eval_words"] == 6
+    assert row["distinct_1"] == pytest.approx(4 / 6)  # the, cat, a, dog
+    assert row["distinct_2"] == pytest.approx(3 / 4)  # (the cat) (cat the) (the cat) | (a dog)
+    assert row["distinct_3"] == pytest.approx(2 / 2)  # (the cat the) (cat the cat)
+    assert row["rare_token_recall"] == pytest.approx(2 / 5)  # cat, dog of {cat, sat, dog, ran, far}
+    assert "validity_rate" not in row  # storyworld only
+
+
+def test_evaluate_uniform_model(evaluator, make_model):
+    ev, tokenizer = evaluator
+    model = make_model(vocab=len(tokenizer))
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+    samples = [Sample([0], [5, 6, 7], True), Sample([0], [8], False)]
+    row = ev.evaluate(model, ["the cat", "a dog"], samples, seed=0)
+    assert row["heldout_ppl"] == pytest.approx(300, rel=1e-5)
+    held = ["The fox ran.", "Owls hoot at night!"]
+    tokens = sum(len(ids) + 1 for ids in encode(tokenizer, held))
+    # tokens * ln 300 nats, in bits, over (12 + 1) + (19 + 1) bytes
+    assert row["heldout_bpb"] == pytest.approx(tokens * math.log2(300) / 33, rel=1e-5)
+    assert row["ended_rate"] == 0.5 and row["mean_doc_tokens"] == 2.0
+    assert row["rare_types"] == 5
+
+
+def test_reference_scores_the_heldout_text(evaluator):
+    ev, _ = evaluator
+    row = ev.reference()
+    # "the fox ran" + "owls hoot at night" = 7 words; of the rare types only "ran" appears
+    assert row["eval_words"] == 7 and row["rare_types"] == 5
+    assert row["rare_token_recall"] == pytest.approx(1 / 5)

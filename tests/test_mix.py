@@ -1,0 +1,108 @@
+from collections import Counter
+
+import pytest
+
+from testbed.config import MixConfig
+from testbed.mix import HUMAN, composition, synthetic_label, training_set
+
+HUMAN_DOCS = [f"h{i}" for i in range(50)]
+SYNTH = {k: [f"s{k}_{i}" for i in range(40)] for k in range(4)}
+
+
+def docs(examples):
+    return [d for _, d in examples]
+
+
+def test_synthetic_label():
+    assert synthetic_label(0) == "synthetic:gen_000"
+    assert synthetic_label(12) == "synthetic:gen_012"
+
+
+@pytest.mark.parametrize("regime", ["replace", "accumulate", "anchor"])
+def test_generation_zero_is_the_human_split(regime):
+    out = training_set(0, HUMAN_DOCS, {}, MixConfig(regime=regime), seed=0, anchor_seed=0)
+    assert out == [(HUMAN, d) for d in HUMAN_DOCS]
+
+
+def test_replace_uses_only_the_newest_corpus():
+    out = training_set(3, HUMAN_DOCS, SYNTH, MixConfig(regime="replace"), seed=0, anchor_seed=0)
+    assert out == [(synthetic_label(2), d) for d in SYNTH[2]]
+
+
+def test_accumulate_uses_human_and_every_synthetic_corpus():
+    out = training_set(3, HUMAN_DOCS, SYNTH, MixConfig(regime="accumulate"), seed=0, anchor_seed=0)
+    expected = [(HUMAN, d) for d in HUMAN_DOCS] + [(synthetic_label(k), d) for k in range(3) for d in SYNTH[k]]
+    assert sorted(out) == sorted(expected)
+    assert composition(out) == {HUMAN: 50, "synthetic:gen_000": 40, "synthetic:gen_001": 40, "synthetic:gen_002": 40}
+
+
+def test_anchor_share_is_exact_and_labels_are_right():
+    out = training_set(2, HUMAN_DOCS, SYNTH, MixConfig(regime="anchor", anchor_fraction=0.25), seed=0, anchor_seed=7)
+    # grow: the newest corpus's 40 docs, round(0.25 * 40) = 10 of them human
+    assert composition(out) == {HUMAN: 10, "synthetic:gen_001": 30}
+    assert len(set(docs(out))) == 40
+    for label, d in out:
+        assert (label == HUMAN) == (d in HUMAN_DOCS)
+        assert label == HUMAN or d in SYNTH[1]
+
+
+@pytest.mark.parametrize("fraction, humans", [(0.0, 0), (1.0, 40), (0.1, 4)])
+def test_anchor_fraction_extremes(fraction, humans):
+    out = training_set(1, HUMAN_DOCS, SYNTH, MixConfig(regime="anchor", anchor_fraction=fraction), seed=0, anchor_seed=0)
+    assert composition(out).get(HUMAN, 0) == humans and len(out) == 40
+
+
+def test_fixed_anchor_set_is_identical_across_generations():
+    cfg = MixConfig(regime="anchor", anchor_fraction=0.25, anchor_set="fixed")
+    anchors = [
+        {d for label, d in training_set(g, HUMAN_DOCS, SYNTH, cfg, seed=g, anchor_seed=99) if label == HUMAN}
+        for g in (1, 2, 3)
+    ]
+    assert anchors[0] == anchors[1] == anchors[2] and len(anchors[0]) == 10
+
+
+def test_fresh_anchor_differs_with_the_anchor_seed():
+    cfg = MixConfig(regime="anchor", anchor_fraction=0.25, anchor_set="fresh")
+    a = {d for label, d in training_set(1, HUMAN_DOCS, SYNTH, cfg, seed=0, anchor_seed=1) if label == HUMAN}
+    b = {d for label, d in training_set(2, HUMAN_DOCS, SYNTH, cfg, seed=0, anchor_seed=2) if label == HUMAN}
+    assert a != b
+
+
+def test_anchor_with_fixed_size_uses_mix_docs():
+    cfg = MixConfig(regime="anchor", anchor_fraction=0.5, size="fixed", docs=20)
+    out = training_set(1, HUMAN_DOCS, SYNTH, cfg, seed=0, anchor_seed=0)
+    assert composition(out) == {HUMAN: 10, "synthetic:gen_000": 10}
+
+
+@pytest.mark.parametrize("regime", ["replace", "accumulate"])
+def test_fixed_size_subsamples_to_mix_docs(regime):
+    cfg = MixConfig(regime=regime, size="fixed", docs=25)
+    out = training_set(3, HUMAN_DOCS, SYNTH, cfg, seed=4, anchor_seed=0)
+    assert len(out) == 25 and len(set(out)) == 25
+    assert out == training_set(3, HUMAN_DOCS, SYNTH, cfg, seed=4, anchor_seed=0)
+    assert out != training_set(3, HUMAN_DOCS, SYNTH, cfg, seed=5, anchor_seed=0)
+
+
+def test_fixed_size_defaults_to_the_human_split_size():
+    out = training_set(3, HUMAN_DOCS, SYNTH, MixConfig(regime="accumulate", size="fixed"), seed=0, anchor_seed=0)
+    assert len(out) == len(HUMAN_DOCS)
+
+
+def test_fixed_size_keeps_a_smaller_pool_whole():
+    out = training_set(1, HUMAN_DOCS, SYNTH, MixConfig(regime="replace", size="fixed", docs=100), seed=0, anchor_seed=0)
+    assert sorted(docs(out)) == sorted(SYNTH[0])
+
+
+def test_same_document_text_keeps_its_provenance():
+    # A synthetic document equal to a human one is still counted as synthetic.
+    synth = {0: ["h0", "h1"]}
+    out = training_set(1, ["h0", "h1"], synth, MixConfig(regime="accumulate"), seed=0, anchor_seed=0)
+    assert Counter(out) == Counter({(HUMAN, "h0"): 1, (HUMAN, "h1"): 1,
+                                    ("synthetic:gen_000", "h0"): 1, ("synthetic:gen_000", "h1"): 1})
+
+
+def test_composition_counts_sorted_by_label():
+    out = composition([("synthetic:gen_001", 1), (HUMAN, 2), ("synthetic:gen_000", 3), (HUMAN, 4)])
+    assert out == {HUMAN: 2, "synthetic:gen_000": 1, "synthetic:gen_001": 1}
+    assert list(out) == [HUMAN, "synthetic:gen_000", "synthetic:gen_001"]
+    assert composition([]) == {}

@@ -1,0 +1,156 @@
+import json
+import os
+
+import pytest
+
+from testbed import TestbedError
+from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json, write_jsonl, write_text
+
+
+def test_write_text_replaces_the_file(tmp_path):
+    path = tmp_path / "f.txt"
+    write_text(path, "old")
+    write_text(path, "new ünïcode")
+    assert path.read_text(encoding="utf-8") == "new ünïcode"
+    assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_write_text_failure_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "f.txt"
+    path.write_text("old")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_text(path, "new")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_write_text_failure_while_writing(tmp_path, monkeypatch):
+    path = tmp_path / "f.txt"
+    path.write_text("old")
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        write_text(path, "new")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def umask():
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+def test_write_text_respects_the_umask(tmp_path):
+    write_text(tmp_path / "f.txt", "x")
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~umask()
+
+
+def test_json_and_jsonl_round_trip(tmp_path):
+    write_json(tmp_path / "a.json", {"x": [1, 2.5, None], "é": "ü"})
+    assert read_json(tmp_path / "a.json") == {"x": [1, 2.5, None], "é": "ü"}
+    rows = [{"text": "line\nbreak", "n": 1}, {"text": "ünï", "n": 2}]
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    assert read_jsonl(tmp_path / "a.jsonl") == rows
+    assert len((tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+    write_jsonl(tmp_path / "empty.jsonl", [])
+    assert read_jsonl(tmp_path / "empty.jsonl") == []
+
+
+def finished_gen(rd, g, metrics):
+    part = rd.begin(g)
+    write_json(part / "metrics.json", metrics)
+    return rd.finish(g, part)
+
+
+def test_begin_removes_leftovers_of_a_partial_generation(tmp_path):
+    rd = RunDir(tmp_path)
+    part = rd.begin(0)
+    (part / "model").mkdir()
+    (part / "model" / "half.bin").write_bytes(b"x")
+    again = rd.begin(0)
+    assert again == part and list(again.iterdir()) == []
+
+
+def test_finish_renames_and_writes_done(tmp_path):
+    rd = RunDir(tmp_path)
+    gen = finished_gen(rd, 0, {"generation": 0})
+    assert gen == tmp_path / "gen_000"
+    assert (gen / "DONE").exists() and (gen / "metrics.json").exists()
+    assert not (tmp_path / "gen_000.partial").exists()
+    assert rd.finished(0) and not rd.finished(1)
+
+
+def test_finished_generations_ignores_partial_and_undone(tmp_path):
+    rd = RunDir(tmp_path)
+    finished_gen(rd, 0, {"generation": 0})
+    finished_gen(rd, 2, {"generation": 2})
+    rd.begin(3)
+    (tmp_path / "gen_003.partial" / "DONE").write_text("")  # not renamed yet: not finished
+    (tmp_path / "gen_001").mkdir()  # no DONE
+    (tmp_path / "gen_004.partial").mkdir()
+    assert rd.finished_generations() == [0, 2]
+    assert not rd.finished(1) and not rd.finished(3)
+
+
+def test_finished_generations_sorts_numerically(tmp_path):
+    rd = RunDir(tmp_path)
+    for g in (10, 2, 100):
+        finished_gen(rd, g, {"generation": g})
+    assert rd.finished_generations() == [2, 10, 100]
+
+
+def test_rebuild_metrics_from_finished_generations(tmp_path):
+    rd = RunDir(tmp_path)
+    finished_gen(rd, 1, {"generation": 1, "ppl": 2.0})
+    finished_gen(rd, 0, {"generation": 0, "ppl": 1.0})
+    assert read_jsonl(tmp_path / "metrics.jsonl") == [{"generation": 0, "ppl": 1.0}, {"generation": 1, "ppl": 2.0}]
+    # a partial generation with metrics is not a row
+    write_json(rd.begin(2) / "metrics.json", {"generation": 2})
+    (tmp_path / "metrics.jsonl").unlink()
+    rd.rebuild_metrics()
+    assert [r["generation"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [0, 1]
+
+
+def test_lock_refuses_a_second_lock(tmp_path):
+    first = RunDir(tmp_path)
+    first.lock()
+    with pytest.raises(TestbedError, match=r"run_dir=.*in use"):
+        RunDir(tmp_path).lock()
+    first._lock.close()  # releasing the first frees the directory
+    RunDir(tmp_path).lock()
+
+
+def test_create_makes_the_directory_whole(tmp_path):
+    root = tmp_path / "runs" / "r"
+
+    def fill(d):
+        d.mkdir()
+        (d / "tok.json").write_text("{}")
+
+    create(root, {"config.yaml": "seed: 0\n", "split.json": json.dumps({"a": 1})}, {"tokenizer": fill})
+    assert sorted(p.name for p in root.iterdir()) == ["config.yaml", "split.json", "tokenizer"]
+    assert (root / "tokenizer" / "tok.json").read_text() == "{}"
+    assert os.listdir(root.parent) == ["r"]
+
+
+def test_create_respects_the_umask(tmp_path):
+    create(tmp_path / "r", {"config.yaml": "seed: 0\n"}, {})
+    assert (tmp_path / "r").stat().st_mode & 0o777 == 0o777 & ~umask()
+
+
+def test_create_leaves_nothing_when_a_fill_fails(tmp_path):
+    root = tmp_path / "r"
+
+    def fill(d):
+        d.mkdir()
+        (d / "half").write_text("x")
+        raise RuntimeError("tokenizer failed")
+
+    with pytest.raises(RuntimeError, match="tokenizer failed"):
+        create(root, {"config.yaml": "seed: 0\n"}, {"tokenizer": fill})
+    assert os.listdir(tmp_path) == []

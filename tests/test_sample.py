@@ -1,0 +1,257 @@
+import math
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+import testbed.sample as sample_mod
+from testbed import TestbedError
+from testbed.config import SampleConfig
+from testbed.sample import draw, max_new_tokens, next_token_distribution, sample_batch, sample_corpus
+
+EOS = 0  # the conftest models' EOS id
+
+
+def logits_of(probs):
+    return torch.tensor([probs]).log()
+
+
+# --- next_token_distribution -------------------------------------------------
+
+def test_pure_ancestral_is_exactly_softmax():
+    logits = torch.randn(5, 50, generator=torch.Generator().manual_seed(0)) * 3
+    assert torch.equal(next_token_distribution(logits, 1.0, 0, 1.0), logits.softmax(-1))
+
+
+def test_top_k_keeps_exactly_k_tokens():
+    logits = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
+    p = next_token_distribution(logits, 1.0, 2, 1.0)
+    # tokens 1 and 2 survive: e^3 / (e^3 + e^2) and e^2 / (e^3 + e^2)
+    z = math.exp(3) + math.exp(2)
+    assert torch.allclose(p, torch.tensor([[0.0, math.exp(3) / z, math.exp(2) / z, 0.0]]), atol=1e-6)
+    assert int((p > 0).sum()) == 2
+
+
+def test_top_k_at_least_vocab_is_off():
+    logits = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
+    assert torch.equal(next_token_distribution(logits, 1.0, 4, 1.0), logits.softmax(-1))
+    assert torch.equal(next_token_distribution(logits, 1.0, 10, 1.0), logits.softmax(-1))
+
+
+@pytest.mark.parametrize("top_p, expected", [
+    # sorted mass: 0.4 (tok 1), 0.3 (tok 3), 0.2 (tok 2), 0.1 (tok 0); cumulative 0.4, 0.7, 0.9, 1.0
+    (0.35, [0.0, 1.0, 0.0, 0.0]),  # 0.4 >= 0.35: token 1 alone
+    (0.6, [0.0, 0.4 / 0.7, 0.0, 0.3 / 0.7]),  # 0.4 < 0.6 <= 0.7
+    (0.85, [0.0, 0.4 / 0.9, 0.2 / 0.9, 0.3 / 0.9]),  # 0.7 < 0.85 <= 0.9
+    (0.95, [0.1, 0.4, 0.2, 0.3]),  # needs all four
+])
+def test_top_p_keeps_smallest_prefix_reaching_p(top_p, expected):
+    p = next_token_distribution(logits_of([0.1, 0.4, 0.2, 0.3]), 1.0, 0, top_p)
+    assert torch.allclose(p, torch.tensor([expected]), atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature, expected", [
+    (2.0, [1 / 3, 2 / 3]),  # logits [0, ln 4] / 2 = [0, ln 2]
+    (0.5, [1 / 17, 16 / 17]),  # logits [0, ln 4] * 2 = [0, ln 16]
+])
+def test_temperature_scales_logits(temperature, expected):
+    p = next_token_distribution(torch.tensor([[0.0, math.log(4)]]), temperature, 0, 1.0)
+    assert torch.allclose(p, torch.tensor([expected]), atol=1e-6)
+
+
+def test_top_p_applies_to_the_tempered_distribution():
+    logits = torch.tensor([[0.0, math.log(4)]])  # probs 0.2, 0.8
+    assert torch.allclose(next_token_distribution(logits, 1.0, 0, 0.75), torch.tensor([[0.0, 1.0]]))
+    # at T=2 the probs are 1/3, 2/3 and 2/3 < 0.75, so both stay
+    assert torch.allclose(next_token_distribution(logits, 2.0, 0, 0.75), torch.tensor([[1 / 3, 2 / 3]]), atol=1e-6)
+
+
+# --- draw --------------------------------------------------------------------
+
+def test_draw_matches_probabilities_and_never_draws_zero_probability():
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])
+    n = 200_000
+    tokens = draw(probs.expand(n, -1), torch.Generator().manual_seed(0))
+    counts = torch.bincount(tokens, minlength=6).double()
+    assert counts[probs == 0].sum() == 0
+    expected = n * probs.double()
+    sigma = (n * probs.double() * (1 - probs.double())).sqrt()
+    assert ((counts - expected).abs() <= 5 * sigma).all(), counts
+
+
+def test_draw_keeps_a_rare_token_at_its_rate():
+    probs = torch.tensor([1 - 1e-4, 1e-4])
+    n = 400_000
+    hits = int(draw(probs.expand(n, -1), torch.Generator().manual_seed(1)).sum())
+    assert abs(hits - 40) <= 5 * math.sqrt(40)
+
+
+def test_draw_is_deterministic_for_a_seeded_generator():
+    probs = torch.softmax(torch.randn(100, 30, generator=torch.Generator().manual_seed(0)), -1)
+    a = draw(probs, torch.Generator().manual_seed(7))
+    b = draw(probs, torch.Generator().manual_seed(7))
+    c = draw(probs, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_draw_one_hot_rows():
+    probs = torch.eye(5)
+    assert draw(probs, torch.Generator().manual_seed(0)).tolist() == [0, 1, 2, 3, 4]
+
+
+# --- max_new_tokens ------------------------------------------------------------
+
+def test_max_new_tokens_defaults_to_filling_the_context():
+    assert max_new_tokens(SampleConfig(), 32) == 31
+    assert max_new_tokens(SampleConfig(prompt="human", prompt_tokens=8), 32) == 23
+    assert max_new_tokens(SampleConfig(max_new_tokens=31), 32) == 31
+
+
+def test_too_large_max_new_tokens_names_the_key():
+    with pytest.raises(TestbedError, match=r"sample\.max_new_tokens=32.*<=31"):
+        max_new_tokens(SampleConfig(max_new_tokens=32), 32)
+
+
+def test_prompt_filling_the_context_names_prompt_tokens():
+    with pytest.raises(TestbedError, match=r"sample\.prompt_tokens=31"):
+        max_new_tokens(SampleConfig(prompt="human", prompt_tokens=31), 32)
+
+
+# --- sample_batch / sample_corpus ----------------------------------------------
+
+def cfg(**kw):
+    kw.setdefault("batch_size", 8)
+    return SampleConfig(**kw)
+
+
+def test_same_seed_same_samples(make_model):
+    model = make_model()
+    a = sample_corpus(model, cfg(size=10, max_new_tokens=12), EOS, seed=3)
+    b = sample_corpus(model, cfg(size=10, max_new_tokens=12), EOS, seed=3)
+    c = sample_corpus(model, cfg(size=10, max_new_tokens=12), EOS, seed=4)
+    assert a == b
+    assert [s.tokens for s in a] != [s.tokens for s in c]
+
+
+def test_unit_docs_gives_exactly_size_docs(make_model):
+    corpus = sample_corpus(make_model(), cfg(size=11, batch_size=4, max_new_tokens=6), EOS, seed=0)
+    assert len(corpus) == 11
+    assert all(s.prompt == [EOS] for s in corpus)
+
+
+def test_unit_tokens_stops_once_the_size_is_reached(make_model):
+    corpus = sample_corpus(make_model(), cfg(size=100, unit="tokens", batch_size=3, max_new_tokens=8), EOS, seed=0)
+    counts = [len(s.tokens) for s in corpus]
+    assert sum(counts) >= 100 and sum(counts[:-1]) < 100
+
+
+def test_documents_never_contain_eos_and_ended_means_eos_was_emitted(make_model, eos_bias):
+    model = make_model()
+    eos_bias(model, 2.0)  # about 1 in 10 steps ends a row: a mix of ended and cut-off documents
+    corpus = sample_corpus(model, cfg(size=40, max_new_tokens=10), EOS, seed=0)
+    assert all(EOS not in s.tokens for s in corpus)
+    assert all(len(s.tokens) <= 10 for s in corpus)
+    # a row without EOS runs to max_new_tokens; a row with one stops before it
+    assert all(s.ended == (len(s.tokens) < 10) for s in corpus)
+    assert 0 < sum(s.ended for s in corpus) < 40
+
+
+def test_max_new_tokens_respected_when_eos_is_impossible(make_model, eos_bias):
+    model = make_model()
+    eos_bias(model, -1e9)
+    corpus = sample_corpus(model, cfg(size=5, max_new_tokens=7), EOS, seed=0)
+    assert [len(s.tokens) for s in corpus] == [7] * 5
+    assert not any(s.ended for s in corpus)
+
+
+def test_certain_eos_gives_empty_ended_documents(make_model, eos_bias):
+    model = make_model()
+    eos_bias(model, 1e9)
+    corpus = sample_corpus(model, cfg(size=5), EOS, seed=0)
+    assert all(s.tokens == [] and s.ended for s in corpus)
+
+
+def test_default_max_new_tokens_fills_the_context(make_model, eos_bias):
+    model = make_model()
+    eos_bias(model, -1e9)
+    corpus = sample_corpus(model, cfg(size=2), EOS, seed=0)
+    assert [len(s.tokens) for s in corpus] == [31, 31]  # context 32 minus the EOS prompt
+
+
+def test_too_large_max_new_tokens_raises_in_sample_corpus(make_model):
+    with pytest.raises(TestbedError, match=r"sample\.max_new_tokens"):
+        sample_corpus(make_model(), cfg(size=2, max_new_tokens=40), EOS, seed=0)
+
+
+def test_human_prompts(make_model):
+    human = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
+    corpus = sample_corpus(make_model(), cfg(size=20, prompt="human", prompt_tokens=3, max_new_tokens=4),
+                           EOS, seed=0, human_prompts=human)
+    prompts = {tuple(s.prompt) for s in corpus}
+    assert prompts <= {(EOS, 5, 6, 7), (EOS, 11, 12, 13)}  # [9, 10] is too short to be a prompt
+    assert len(prompts) == 2
+
+
+def test_human_prompts_none_long_enough(make_model):
+    with pytest.raises(TestbedError, match=r"sample\.prompt_tokens=3"):
+        sample_corpus(make_model(), cfg(size=2, prompt="human", prompt_tokens=3), EOS, seed=0, human_prompts=[[1, 2]])
+
+
+@pytest.mark.parametrize("prompt_len", [1, 3])
+def test_kv_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch, prompt_len):
+    """Every step's distribution, computed with the cache, equals a full no-cache forward over
+    the row's prefix, before and after ended rows are dropped from the batch (and the cache)."""
+    model = make_model(seed=1)
+    eos_bias(model, 2.5)  # ~15% of rows end per step, so the batch is compacted several times
+    events = []  # ("probs", tensor) / ("draw", tensor) / ("keep", tensor), in call order
+    ntd, drw = sample_mod.next_token_distribution, sample_mod.draw
+    select = DynamicCache.batch_select_indices
+
+    def spy_ntd(*a):
+        out = ntd(*a)
+        events.append(("probs", out.clone()))
+        return out
+
+    def spy_draw(*a):
+        out = drw(*a)
+        events.append(("draw", out.clone()))
+        return out
+
+    def spy_select(self, indices):
+        events.append(("keep", indices.clone()))
+        return select(self, indices)
+
+    monkeypatch.setattr(sample_mod, "next_token_distribution", spy_ntd)
+    monkeypatch.setattr(sample_mod, "draw", spy_draw)
+    monkeypatch.setattr(DynamicCache, "batch_select_indices", spy_select)
+
+    batch, max_new = 16, 24
+    prompts = torch.tensor([[EOS] + [3 + (r + j) % 20 for j in range(prompt_len - 1)] for r in range(batch)])
+    c = cfg(temperature=0.9, top_k=40, top_p=0.95)
+    samples = sample_batch(model, prompts, c, EOS, max_new, torch.Generator().manual_seed(0))
+
+    seqs = [list(p) for p in prompts.tolist()]  # every row's full history, past its EOS too
+    rows = list(range(batch))
+    compacted_steps, checked = 0, 0
+    for kind, value in events:
+        if kind == "probs":
+            for i, r in enumerate(rows):
+                ref_logits = model(input_ids=torch.tensor([seqs[r]])).logits[:, -1]
+                ref = next_token_distribution(ref_logits, c.temperature, c.top_k, c.top_p)
+                assert torch.allclose(value[i: i + 1], ref, atol=1e-5), (r, len(seqs[r]))
+                checked += 1
+            compacted_steps += len(rows) < batch
+        elif kind == "draw":
+            assert value.shape[0] == len(rows)
+            for i, r in enumerate(rows):
+                seqs[r].append(int(value[i]))
+        else:
+            rows = [rows[i] for i in value.tolist()]
+    assert compacted_steps >= 3, "the test needs steps after compaction"
+    assert checked > batch * 3
+    for r, s in enumerate(samples):
+        drawn = seqs[r][prompt_len:]
+        assert s.prompt == prompts[r].tolist()
+        assert s.ended == (EOS in drawn)
+        assert s.tokens == (drawn[: drawn.index(EOS)] if s.ended else drawn)
+        assert s.ended or len(s.tokens) == max_new

@@ -1,0 +1,120 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2LMHeadModel
+
+from testbed import TestbedError
+from testbed.config import ModelConfig
+from testbed.model import PRESETS, build_model, context_length, load_model, n_params, resolve, save_model
+from testbed.tokenizer import EOS, encode, load_tokenizer, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer(words_corpus):
+    return train_tokenizer(words_corpus, 300)
+
+
+def test_vocab_size_is_exact_with_enough_text(words_corpus, tokenizer):
+    assert sum(len(d.split()) for d in words_corpus) > 300
+    assert len(tokenizer) == 300
+
+
+def test_vocab_is_at_most_vocab_size_on_little_text():
+    tok = train_tokenizer(["ab ab"], 300)
+    assert 257 <= len(tok) <= 300  # 256 bytes + EOS are always there
+
+
+def test_eos_is_one_special_token(tokenizer):
+    eos = tokenizer.eos_token_id
+    assert tokenizer.eos_token == tokenizer.bos_token == tokenizer.pad_token == EOS
+    assert tokenizer.bos_token_id == tokenizer.pad_token_id == eos
+    assert tokenizer.all_special_ids == [eos]
+    assert encode(tokenizer, [EOS]) == [[eos]]
+    ids = encode(tokenizer, ["the fox" + EOS + "the owl"])[0]
+    assert ids.count(eos) == 1
+
+
+def test_encode_adds_no_special_tokens(tokenizer):
+    ids = encode(tokenizer, ["the fox ran"])[0]
+    assert tokenizer.eos_token_id not in ids
+    assert encode(tokenizer, []) == []
+
+
+@pytest.mark.parametrize("text", [
+    "The fox ran, and the owl didn't!",
+    "Hello , world ! it 's  two  spaces\n\nand a tab\t.",  # no clean-up of spaces before punctuation
+    "café naïve Zürich 日本語 🙂 — “quotes”",
+    " leading and trailing ",
+])
+def test_decode_encode_round_trip(tokenizer, text):
+    ids = encode(tokenizer, [text])[0]
+    assert tokenizer.decode(ids) == text
+
+
+def test_bpe_merges_common_words(tokenizer):
+    # byte-level alone would be one token per byte; merges make frequent words shorter
+    assert len(encode(tokenizer, ["the river"])[0]) < len("the river")
+
+
+def test_save_and_load_round_trip(tmp_path, tokenizer):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    loaded = load_tokenizer(tmp_path / "tok")
+    texts = ["The fox ran.", "café 🙂", "x" + EOS + "y"]
+    assert encode(loaded, texts) == encode(tokenizer, texts)
+    assert len(loaded) == len(tokenizer)
+    assert loaded.eos_token_id == loaded.bos_token_id == loaded.pad_token_id == tokenizer.eos_token_id
+
+
+# --- model -------------------------------------------------------------------
+
+def gpt2_params(vocab, n_layer, n_embd, context, **_):
+    """Token + position embeddings (the output layer is tied), 12d^2 + 13d per block, final LayerNorm."""
+    return vocab * n_embd + context * n_embd + n_layer * (12 * n_embd ** 2 + 13 * n_embd) + 2 * n_embd
+
+
+@pytest.mark.parametrize("preset, low, high", [
+    ("nano", 0.35e6, 0.45e6),  # 432,768
+    ("tiny", 1.0e6, 1.2e6),  # 1,071,872
+    ("small", 5.2e6, 5.4e6),  # 5,328,896
+    ("medium", 14.5e6, 15.5e6),  # 15,179,520
+    ("large", 32.5e6, 34e6),  # 33,386,112
+])
+def test_preset_parameter_counts_are_in_the_documented_ranges(preset, low, high):
+    expected = gpt2_params(2048, **PRESETS[preset])
+    assert low <= expected <= high
+    if preset in ("nano", "tiny", "small"):  # the larger ones only by the formula, for speed
+        assert n_params(build_model(ModelConfig(preset=preset), 2048, 0)) == expected
+
+
+def test_overrides_apply_over_the_preset():
+    cfg = ModelConfig(preset="tiny", n_layer=1, context=32)
+    assert resolve(cfg) == dict(n_layer=1, n_embd=128, n_head=4, context=32)
+    model = build_model(cfg, 300, 0)
+    assert isinstance(model, GPT2LMHeadModel)
+    c = model.config
+    assert (c.n_layer, c.n_embd, c.n_head, c.n_positions, c.vocab_size) == (1, 128, 4, 32, 300)
+    assert context_length(model) == 32
+    assert c.eos_token_id == c.bos_token_id == c.pad_token_id == 0
+    assert c.resid_pdrop == c.embd_pdrop == c.attn_pdrop == 0.0
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # tied
+
+
+def test_resolve_does_not_change_the_presets():
+    resolve(ModelConfig(preset="nano", n_layer=7))
+    assert PRESETS["nano"]["n_layer"] == 2
+
+
+def test_n_embd_not_divisible_by_n_head():
+    with pytest.raises(TestbedError, match=r"model\.n_embd=100.*model\.n_head=3"):
+        build_model(ModelConfig(preset="nano", n_embd=100, n_head=3), 300, 0)
+
+
+def test_save_model_round_trip(tmp_path, make_model):
+    model = make_model(vocab=300)
+    save_model(model, tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    for loaded in (AutoModelForCausalLM.from_pretrained(tmp_path / "m"), load_model(tmp_path / "m")):
+        assert isinstance(loaded, GPT2LMHeadModel)
+        a, b = model.state_dict(), loaded.state_dict()
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert loaded.config.n_positions == 32 and loaded.config.eos_token_id == 0

@@ -1,0 +1,125 @@
+import math
+import random
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from testbed import TestbedError
+from testbed.config import TrainConfig
+from testbed.train import pack, train
+
+EOS = 0
+
+
+def split_on_eos(row):
+    docs, cur = [], None
+    for t in row:
+        if t == EOS:
+            if cur is not None:
+                docs.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    docs.append(cur)
+    return docs
+
+
+def test_pack_documents_preceded_by_eos_in_seeded_order():
+    docs = [[1, 2], [3], [4, 5, 6]]  # 3 + 2 + 4 = 9 tokens with their EOS
+    blocks = pack(docs, EOS, 3, seed=5)
+    assert blocks.shape == (3, 3) and blocks.dtype == torch.long
+    order = [0, 1, 2]
+    random.Random(5).shuffle(order)
+    assert blocks.flatten().tolist() == [t for i in order for t in [EOS] + docs[i]]
+
+
+def test_pack_drops_the_tail_that_does_not_fill_a_block():
+    docs = [[1, 2], [3], [4, 5, 6]]
+    blocks = pack(docs, EOS, 4, seed=0)
+    assert blocks.shape == (2, 4)  # 9 // 4 blocks; the 9th token is dropped
+    assert blocks[0, 0] == EOS
+
+
+def test_pack_keeps_every_document_whole():
+    docs = [[i % 7 + 1] * (1 + i % 5) + [i + 10] for i in range(40)]
+    stream = pack(docs, EOS, 1, seed=1).flatten().tolist()
+    assert stream[0] == EOS
+    assert sorted(split_on_eos(stream)) == sorted(docs)
+
+
+def test_pack_order_depends_on_the_seed_only():
+    docs = [[i + 1] for i in range(30)]
+    assert torch.equal(pack(docs, EOS, 4, seed=1), pack(docs, EOS, 4, seed=1))
+    assert not torch.equal(pack(docs, EOS, 4, seed=1), pack(docs, EOS, 4, seed=2))
+
+
+def test_pack_fewer_tokens_than_one_block():
+    with pytest.raises(TestbedError, match=r"3 tokens.*model\.context=4"):
+        pack([[1, 2]], EOS, 4, seed=0)
+    with pytest.raises(TestbedError):
+        pack([], EOS, 4, seed=0)
+
+
+# --- train -------------------------------------------------------------------
+
+SENTENCE = [5, 9, 12, 7, 30, 22, 9, 41, 3, 17]
+
+
+def repetitive_blocks():
+    return pack([SENTENCE] * 60, EOS, 32, seed=0)  # 660 tokens -> 20 blocks of 32
+
+
+def mean_loss(model, blocks):
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=blocks, labels=blocks).loss.item()
+
+
+def tcfg(**kw):
+    kw.setdefault("batch_size", 4)
+    kw.setdefault("mixed_precision", "fp32")
+    return TrainConfig(**kw)
+
+
+def test_train_reduces_loss_on_a_repetitive_corpus(make_model):
+    model, blocks = make_model(), repetitive_blocks()
+    before = mean_loss(model, blocks)  # ~ln 64 = 4.16 for a fresh model
+    result = train(model, blocks, tcfg(tokens=40 * 4 * 32, lr=1e-2), Accelerator(cpu=True), seed=0)
+    after = mean_loss(result["model"], blocks)
+    assert before > 3.5
+    assert after < 0.5, (before, after)  # the stream repeats every 11 tokens: fully predictable
+    assert result["steps"] == 40 and result["final_loss"] < before  # an EMA, so it lags
+
+
+def count_tokens(model):
+    seen = []
+    model.transformer.wte.register_forward_hook(lambda m, args, out: seen.append(args[0].numel()))
+    return seen
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_train_processes_the_token_budget(make_model, grad_accum):
+    model, blocks = make_model(), repetitive_blocks()
+    seen = count_tokens(model)
+    lines = []
+    cfg = tcfg(tokens=1000, grad_accum=grad_accum, lr=1e-3, min_lr_ratio=0.1)
+    result = train(model, blocks, cfg, Accelerator(cpu=True, gradient_accumulation_steps=grad_accum), seed=0,
+                   log=lines.append)
+    per_step = 4 * grad_accum * 32
+    assert result["steps"] == math.ceil(1000 / per_step)  # 8 steps of 128 tokens, or 4 of 256
+    assert sum(seen) == result["tokens"] == result["steps"] * per_step >= 1000
+    # The schedule ends at the bottom of the cosine: lr * min_lr_ratio, after exactly `steps` steps.
+    assert lines[-1].startswith(f"step {result['steps']}/{result['steps']} ")
+    assert lines[-1].endswith("lr 1.00e-04")
+
+
+def test_train_same_seed_same_weights(make_model):
+    def trained(order_seed):
+        model = make_model(seed=0)
+        return train(model, repetitive_blocks(), tcfg(tokens=6 * 4 * 32), Accelerator(cpu=True), seed=order_seed)["model"]
+
+    a, b, c = trained(1), trained(1), trained(2)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)  # the order seed matters
