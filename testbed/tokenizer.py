@@ -33,5 +33,9 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
 
 
 def encode(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> list[list[int]]:
-    """Token ids of each document, without special tokens (batched in Rust)."""
-    return tokenizer(docs, add_special_tokens=False)["input_ids"] if docs else []
+    """Token ids of each document (batched in Rust).
+
+    A literal "<|endoftext|>" inside a document is encoded as text: only the
+    loop itself marks where documents end.
+    """
+    return tokenizer(docs, add_special_tokens=False, split_special_tokens=True)["input_ids"] if docs else []

@@ -28,9 +28,7 @@ def test_eos_is_one_special_token(tokenizer):
     assert tokenizer.eos_token == tokenizer.bos_token == tokenizer.pad_token == EOS
     assert tokenizer.bos_token_id == tokenizer.pad_token_id == eos
     assert tokenizer.all_special_ids == [eos]
-    assert encode(tokenizer, [EOS]) == [[eos]]
-    ids = encode(tokenizer, ["the fox" + EOS + "the owl"])[0]
-    assert ids.count(eos) == 1
+    assert tokenizer.convert_tokens_to_ids(EOS) == eos and tokenizer.convert_ids_to_tokens(eos) == EOS
 
 
 def test_encode_adds_no_special_tokens(tokenizer):
@@ -118,3 +116,9 @@ def test_save_model_round_trip(tmp_path, make_model):
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert loaded.config.n_positions == 32 and loaded.config.eos_token_id == 0
+
+
+def test_literal_end_token_in_a_document_is_text(words_corpus):
+    tok = train_tokenizer(words_corpus, 300)
+    (ids,) = encode(tok, ["a <|endoftext|> b"])
+    assert tok.eos_token_id not in ids and tok.decode(ids) == "a <|endoftext|> b"
