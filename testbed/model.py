@@ -45,6 +45,8 @@ def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int) -> GPT2LMHeadMod
         bos_token_id=eos_id,
         eos_token_id=eos_id,
         pad_token_id=eos_id,
+        # GPT-2's tanh GELU, from torch's C++ kernel rather than transformers' Python one (3x faster).
+        activation_function="gelu_pytorch_tanh",
         # Dropout only slows a model that sees each token once or twice.
         resid_pdrop=0.0,
         embd_pdrop=0.0,

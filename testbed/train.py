@@ -65,7 +65,7 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
     model.train()
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, unit="step", disable=None if accelerator.is_main_process else True, leave=False)
-    step, ema = 0, None
+    step, ema, pending = 0, None, []
     for (x,) in loader:
         with accelerator.accumulate(model):
             loss = model(input_ids=x, labels=x).loss
@@ -77,12 +77,16 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
             optimizer.zero_grad(set_to_none=True)
         if accelerator.sync_gradients:
             step += 1
-            value = loss.item()
-            ema = value if ema is None else 0.95 * ema + 0.05 * value
+            pending.append(loss.detach())
+            # Reading a loss makes the CPU wait for the GPU: do it every 10 steps, not every step.
+            if step % 10 == 0 or step == steps:
+                for value in torch.stack(pending).tolist():
+                    ema = value if ema is None else 0.95 * ema + 0.05 * value
+                pending = []
+                bar.set_postfix(loss=f"{ema:.3f}")
             bar.update(1)
-            bar.set_postfix(loss=f"{ema:.3f}")
             if log is not None and (step % 50 == 0 or step == steps):
-                log(f"step {step}/{steps} loss {value:.4f} lr {scheduler.get_last_lr()[0]:.2e}")
+                log(f"step {step}/{steps} loss {loss.item():.4f} lr {scheduler.get_last_lr()[0]:.2e}")
     bar.close()
     seconds = time.perf_counter() - start
     tokens = steps * per_step
