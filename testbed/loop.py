@@ -62,7 +62,11 @@ def run(cfg: Config, say=print) -> list[dict]:
     evaluator = Evaluator(cfg, tokenizer, train_texts, heldout_texts, autocast=accelerator.autocast,
                           truth_seed=stage_seed(cfg.seed, 0, "truth"))
     if main and not (rundir.root / "reference.json").exists():
-        write_json(rundir.root / "reference.json", evaluator.reference())
+        reference = evaluator.reference(stage_seed(cfg.seed, 0, "reference"))
+        write_json(rundir.root / "reference.json", reference)
+        if not reference["comparable"]:
+            say(f"note: the human reference has {reference['eval_words']:,} words, fewer than eval.sample_words="
+                f"{cfg.eval.sample_words:,}; reference.json is not comparable with the generations")
     say(f"testbed: {source_name(cfg.data)}, {len(train_texts)} train / {len(heldout_texts)} held-out documents, "
         f"{sum(map(len, human)):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
 

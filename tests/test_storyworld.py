@@ -255,3 +255,18 @@ def test_rare_words(sw):
             break
     share = len(seen & set(rare)) / len(rare)
     assert 0.1 < share < 0.8
+
+
+def test_evaluator_reference_draws_true_stories_of_the_full_size():
+    """The human reference of a storyworld run is measured at exactly eval.sample_words words."""
+    from testbed.config import load_config
+    from testbed.metrics.suite import Evaluator
+    from testbed.tokenizer import train_tokenizer
+
+    world = StoryWorld()
+    train = world.sample(300, 1)
+    cfg = load_config(None, ["eval.sample_words=5000", "eval.truth_docs=5", "eval.rare_max_count=3"])
+    ev = Evaluator(cfg, train_tokenizer(train, 300), train, world.sample(10, 2))
+    row = ev.reference(seed=3)
+    assert row["eval_words"] == 5000 and row["comparable"] is True
+    assert row["validity_rate"] == 1.0 and 0 < row["true_tail_recall"] < 1
