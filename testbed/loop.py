@@ -71,7 +71,9 @@ def run(cfg: Config, say=print) -> list[dict]:
         f"{sum(map(len, human)):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
 
     done = rundir.finished_generations()
-    if done:
+    if done == list(range(cfg.generations + 1)):
+        say(f"all {cfg.generations + 1} generations are finished; raise generations= to extend the run")
+    elif done:
         say(f"resuming after generation {done[-1]} (finished: {', '.join(map(str, done))})")
     try:
         for g in range(cfg.generations + 1):
