@@ -1,4 +1,4 @@
-"""testbed's one command line: `testbed run CONFIG [key=value ...]`."""
+"""testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed compare RUN_DIR...`."""
 import argparse
 import os
 import sys
@@ -12,6 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="train generation 0, then each generation on the previous one's samples")
     run.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. generations=5 model.n_layer=2 run_dir=/tmp/x")
+    compare = commands.add_parser("compare", help="a table of each run's last generation against its generation 0")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--metrics", help="comma-separated metrics.jsonl keys (default: the headline metrics)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -20,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.set_verbosity_error()  # progress lines are ours; library advice would drown them
         logging.disable_progress_bar()
+        if args.command == "compare":
+            from testbed.report.compare import load_run, table
+
+            print(table([load_run(r) for r in args.runs], args.metrics.split(",") if args.metrics else None))
+            return 0
         from testbed.config import load_config
         from testbed.loop import run as run_experiment
 

@@ -4,6 +4,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -57,3 +59,23 @@ def words_corpus():
         "Jumping zebras quickly vexed the wizard; seven bright kites flew above purple hills."
     )
     return [s.strip() for s in text.split(". ") if s.strip()] * 3
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINYSTORIES = SHARED_DATA / "tinystories-sample.txt"
+
+
+@pytest.fixture
+def tiny_run():
+    """tiny_run(run_dir, *overrides): a config for a whole run in seconds, on the shared TinyStories sample."""
+    from testbed.config import load_config
+
+    def make(run_dir, *extra):
+        if not TINYSTORIES.exists():
+            pytest.skip(f"shared corpus not found at {TINYSTORIES} (../shared/data is absent)")
+        return load_config(None, [
+            f"run_dir={run_dir}", "generations=2", "data.source=local", f"data.path={TINYSTORIES}",
+            "data.separator=paragraph", "data.max_docs=600", "data.heldout_docs=60", "tokenizer.vocab_size=512",
+            "model.preset=nano", "model.context=64", "train.tokens=12000", "train.batch_size=8",
+            "sample.size=80", "sample.batch_size=40", "eval.sample_words=1500", *extra])
+    return make

@@ -1,6 +1,5 @@
 """End to end: the whole generation loop on a tiny config, and resuming after a kill."""
 import json
-from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM
@@ -9,28 +8,15 @@ from testbed import TestbedError
 from testbed.config import load_config
 from testbed.loop import run
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TINYSTORIES = SHARED / "tinystories-sample.txt"
-
 pytestmark = pytest.mark.e2e
-
-
-def tiny(run_dir, *extra):
-    if not TINYSTORIES.exists():
-        pytest.skip(f"shared corpus not found at {TINYSTORIES} (../shared/data is absent)")
-    return load_config(None, [
-        f"run_dir={run_dir}", "generations=2", "data.source=local", f"data.path={TINYSTORIES}",
-        "data.separator=paragraph", "data.max_docs=600", "data.heldout_docs=60", "tokenizer.vocab_size=512",
-        "model.preset=nano", "model.context=64", "train.tokens=12000", "train.batch_size=8",
-        "sample.size=80", "sample.batch_size=40", "eval.sample_words=1500", *extra])
 
 
 def quiet(*args, **kwargs):
     pass
 
 
-def test_run_writes_the_documented_run_directory(tmp_path):
-    cfg = tiny(tmp_path / "run")
+def test_run_writes_the_documented_run_directory(tmp_path, tiny_run):
+    cfg = tiny_run(tmp_path / "run")
     rows = run(cfg, say=quiet)
     root = tmp_path / "run"
     assert [r["generation"] for r in rows] == [0, 1, 2]
@@ -56,8 +42,8 @@ def test_run_writes_the_documented_run_directory(tmp_path):
     assert load_config(root / "config.yaml") == cfg
 
 
-def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
-    reference = run(tiny(tmp_path / "straight"), say=quiet)
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, tiny_run):
+    reference = run(tiny_run(tmp_path / "straight"), say=quiet)
 
     import testbed.loop as loop
 
@@ -71,7 +57,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
         return real_sample(*args, **kwargs)
 
     monkeypatch.setattr(loop, "sample_corpus", killed_in_generation_2)
-    cfg = tiny(tmp_path / "killed")
+    cfg = tiny_run(tmp_path / "killed")
     with pytest.raises(KeyboardInterrupt):
         run(cfg, say=quiet)
     root = tmp_path / "killed"
@@ -90,16 +76,16 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
     assert resumed == reference  # exact: every stage is seeded from (seed, generation, stage)
 
 
-def test_a_different_config_on_an_existing_run_is_refused(tmp_path):
-    run(tiny(tmp_path / "run", "generations=0"), say=quiet)
+def test_a_different_config_on_an_existing_run_is_refused(tmp_path, tiny_run):
+    run(tiny_run(tmp_path / "run", "generations=0"), say=quiet)
     with pytest.raises(TestbedError, match=r"different config \(changed: seed\)"):
-        run(tiny(tmp_path / "run", "generations=0", "seed=1"), say=quiet)
+        run(tiny_run(tmp_path / "run", "generations=0", "seed=1"), say=quiet)
 
 
-def test_more_generations_extend_a_finished_run(tmp_path):
-    first = run(tiny(tmp_path / "run", "generations=0"), say=quiet)
+def test_more_generations_extend_a_finished_run(tmp_path, tiny_run):
+    first = run(tiny_run(tmp_path / "run", "generations=0"), say=quiet)
     lines = []
-    extended = run(tiny(tmp_path / "run", "generations=1"), say=lines.append)
+    extended = run(tiny_run(tmp_path / "run", "generations=1"), say=lines.append)
     assert extended[0] == first[0] and [r["generation"] for r in extended] == [0, 1]
 
 
@@ -107,7 +93,7 @@ def test_more_generations_extend_a_finished_run(tmp_path):
     ("accumulate", {"human": 540, "synthetic:gen_000": 80}),
     ("anchor", {"human": 20, "synthetic:gen_000": 60}),
 ])
-def test_regimes_shape_the_training_set(tmp_path, regime, expected):
-    rows = run(tiny(tmp_path / "run", "generations=1", f"mix.regime={regime}", "mix.anchor_fraction=0.25",
+def test_regimes_shape_the_training_set(tmp_path, regime, expected, tiny_run):
+    rows = run(tiny_run(tmp_path / "run", "generations=1", f"mix.regime={regime}", "mix.anchor_fraction=0.25",
                     "train.init=previous"), say=quiet)
     assert rows[1]["train_mix"] == expected

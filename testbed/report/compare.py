@@ -1,0 +1,71 @@
+"""`testbed compare RUN...`: each run's last generation against its generation 0.
+
+A run still in progress, or killed, is shown with the generations it has
+finished and marked partial, never dropped: a missing run would make the
+comparison look cleaner than it is.
+"""
+from pathlib import Path
+
+from testbed import TestbedError
+from testbed.config import diff, load_config, to_dict
+from testbed.rundir import RunDir, read_jsonl
+
+# Which way each metric moves under collapse: +1 up, -1 down.
+COLLAPSE = {
+    "heldout_ppl": +1, "distinct_2": -1, "rare_token_recall": -1,
+    "true_excess_ce": +1, "true_tail_recall": -1, "validity_rate": -1,
+}
+
+
+def load_run(path: str | Path) -> dict:
+    root = Path(path)
+    if not (root / "config.yaml").is_file():
+        raise TestbedError(f"{root}: not a testbed run directory (no config.yaml)")
+    cfg = load_config(root / "config.yaml")
+    rows = read_jsonl(root / "metrics.jsonl") if (root / "metrics.jsonl").exists() else []
+    finished = RunDir(root).finished_generations()
+    rows = [r for r in rows if r["generation"] in finished]
+    return {"name": root.name, "path": root, "config": to_dict(cfg), "rows": rows,
+            "planned": cfg.generations, "partial": finished != list(range(cfg.generations + 1))}
+
+
+def differing_keys(runs: list[dict]) -> list[str]:
+    keys = set()
+    for run in runs[1:]:
+        keys |= set(diff(runs[0]["config"], run["config"]))
+    return sorted(keys - {"run_dir", "generations"})
+
+
+def _value(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def table(runs: list[dict], metrics: list[str] | None = None) -> str:
+    available = {k for r in runs for row in r["rows"] for k in row}
+    for m in metrics or []:
+        if m not in available:
+            raise TestbedError(f"--metrics: no run has {m!r}; available: {', '.join(sorted(available))}")
+    metrics = metrics or [m for m in COLLAPSE if m in available]
+    header = ["run", "generations", *metrics]
+    lines = []
+    for run in runs:
+        rows = run["rows"]
+        done = f"{rows[-1]['generation'] if rows else '-'}/{run['planned']}" + (" partial" if run["partial"] else "")
+        cells = [run["name"], done]
+        for m in metrics:
+            if not rows or m not in rows[0]:
+                cells.append("-")
+                continue
+            first, last = rows[0][m], rows[-1][m]
+            change = f"{(last - first) / abs(first):+.0%}" if first else "n/a"
+            cells.append(f"{first:.3f} -> {last:.3f} ({change})")
+        lines.append(cells)
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
+    fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    arrows = ", ".join(f"{m} {'up' if COLLAPSE[m] > 0 else 'down'}" for m in metrics if m in COLLAPSE)
+    differs = [f"{k}: " + ", ".join(f"{r['name']}={_value(r['config'], k)}" for r in runs) for k in differing_keys(runs)]
+    return "\n".join([*(["configs differ in"] + [f"  {d}" for d in differs] + [""] if differs else []),
+                      fmt(header), *map(fmt, lines),
+                      f"generation 0 -> last finished generation; collapse moves {arrows}"])

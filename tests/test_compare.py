@@ -1,0 +1,50 @@
+"""testbed compare: the last generation against generation 0, run by run."""
+import pytest
+import yaml
+
+from testbed import TestbedError
+from testbed.cli import main
+from testbed.loop import run
+from testbed.report.compare import load_run, table
+
+
+@pytest.fixture
+def two_runs(tmp_path, tiny_run):
+    run(tiny_run(tmp_path / "replace", "generations=1"), say=lambda *a: None)
+    run(tiny_run(tmp_path / "accumulate", "generations=1", "mix.regime=accumulate"), say=lambda *a: None)
+    return tmp_path / "replace", tmp_path / "accumulate"
+
+
+def test_table_shows_each_run_relative_to_generation_0(two_runs):
+    runs = [load_run(p) for p in two_runs]
+    out = table(runs, ["heldout_ppl"])
+    lines = out.splitlines()
+    assert lines[:2] == ["configs differ in", "  mix.regime: replace=replace, accumulate=accumulate"]
+    for r, line in zip(runs, [ln for ln in lines if ln.startswith(("replace ", "accumulate "))]):
+        first, last = r["rows"][0]["heldout_ppl"], r["rows"][-1]["heldout_ppl"]
+        assert f"{first:.3f} -> {last:.3f} ({(last - first) / first:+.0%})" in line
+        assert "1/1" in line and "partial" not in line
+
+
+def test_an_unfinished_run_is_shown_as_partial(two_runs):
+    replace, _ = two_runs
+    config = yaml.safe_load((replace / "config.yaml").read_text())
+    config["generations"] = 3  # as if killed after generation 1 of 3
+    (replace / "config.yaml").write_text(yaml.safe_dump(config))
+    line = next(ln for ln in table([load_run(replace)]).splitlines() if ln.startswith("replace"))
+    assert "1/3 partial" in line
+
+
+def test_cli_compare_and_its_errors(two_runs, capsys, tmp_path):
+    assert main(["compare", *map(str, two_runs)]) == 0
+    out = capsys.readouterr().out
+    assert "rare_token_recall" in out and "collapse moves heldout_ppl up" in out
+    assert main(["compare", str(two_runs[0]), "--metrics", "heldout_pp"]) == 2
+    assert "no run has 'heldout_pp'" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "nothing")]) == 2
+    assert "not a testbed run directory" in capsys.readouterr().err
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(TestbedError, match="no config.yaml"):
+        load_run(tmp_path)
