@@ -61,6 +61,17 @@ class TrainConfig:
 
 
 @dataclass
+class WatermarkConfig:
+    # The green-list watermark transformers implements (Kirchenbauer et al.):
+    # before each draw, `delta` is added to the logits of a share `gamma` of the
+    # vocabulary chosen by hashing the previous token with `key`.
+    enabled: bool = False
+    gamma: float = 0.25
+    delta: float = 2.0
+    key: int = 15485863
+
+
+@dataclass
 class SampleConfig:
     size: int = 3600  # synthetic corpus size, in `unit`s
     unit: Literal["docs", "tokens"] = "docs"
@@ -74,6 +85,7 @@ class SampleConfig:
     # the first `prompt_tokens` tokens of a random human training document.
     prompt: Literal["eos", "human"] = "eos"
     prompt_tokens: int = 8
+    watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
 
 
 @dataclass
@@ -90,6 +102,81 @@ class MixConfig:
     # `docs` documents from the pool each generation.
     size: Literal["grow", "fixed"] = "grow"
     docs: int | None = None  # with size=fixed; default: the human training split's size
+
+
+@dataclass
+class WhitelistConfig:
+    enabled: bool = False
+    sources: list[str] = field(default_factory=lambda: ["human"])  # "human", "synthetic", "synthetic:gen_002"...
+    mislabel: float = 0.0  # share of documents whose provenance label is wrong, as real metadata is
+
+
+@dataclass
+class HeuristicsConfig:
+    enabled: bool = False
+    min_words: int = 0
+    max_words: int | None = None
+    max_repeat: float = 1.0  # drop a document when more than this share of its word 3-grams are repeats
+    max_non_alpha: float = 1.0  # drop when more than this share of its non-space characters are not letters
+    require_end: bool = False  # drop documents the model never ended
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = False  # same text after folding case and whitespace
+    near: bool = False  # MinHash/LSH over word shingles (datasketch)
+    threshold: float = 0.8  # estimated Jaccard similarity at which a later document is a near-duplicate
+    num_perm: int = 128
+    shingle: int = 5
+
+
+@dataclass
+class VerifierConfig:
+    enabled: bool = False
+    # storyworld: the grammar's own validator (a perfect verifier); lexicon: every
+    # word occurs in the human training split and the text ends a sentence;
+    # or package.module:function, any callable text -> bool.
+    name: str = "storyworld"
+
+
+@dataclass
+class WatermarkFilterConfig:
+    enabled: bool = False  # drop documents whose watermark z-score exceeds z_threshold (needs sample.watermark)
+    z_threshold: float = 4.0
+
+
+@dataclass
+class DetectorConfig:
+    enabled: bool = False
+    # classifier: logistic regression on word 1-2 grams, trained each generation
+    # on labelled human and synthetic documents from outside the pool;
+    # likelihood: zero-shot, the generator's log-likelihood over a human unigram model's.
+    kind: Literal["classifier", "likelihood"] = "classifier"
+    train_docs: int = 500  # labelled documents per class
+    threshold: float = 0.5  # classifier: flag when P(synthetic) exceeds it
+    fpr: float = 0.05  # likelihood: flag above the score that this share of labelled human text exceeds
+
+
+@dataclass
+class PerplexityFilterConfig:
+    enabled: bool = False
+    reference: Literal["first", "previous"] = "first"  # score with generation 0's model, or the one that wrote the text
+    # Keep documents whose per-token NLL ranks in [low, high] (0 = most likely):
+    # high=0.7 drops the 30% least likely, the usual "quality" filter.
+    low: float = 0.0
+    high: float = 1.0
+
+
+@dataclass
+class CurateConfig:
+    """Steps applied, in this order, to the training pool of each generation g >= 1."""
+    whitelist: WhitelistConfig = field(default_factory=WhitelistConfig)
+    heuristics: HeuristicsConfig = field(default_factory=HeuristicsConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    watermark: WatermarkFilterConfig = field(default_factory=WatermarkFilterConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    perplexity: PerplexityFilterConfig = field(default_factory=PerplexityFilterConfig)
 
 
 @dataclass
@@ -114,6 +201,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     mix: MixConfig = field(default_factory=MixConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> None:
@@ -123,6 +211,8 @@ class Config:
             "tokenizer.vocab_size": 257,  # the 256 byte symbols plus one merge at least
             "train.tokens": 1, "train.batch_size": 1, "train.grad_accum": 1,
             "sample.size": 1, "sample.batch_size": 1, "sample.prompt_tokens": 1,
+            "curate.heuristics.min_words": 0, "curate.dedup.num_perm": 16, "curate.dedup.shingle": 1,
+            "curate.detector.train_docs": 2,
             "eval.sample_words": 1, "eval.truth_docs": 1, "eval.batch_size": 1, "eval.rare_max_count": 1,
         }
         for key, low in minimum.items():
@@ -131,7 +221,7 @@ class Config:
         if not self.train.lr > 0:  # written so that NaN fails too
             raise TestbedError(f"train.lr={self.train.lr} must be > 0")
         for key in ("data.max_docs", "model.n_layer", "model.n_embd", "model.n_head", "model.context",
-                    "mix.docs", "eval.heldout_docs", "sample.max_new_tokens"):
+                    "mix.docs", "eval.heldout_docs", "sample.max_new_tokens", "curate.heuristics.max_words"):
             value = _get(self, key)
             if value is not None and value <= 0:
                 raise TestbedError(f"{key}={value} must be > 0 (or null for the default)")
@@ -143,6 +233,21 @@ class Config:
             raise TestbedError(f"sample.top_p={self.sample.top_p} must be in (0, 1] (1 turns it off)")
         if not 0 <= self.mix.anchor_fraction <= 1:
             raise TestbedError(f"mix.anchor_fraction={self.mix.anchor_fraction} must be in [0, 1]")
+        shares = ["curate.whitelist.mislabel", "curate.heuristics.max_repeat", "curate.heuristics.max_non_alpha",
+                  "curate.dedup.threshold", "curate.detector.threshold", "curate.detector.fpr",
+                  "curate.perplexity.low", "curate.perplexity.high"]
+        for key in shares:
+            if not 0 <= _get(self, key) <= 1:
+                raise TestbedError(f"{key}={_get(self, key)} must be in [0, 1]")
+        if self.curate.perplexity.low >= self.curate.perplexity.high:
+            raise TestbedError(f"curate.perplexity.low={self.curate.perplexity.low} must be below "
+                               f"curate.perplexity.high={self.curate.perplexity.high}")
+        if not 0 < self.sample.watermark.gamma < 1:
+            raise TestbedError(f"sample.watermark.gamma={self.sample.watermark.gamma} must be in (0, 1)")
+        if self.curate.watermark.enabled and not self.sample.watermark.enabled:
+            raise TestbedError("curate.watermark.enabled=true detects a watermark nobody wrote: set sample.watermark.enabled=true")
+        if self.curate.whitelist.enabled and not self.curate.whitelist.sources:
+            raise TestbedError("curate.whitelist.sources is empty: it would drop every document; list e.g. [human]")
         if not 0 <= self.train.warmup < 1:
             raise TestbedError(f"train.warmup={self.train.warmup} must be in [0, 1)")
         if not self.train.weight_decay >= 0:
@@ -156,18 +261,12 @@ class Config:
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Read a YAML file (or the defaults when path is None), apply key=value overrides, validate."""
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise TestbedError(f"config file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise TestbedError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise TestbedError(f"{path}: the top level must be a mapping of keys to values")
+    """Read a YAML file (or the defaults when path is None), apply key=value overrides, validate.
+
+    A file may start from another with `base: other.yaml` and set only the keys
+    it changes: the strategy configs are the quickstart plus their curation.
+    """
+    raw = _read(Path(path), ()) if path is not None else {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -184,6 +283,33 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     cfg = _build(Config, raw, "")
     cfg.validate()
     return cfg
+
+
+def _read(path: Path, seen: tuple) -> dict:
+    """A YAML file's keys, over those of the file its `base:` names (a path relative to it)."""
+    if not path.is_file():
+        raise TestbedError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise TestbedError(f"{path}: base: files include each other in a cycle")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise TestbedError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise TestbedError(f"{path}: the top level must be a mapping of keys to values")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise TestbedError(f"{path}: base={base!r} must be the path of another config file")
+    return _merge(_read(path.parent / base, seen + (path.resolve(),)), raw)
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 class _Raw(str):
@@ -232,6 +358,11 @@ def _coerce(tp, value, key: str):
         if value is None and type(None) in args:
             return None
         (tp,) = [a for a in args if a is not type(None)]
+    if origin is list:
+        if not isinstance(value, list):
+            raise TestbedError(f"{key}={value!r} has the wrong type: expected a list such as [human]")
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -242,6 +373,8 @@ def _coerce(tp, value, key: str):
 
 
 def _is_text(tp) -> bool:
+    if typing.get_origin(tp) is list:
+        return False
     args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
     if typing.get_origin(tp) is Literal:
         return all(isinstance(a, str) for a in args)

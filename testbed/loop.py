@@ -14,14 +14,16 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 
 from testbed import TestbedError
 from testbed.config import Config, diff, load_config, to_dict, to_yaml
 from testbed.corpus.sources import load_documents, source_name
 from testbed.corpus.split import split_documents
+from testbed.curate.watermark import make_processor
 from testbed.metrics.suite import Evaluator
-from testbed.mix import composition, synthetic_label, training_set
+from testbed.curate.curator import Curator, summary as curation_summary
+from testbed.mix import Doc, composition, synthetic_label, training_set
 from testbed.model import build_model, load_model, n_params, resolve, save_model
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json, write_jsonl
 from testbed.sample import max_new_tokens, sample_corpus
@@ -51,8 +53,12 @@ def run(cfg: Config, say=print) -> list[dict]:
     else:
         _check_same_run(rundir, cfg, split)
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
-    human = encode(tokenizer, train_texts)
-    _preflight(cfg, human)
+    human = [Doc(ids, text) for ids, text in zip(encode(tokenizer, train_texts), train_texts)]
+    _preflight(cfg, [d.ids for d in human])
+    # Built before anything is written: a verifier that does not import, or a
+    # dedup setting datasketch cannot band, is bad input like any other.
+    curator = Curator(cfg, human, len(tokenizer), tokenizer.eos_token_id, lambda g: rundir.gen(g) / "model", accelerator.device,
+                      accelerator.autocast, lambda g, stage: stage_seed(cfg.seed, g, "curate:" + stage))
     if fresh and main:
         create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(split) + "\n"},
                {"tokenizer": tokenizer.save_pretrained})
@@ -68,7 +74,7 @@ def run(cfg: Config, say=print) -> list[dict]:
             say(f"note: the human reference has {reference['eval_words']:,} words, fewer than eval.sample_words="
                 f"{cfg.eval.sample_words:,}; reference.json is not comparable with the generations")
     say(f"testbed: {source_name(cfg.data)}, {len(train_texts)} train / {len(heldout_texts)} held-out documents, "
-        f"{sum(map(len, human)):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
+        f"{sum(len(d.ids) for d in human):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
 
     done = rundir.finished_generations()
     if done == list(range(cfg.generations + 1)):
@@ -78,7 +84,7 @@ def run(cfg: Config, say=print) -> list[dict]:
     try:
         for g in range(cfg.generations + 1):
             if not rundir.finished(g):
-                _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say)
+                _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curator, say)
     except TestbedError:
         # A new run that fails before its first generation would otherwise leave a
         # directory that blocks the corrected command ("different config").
@@ -90,24 +96,27 @@ def run(cfg: Config, say=print) -> list[dict]:
     return rows
 
 
-def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say):
+def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curator, say):
     main = accelerator.is_main_process
     eos = tokenizer.eos_token_id
     tag = f"gen {g}/{cfg.generations}"
-    part = rundir.begin(g) if main else None
-    log = _logger(part) if main else (lambda line: None)
 
-    synthetic = {k: encode(tokenizer, [r["text"] for r in read_jsonl(rundir.gen(k) / "corpus.jsonl")])
-                 for k in _synthetic_needed(g, cfg)}
+    synthetic = {k: _read_corpus(rundir.gen(k) / "corpus.jsonl", tokenizer) for k in _synthetic_needed(g, cfg)}
     examples = training_set(g, human, synthetic, cfg.mix, stage_seed(cfg.seed, g, "mix"),
                             stage_seed(cfg.seed, g if cfg.mix.anchor_set == "fresh" else 0, "anchor"))
-    mix = composition(examples)
+    pool = composition(examples)
     say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs "
-        f"({', '.join(f'{k} {v}' for k, v in mix.items())})")
+        f"({', '.join(f'{k} {v}' for k, v in pool.items())})")
+    curation = []
+    if g and curator.steps():
+        examples, curation = _curate(g, examples, synthetic[g - 1], curator, accelerator, say, tag)
+    mix = composition(examples)
 
+    part = rundir.begin(g) if main else None
+    log = _logger(part) if main else (lambda line: None)
     set_seed(stage_seed(cfg.seed, g, "init"))
     model = _initial_model(g, cfg, rundir, len(tokenizer), eos)
-    blocks = pack([d for _, d in examples], eos, model.config.n_positions, stage_seed(cfg.seed, g, "pack"))
+    blocks = pack([d.ids for _, d in examples], eos, model.config.n_positions, stage_seed(cfg.seed, g, "pack"))
     set_seed(stage_seed(cfg.seed, g, "train"))
     result = train(model, blocks, cfg.train, accelerator, stage_seed(cfg.seed, g, "order"), log=log, desc=f"{tag} train")
     model = result.pop("model")
@@ -117,8 +126,12 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say):
     if main:
         save_model(model, part / "model")
         start = time.perf_counter()
-        samples = sample_corpus(model, cfg.sample, eos, stage_seed(cfg.seed, g, "sample"), human_prompts=human,
-                                autocast=accelerator.autocast, desc=f"{tag} sample")
+        mark = cfg.sample.watermark
+        processor = (make_processor(model.config.vocab_size, accelerator.device, mark.gamma, mark.delta, mark.key)
+                     if mark.enabled else None)
+        samples = sample_corpus(model, cfg.sample, eos, stage_seed(cfg.seed, g, "sample"),
+                                human_prompts=[d.ids for d in human], autocast=accelerator.autocast,
+                                desc=f"{tag} sample", watermark=processor)
         seconds = time.perf_counter() - start
         texts = [tokenizer.decode(s.prompt[1:] + s.tokens) for s in samples]
         n_tokens = sum(len(s.tokens) + s.ended for s in samples)
@@ -130,11 +143,16 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say):
         write_json(part / "corpus.json", {
             "source": synthetic_label(g), "model": f"gen_{g:03d}/model", "documents": len(samples), "tokens": n_tokens,
             "seed": stage_seed(cfg.seed, g, "sample"), "sampling": to_dict(cfg)["sample"], "seconds": seconds})
-        write_json(part / "train.json", {"mix": mix, "blocks": len(blocks), "init": cfg.train.init if g else "scratch",
+        if curation:
+            write_json(part / "curation.json", {"pool": pool, "steps": curation})
+        write_json(part / "train.json", {"pool": pool, "mix": mix, "blocks": len(blocks), "init": cfg.train.init if g else "scratch",
                                          **result, "params": n_params(model)})
         start = time.perf_counter()
         row = {"generation": g, **evaluator.evaluate(model, texts, samples, seed=stage_seed(cfg.seed, 0, "eval"))}
         row["train_mix"] = mix
+        if curation:
+            row.update(curation_summary(sum(pool.values()), examples, curation))
+            row["curation"] = curation
         write_json(part / "metrics.json", row)
         say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
             f"{k} {row[k]:.4g}" for k in evaluator.headline if k in row))
@@ -143,6 +161,33 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, say):
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _curate(g, examples, newest, curator, accelerator, say, tag):
+    """Curate on the main process, then share the kept set, so every process trains on the same data."""
+    if accelerator.is_main_process:
+        kept, reports = curator(g, examples, newest)
+        keep = {id(d) for _, d in kept}
+        mask = [id(d) in keep for _, d in examples]
+    else:
+        mask, reports = None, None
+    mask, reports = broadcast_object_list([mask, reports])
+    kept = [e for e, k in zip(examples, mask) if k]
+    for r in reports:
+        say(f"{tag} · curate {r['step']}: {r['docs_in']} -> {r['docs_out']} docs "
+            f"(removed {r['removed_human']} human, {r['removed_synthetic']} synthetic) in {r['seconds']:.1f}s")
+    if not kept:
+        emptied = next(r["step"] for r in reports if r["docs_out"] == 0)
+        raise TestbedError(
+            f"generation {g}: curation kept none of {len(examples)} documents (curate.{emptied.split('_')[0]} removed the "
+            "last of them); loosen that step, or mix in human text (mix.regime=anchor)")
+    return kept, reports
+
+
+def _read_corpus(path: Path, tokenizer) -> list[Doc]:
+    rows = read_jsonl(path)
+    ids = encode(tokenizer, [r["text"] for r in rows])
+    return [Doc(i, r["text"], r["ended"]) for i, r in zip(ids, rows)]
 
 
 def _preflight(cfg: Config, human: list[list[int]]) -> None:

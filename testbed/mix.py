@@ -10,10 +10,18 @@ and by size: `grow` keeps the whole pool, `fixed` subsamples `mix.docs`
 documents from it (accumulate-subsample).
 """
 import random
+from dataclasses import dataclass
 
 from testbed.config import MixConfig
 
 HUMAN = "human"
+
+
+@dataclass(eq=False)  # compared by identity: curation asks which documents are in a pool
+class Doc:
+    ids: list[int]
+    text: str
+    ended: bool = True  # its writer ended it; human documents always are
 
 
 def synthetic_label(generation: int) -> str:

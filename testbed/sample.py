@@ -74,16 +74,24 @@ def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_batch(model, prompts: torch.Tensor, cfg: SampleConfig, eos_id: int, max_new: int,
-                 generator: torch.Generator) -> list[Sample]:
-    """Continue each row of `prompts` (B, P) until it ends or reaches max_new tokens."""
+                 generator: torch.Generator, watermark=None) -> list[Sample]:
+    """Continue each row of `prompts` (B, P) until it ends or reaches max_new tokens.
+
+    watermark: a logits processor (transformers' WatermarkLogitsProcessor) that
+    sees the last token of each row; its green-list bias is added to the raw
+    logits, before temperature and truncation, as in `generate`.
+    """
     batch = prompts.shape[0]
     cache = DynamicCache(config=model.config)
     logits = model(input_ids=prompts, cache=cache, use_cache=True).logits[:, -1]
+    last = prompts[:, -1:]
     # Every sampled token goes to buf; a row's document is what precedes its first EOS.
     buf = torch.full((batch, max_new), eos_id, dtype=torch.long, device=prompts.device)
     rows = torch.arange(batch, device=prompts.device)  # original row of each row still in the batch
     alive = torch.ones(batch, dtype=torch.bool, device=prompts.device)
     for step in range(max_new):
+        if watermark is not None:
+            logits = watermark(last, logits.float())
         probs = next_token_distribution(logits, cfg.temperature, cfg.top_k, cfg.top_p)
         nxt = draw(probs, generator)
         buf[rows, step] = nxt
@@ -96,7 +104,8 @@ def sample_batch(model, prompts: torch.Tensor, cfg: SampleConfig, eos_id: int, m
             cache.batch_select_indices(keep)
             rows, nxt, alive = rows[keep], nxt[keep], alive[keep]
         # Ended rows not yet compacted away keep decoding; what they write lies past their EOS.
-        logits = model(input_ids=nxt[:, None], cache=cache, use_cache=True).logits[:, -1]
+        last = nxt[:, None]
+        logits = model(input_ids=last, cache=cache, use_cache=True).logits[:, -1]
     samples = []
     for prompt, row in zip(prompts.tolist(), buf.tolist()):
         end = row.index(eos_id) if eos_id in row else None
@@ -105,7 +114,7 @@ def sample_batch(model, prompts: torch.Tensor, cfg: SampleConfig, eos_id: int, m
 
 
 def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompts: list[list[int]] | None = None,
-                  autocast=None, desc: str = "sample") -> list[Sample]:
+                  autocast=None, desc: str = "sample", watermark=None) -> list[Sample]:
     """Sample until the corpus holds cfg.size documents or tokens.
 
     human_prompts: token ids of human documents, for cfg.prompt == "human".
@@ -130,7 +139,7 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
             idx = torch.randint(len(pool), (n,), generator=pick).tolist()
             prompts = torch.tensor([[eos_id] + pool[i] for i in idx], dtype=torch.long, device=device)
         with autocast() if autocast else nullcontext():
-            batch = sample_batch(model, prompts, cfg, eos_id, max_new, generator)
+            batch = sample_batch(model, prompts, cfg, eos_id, max_new, generator, watermark)
         for s in batch:
             if cfg.unit == "tokens" and generated >= cfg.size:
                 break

@@ -83,7 +83,7 @@ def test_unknown_top_level_key_names_it_and_the_allowed_keys():
         load_config(None, ["seeed=1"])
     msg = str(e.value)
     assert "unknown config key seeed" in msg and "did you mean seed?" in msg
-    assert "allowed keys: run_dir, seed, generations, data, tokenizer, model, train, sample, mix, eval" in msg
+    assert "allowed keys: run_dir, seed, generations, data, tokenizer, model, train, sample, mix, curate, eval" in msg
 
 
 def test_unknown_nested_key_names_it_and_the_allowed_keys():
@@ -226,3 +226,58 @@ def test_to_dict_is_plain_and_complete():
     d = to_dict(Config())
     assert set(d) == {f.name for f in dataclasses.fields(Config)}
     assert d["model"] == {"preset": "tiny", "n_layer": None, "n_embd": None, "n_head": None, "context": None}
+
+
+def test_base_file_supplies_every_key_the_file_does_not_set(tmp_path):
+    (tmp_path / "base.yaml").write_text("generations: 7\nmix:\n  regime: anchor\n  anchor_fraction: 0.3\n")
+    (tmp_path / "top.yaml").write_text("base: base.yaml\nmix:\n  anchor_fraction: 0.5\n")
+    cfg = load_config(tmp_path / "top.yaml", ["seed=3"])
+    assert (cfg.generations, cfg.mix.regime, cfg.mix.anchor_fraction, cfg.seed) == (7, "anchor", 0.5, 3)
+
+
+def test_base_cycle_and_missing_base_are_reported(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(TestbedError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(TestbedError, match="config file not found: .*nowhere.yaml"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_list_keys_take_yaml_lists_from_the_command_line():
+    cfg = load_config(None, ["curate.whitelist.sources=[human, synthetic:gen_001]"])
+    assert cfg.curate.whitelist.sources == ["human", "synthetic:gen_001"]
+    with pytest.raises(TestbedError, match=r"curate.whitelist.sources='human' has the wrong type: expected a list"):
+        load_config(None, ["curate.whitelist.sources=human"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("curate.dedup.threshold=1.5", r"curate.dedup.threshold=1.5 must be in \[0, 1\]"),
+    ("curate.perplexity.high=0", "curate.perplexity.low=0.0 must be below curate.perplexity.high=0.0"),
+    ("curate.watermark.enabled=true", "set sample.watermark.enabled=true"),
+    ("sample.watermark.gamma=1", r"sample.watermark.gamma=1.0 must be in \(0, 1\)"),
+    ("curate.detector.kind=oracle", "choose one of: classifier, likelihood"),
+    ("curate.whitelist.sources=[]", "curate.whitelist.sources is empty"),
+])
+def test_bad_curation_settings_name_the_key(override, message):
+    extra = ["curate.whitelist.enabled=true"] if "sources" in override else []
+    with pytest.raises(TestbedError, match=message):
+        load_config(None, [override, *extra])
+
+
+def test_every_strategy_config_loads_on_top_of_the_quickstart():
+    from pathlib import Path
+
+    from testbed.config import diff, to_dict
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    quickstart = to_dict(load_config(root / "quickstart.yaml"))
+    names = sorted(p.stem for p in (root / "strategies").glob("*.yaml"))
+    assert {"none", "accumulate", "anchor", "perplexity-filter", "verified", "detector", "whitelist", "watermark"} <= set(names)
+    for name in names:
+        cfg = load_config(root / "strategies" / f"{name}.yaml")
+        assert cfg.run_dir == f"runs/strategies/{name}"
+        changed = diff(quickstart, to_dict(cfg))
+        # A strategy changes curation and the mix, never the model, its training or its evaluation.
+        assert all(k.split(".")[0] in ("run_dir", "mix", "curate", "sample") for k in changed), (name, changed)

@@ -15,6 +15,8 @@ COLLAPSE = {
     "heldout_ppl": +1, "distinct_2": -1, "rare_token_recall": -1,
     "true_excess_ce": +1, "true_tail_recall": -1, "validity_rate": -1,
 }
+# What curation did to the last generation's training set (absent from generation 0, which is not curated).
+CURATION = ["curated_kept", "train_synthetic_share"]
 
 
 def load_run(path: str | Path) -> dict:
@@ -47,7 +49,7 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
     for m in metrics or []:
         if m not in available:
             raise TestbedError(f"--metrics: no run has {m!r}; available: {', '.join(sorted(available))}")
-    metrics = metrics or [m for m in COLLAPSE if m in available]
+    metrics = metrics or [m for m in [*COLLAPSE, *CURATION] if m in available]
     header = ["run", "generations", *metrics]
     lines = []
     for run in runs:
@@ -55,8 +57,11 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
         done = f"{rows[-1]['generation'] if rows else '-'}/{run['planned']}" + (" partial" if run["partial"] else "")
         cells = [run["name"], done]
         for m in metrics:
-            if not rows or m not in rows[0]:
+            if not rows or m not in rows[-1]:
                 cells.append("-")
+                continue
+            if m not in rows[0]:
+                cells.append(f"{rows[-1][m]:.3f}")
                 continue
             first, last = rows[0][m], rows[-1][m]
             change = f"{(last - first) / abs(first):+.0%}" if first else "n/a"

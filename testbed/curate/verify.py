@@ -1,0 +1,59 @@
+"""Verifiers: keep only the text a checker accepts.
+
+A verifier is any callable text -> bool, so a project can plug in its own
+(a grammar, a unit test, a fact checker) as "package.module:function".
+Verification is the strongest curation there is when it exists: on the
+storyworld corpus the grammar itself says whether a story could have come
+from the true distribution.
+"""
+import importlib
+from collections.abc import Callable
+
+from testbed import TestbedError
+from testbed.text import words
+
+Verifier = Callable[[str], bool]
+NAMES = ("storyworld", "lexicon", "package.module:function")
+_ENDINGS = tuple(".!?\"'")
+
+
+def lexicon_verifier(human_texts: list[str]) -> Verifier:
+    """Accepts text made only of words the human training text uses, ending like a sentence.
+
+    A weak verifier that works on any corpus: it rejects invented words and
+    documents cut off mid-sentence, not fluent text that says something new.
+    """
+    vocab = {w for text in human_texts for w in words(text)}
+
+    def accepts(text: str) -> bool:
+        w = words(text)
+        return bool(w) and all(x in vocab for x in w) and text.strip().endswith(_ENDINGS)
+    return accepts
+
+
+def load_callable(name: str) -> Verifier:
+    module_name, _, attr = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise TestbedError(f"curate.verifier.name={name!r} does not load ({e}); "
+                           "expected the form package.module:function") from None
+    if not callable(fn):
+        raise TestbedError(f"curate.verifier.name={name!r} is not callable; expected the form package.module:function")
+    return fn
+
+
+def get_verifier(name: str, human_texts: list[str]) -> Verifier:
+    if name == "storyworld":
+        from testbed.corpus.storyworld import StoryWorld
+        return StoryWorld().is_valid
+    if name == "lexicon":
+        return lexicon_verifier(human_texts)
+    module_name, sep, attr = name.partition(":")
+    if sep and module_name and attr:
+        return load_callable(name)
+    raise TestbedError(f"curate.verifier.name={name!r}: expected one of {', '.join(NAMES)}")
+
+
+def verify_keep(verifier: Verifier, texts: list[str]) -> list[bool]:
+    return [bool(verifier(t)) for t in texts]

@@ -1,0 +1,35 @@
+"""Provenance whitelists: keep documents by the source their metadata claims.
+
+Real provenance metadata is wrong some of the time (scraped text relabelled,
+generated text passed off as human), so the labels the whitelist sees are the
+true ones with a seeded share flipped: the whitelist then lets some synthetic
+text through and drops some human text, as it would in practice.
+"""
+import random
+
+from testbed.mix import HUMAN
+
+
+def claimed_sources(sources: list[str], mislabel: float, seed: int) -> list[str]:
+    """The labels as the pool's metadata carries them: round(mislabel * n) of them wrong.
+
+    A mislabelled human document claims the pool's synthetic source (one of
+    them, picked with the same rng, if there are several; "synthetic" if there
+    are none); a mislabelled synthetic document claims to be human.
+    """
+    rng = random.Random(seed)
+    claimed = list(sources)
+    flips = rng.sample(range(len(sources)), round(mislabel * len(sources)))
+    synthetic = sorted({s for s in sources if s != HUMAN}) or ["synthetic"]
+    for i in sorted(flips):
+        claimed[i] = rng.choice(synthetic) if sources[i] == HUMAN else HUMAN
+    return claimed
+
+
+def allowed_by(label: str, entry: str) -> bool:
+    """"synthetic" allows every synthetic generation ("synthetic:gen_003"), "human" only human."""
+    return label == entry or label.startswith(entry + ":")
+
+
+def whitelist_keep(claimed: list[str], allowed: list[str]) -> list[bool]:
+    return [any(allowed_by(label, entry) for entry in allowed) for label in claimed]

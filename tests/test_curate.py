@@ -1,0 +1,91 @@
+"""Curation inside the loop: the steps a config turns on, their reports, and what reaches training."""
+import json
+
+import pytest
+
+from testbed import TestbedError
+from testbed.loop import run
+
+pytestmark = pytest.mark.e2e
+
+# The contaminated pool: every generation >= 1 sees fresh human documents and,
+# in equal number, documents written by the previous model.
+CONTAMINATED = ["generations=1", "mix.regime=anchor", "mix.anchor_fraction=0.5", "mix.anchor_set=fresh"]
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def long_enough(text: str) -> bool:
+    """A verifier plugged in by name (curate.verifier.name=test_curate:long_enough)."""
+    return len(text.split()) >= 5
+
+
+def test_whitelist_with_true_labels_keeps_exactly_the_human_documents(tmp_path, tiny_run):
+    cfg = tiny_run(tmp_path / "run", *CONTAMINATED, "curate.whitelist.enabled=true", "curate.whitelist.sources=[human]")
+    rows = run(cfg, say=quiet)
+    assert rows[1]["train_mix"] == {"human": 40}
+    (step,) = json.loads((tmp_path / "run" / "gen_001" / "curation.json").read_text())["steps"]
+    assert step == {**step, "step": "whitelist", "docs_in": 80, "docs_out": 40, "removed_human": 0, "removed_synthetic": 40}
+    assert rows[1]["curated_kept"] == 0.5 and rows[1]["train_synthetic_share"] == 0.0
+    assert "curation" not in rows[0]  # generation 0 trains on the human split as it is
+
+
+def test_every_step_reports_what_it_removed_and_training_gets_what_is_left(tmp_path, tiny_run):
+    cfg = tiny_run(tmp_path / "run", *CONTAMINATED,
+                   "curate.whitelist.enabled=true", "curate.whitelist.sources=[human, synthetic]", "curate.whitelist.mislabel=0.1",
+                   "curate.heuristics.enabled=true", "curate.heuristics.min_words=3",
+                   "curate.dedup.exact=true", "curate.dedup.near=true",
+                   "curate.verifier.enabled=true", "curate.verifier.name=test_curate:long_enough",
+                   "sample.watermark.enabled=true", "sample.watermark.delta=4.0", "curate.watermark.enabled=true",
+                   "curate.detector.enabled=true", "curate.detector.train_docs=20",
+                   "curate.perplexity.enabled=true", "curate.perplexity.high=0.9")
+    rows = run(cfg, say=quiet)
+    curation = json.loads((tmp_path / "run" / "gen_001" / "curation.json").read_text())
+    steps = curation["steps"]
+    assert [s["step"] for s in steps] == ["whitelist", "heuristics", "dedup_exact", "dedup_near", "verifier",
+                                          "watermark", "detector", "perplexity"]
+    assert steps[0]["docs_in"] == sum(curation["pool"].values()) == 80
+    for before, after in zip(steps, steps[1:]):
+        assert after["docs_in"] == before["docs_out"]
+    for s in steps:
+        assert s["docs_in"] - s["docs_out"] == s["removed_human"] + s["removed_synthetic"]
+        assert s["seconds"] >= 0
+    assert sum(rows[1]["train_mix"].values()) == steps[-1]["docs_out"]
+    for key in ("watermark_recall", "watermark_precision", "detector_roc_auc", "detector_synthetic_slipped"):
+        assert key in rows[1], key
+    # Every synthetic document carries the watermark, human text does not: the
+    # z-test should find nearly all of one and almost none of the other.
+    watermark = steps[5]
+    assert watermark["docs_in"] > 20 and watermark["removed_human"] <= 2 and watermark["recall"] >= 0.9
+    assert all(v == v for s in steps for v in s.values() if isinstance(v, float))  # no NaN: metrics.jsonl stays strict JSON
+    train = json.loads((tmp_path / "run" / "gen_001" / "train.json").read_text())
+    assert train["pool"] == curation["pool"] and train["mix"] == rows[1]["train_mix"]
+
+
+def test_curation_that_keeps_nothing_stops_before_writing_the_generation(tmp_path, tiny_run):
+    cfg = tiny_run(tmp_path / "run", "generations=1", "curate.whitelist.enabled=true", "curate.whitelist.sources=[human]")
+    with pytest.raises(TestbedError, match=r"generation 1: curation kept none of 80 documents \(curate.whitelist"):
+        run(cfg, say=quiet)
+    root = tmp_path / "run"
+    assert (root / "gen_000" / "DONE").exists()
+    assert not (root / "gen_001").exists() and not (root / "gen_001.partial").exists()
+
+
+def test_detector_without_labelled_synthetic_text_says_how_to_get_some(tmp_path, tiny_run):
+    # replace puts every synthetic document in the pool: none is left to train a detector on.
+    cfg = tiny_run(tmp_path / "run", "generations=1", "curate.detector.enabled=true")
+    with pytest.raises(TestbedError, match="mix.anchor_set=fresh"):
+        run(cfg, say=quiet)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("curate.verifier.name=no_such_module:check", "curate.verifier.name=.no_such_module:check. does not load"),
+    ("curate.dedup.threshold=0.999", "curate.dedup.threshold=0.999"),
+])
+def test_bad_curation_input_stops_before_anything_is_written(tmp_path, tiny_run, override, message):
+    enable = "curate.verifier.enabled=true" if "verifier" in override else "curate.dedup.near=true"
+    with pytest.raises(TestbedError, match=message):
+        run(tiny_run(tmp_path / "run", override, enable), say=quiet)
+    assert not (tmp_path / "run").exists()

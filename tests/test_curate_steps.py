@@ -1,0 +1,371 @@
+import math
+import os.path
+import random
+
+import pytest
+import torch
+from transformers import GPT2Config, WatermarkDetector, WatermarkingConfig
+
+from testbed import TestbedError
+from testbed.config import SampleConfig
+from testbed.corpus.storyworld import StoryWorld
+from testbed.curate.dedup import exact_keep, near_keep
+from testbed.curate.detect import (NgramClassifier, detection_report, likelihood_ratio_scores, roc_auc,
+                                   threshold_at_fpr, unigram_logprobs)
+from testbed.curate.heuristics import heuristic_keep, non_alpha_share
+from testbed.curate.perplexity_band import band_keep, mean_token_nll
+from testbed.curate.verify import get_verifier, verify_keep
+from testbed.curate.watermark import make_processor, watermark_keep, watermark_z
+from testbed.curate.whitelist import claimed_sources, whitelist_keep
+from testbed.metrics.perplexity import document_nll
+from testbed.sample import sample_corpus
+
+EOS = 0  # the conftest models' EOS id
+
+
+# Letters only: testbed.text.words drops digits, so "w1" and "w2" would be one word.
+WORDS = [a + b + c for a in "bcdfg" for b in "aeiou" for c in "klmnprstvxyz"]  # 300
+
+
+def random_docs(vocab: list[str], n: int, length: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(vocab) for _ in range(length)) + "." for _ in range(n)]
+
+
+# --- heuristics ------------------------------------------------------------------
+
+def test_heuristics_defaults_keep_everything():
+    texts = ["", "1 2 3", "a a a a a a", "A fine story."]
+    assert heuristic_keep(texts, [False] * 4) == [True] * 4
+
+
+def test_word_count_bounds_are_inclusive():
+    texts = ["One, two... three!", "one two three four"]  # 3 and 4 words
+    ended = [True, True]
+    assert heuristic_keep(texts, ended, min_words=3) == [True, True]
+    assert heuristic_keep(texts, ended, min_words=4) == [False, True]
+    assert heuristic_keep(texts, ended, max_words=3) == [True, False]
+    assert heuristic_keep(texts, ended, min_words=4, max_words=3) == [False, False]
+
+
+def test_a_looping_document_is_dropped():
+    # trigrams: (a b c) (b c a) (c a b) (a b c): one of 4 repeats an earlier one
+    loop = "a b c a b c"
+    fresh = "the fox ran to the river"
+    long_loop = "the cat sat on the mat. " * 5
+    assert heuristic_keep([loop, fresh, long_loop], [True] * 3, max_repeat=0.25) == [True, True, False]
+    assert heuristic_keep([loop, fresh, long_loop], [True] * 3, max_repeat=0.2) == [False, True, False]
+
+
+def test_a_numeric_document_is_dropped():
+    assert non_alpha_share("ab1.") == 0.5  # whitespace does not count
+    assert non_alpha_share("a b  1 .") == 0.5
+    assert non_alpha_share("") == 1.0
+    texts = ["1234 5678, 99.", "ab1.", "Plain words here.", ""]
+    assert heuristic_keep(texts, [True] * 4, max_non_alpha=0.5) == [False, True, True, False]
+    assert heuristic_keep(texts, [True] * 4, max_non_alpha=0.4) == [False, False, True, False]
+
+
+def test_require_end_drops_documents_that_never_ended():
+    texts = ["cut off in the mid", "a whole story."]
+    assert heuristic_keep(texts, [False, True], require_end=True) == [False, True]
+    assert heuristic_keep(texts, [False, True]) == [True, True]
+
+
+def test_heuristics_check_alignment():
+    with pytest.raises(ValueError):
+        heuristic_keep(["a", "b"], [True])
+
+
+# --- dedup ---------------------------------------------------------------------
+
+def test_exact_dedup_ignores_case_and_whitespace_and_keeps_the_first_copy():
+    texts = ["Once upon a time.", "A dog.", "once  upon a\nTIME.", "Once upon a time!", " Once upon a time. "]
+    assert exact_keep(texts) == [True, True, False, True, False]
+
+
+def test_near_dedup_drops_a_one_word_edit_and_keeps_distinct_docs():
+    a, b, c = random_docs(WORDS, 3, 60, seed=0)
+    edited = a.split()
+    edited[2] = "changed"  # touches 3 of 56 five-word shingles: Jaccard 53/59 = 0.90
+    texts = [a, b, " ".join(edited), c, a.upper()]
+    assert near_keep(texts, threshold=0.8) == [True, True, False, True, False]
+    # Raised past the pair's similarity, the edit is a document of its own.
+    assert near_keep(texts, threshold=0.95) == [True, True, True, True, False]
+
+
+def test_near_dedup_keeps_the_first_of_a_near_pair():
+    a = random_docs(WORDS, 1, 60, seed=1)[0]
+    edited = a.replace(a.split()[-1], "tail")
+    assert near_keep([edited, a]) == [True, False]
+
+
+def test_near_dedup_short_documents_are_one_shingle():
+    assert near_keep(["a cat", "A cat!", "a dog", ""]) == [True, False, True, True]
+
+
+def test_near_dedup_finds_nearly_every_one_word_edit():
+    # One word changed in a ~90-word story: Jaccard about 0.89, so LSH banded
+    # for a 0.8 threshold with equal weights on misses and false candidates
+    # never proposes about one pair in ten (19 of these 200 slipped through).
+    stories = StoryWorld().sample(300, 0)
+    edited = [s.replace(" the ", " a ", 1) for s in stories[:200]]
+    keep = near_keep(stories + edited, threshold=0.8)
+    assert keep[:300] == [True] * 300
+    assert sum(keep[300:]) <= 2
+
+
+def test_near_dedup_names_the_keys_when_lsh_cannot_band():
+    with pytest.raises(TestbedError, match=r"curate\.dedup\.threshold=0\.999 with curate\.dedup\.num_perm=128"):
+        near_keep(["a b c"], threshold=0.999)
+
+
+def test_dedup_keeps_every_distinct_story():
+    stories = StoryWorld().sample(200, 0)
+    distinct = exact_keep(stories)
+    assert sum(near_keep([s for s, k in zip(stories, distinct) if k], threshold=0.95)) == sum(distinct)
+
+
+# --- verifiers -------------------------------------------------------------------
+
+def test_storyworld_verifier_accepts_its_stories_and_rejects_a_mutation():
+    verifier = get_verifier("storyworld", [])
+    stories = StoryWorld().sample(5, 0)
+    assert verify_keep(verifier, stories) == [True] * 5
+    mutated = [stories[0].replace(" ", " zorblax ", 1), stories[1].rstrip(".!?\"' ") + " and"]
+    assert verify_keep(verifier, mutated) == [False, False]
+
+
+def test_lexicon_verifier():
+    verifier = get_verifier("lexicon", ["The cat sat.", "A dog didn't run!"])
+    assert verify_keep(verifier, [
+        "the dog sat.",  # known words, ends a sentence
+        'A cat didn\'t sit."',  # "sit" is not in the human text
+        "The cat sat",  # no final punctuation
+        '"A dog sat!"  ',  # quote and trailing space are fine
+        "...",  # no words at all
+        "The Dog didn't.",  # case does not matter
+    ]) == [True, False, False, True, False, True]
+
+
+def test_a_verifier_loads_from_module_and_function():
+    verifier = get_verifier("os.path:isabs", [])
+    assert verifier is os.path.isabs
+    assert verify_keep(verifier, ["/abs", "rel"]) == [True, False]
+
+
+@pytest.mark.parametrize("name", ["no_such_module_xyz:check", "os.path:no_such_function", "os:sep"])
+def test_a_verifier_that_does_not_load_names_the_value_and_the_form(name):
+    with pytest.raises(TestbedError, match=rf"'{name}'.*package\.module:function"):
+        get_verifier(name, [])
+
+
+@pytest.mark.parametrize("name", ["grammar", "os.path:", ":isabs"])
+def test_an_unknown_verifier_lists_the_choices(name):
+    with pytest.raises(TestbedError, match=r"storyworld, lexicon, package\.module:function"):
+        get_verifier(name, [])
+
+
+# --- whitelist -------------------------------------------------------------------
+
+def test_whitelist_drops_exactly_the_unlisted_sources():
+    labels = ["human", "synthetic:gen_001", "synthetic:gen_002", "human"]
+    assert whitelist_keep(labels, ["human"]) == [True, False, False, True]
+    assert whitelist_keep(labels, ["synthetic"]) == [False, True, True, False]
+    assert whitelist_keep(labels, ["synthetic:gen_001"]) == [False, True, False, False]
+    assert whitelist_keep(labels, ["synth", "hum"]) == [False] * 4  # a prefix alone is not a source
+    assert whitelist_keep(labels, []) == [False] * 4
+
+
+def test_no_mislabelling_changes_nothing():
+    labels = ["human", "synthetic:gen_003"] * 5
+    claimed = claimed_sources(labels, 0.0, seed=0)
+    assert claimed == labels and claimed is not labels
+
+
+def test_mislabelling_flips_exactly_the_share_deterministically():
+    labels = ["human"] * 20 + ["synthetic:gen_003"] * 20
+    claimed = claimed_sources(labels, 0.25, seed=0)
+    flipped = [i for i, (a, b) in enumerate(zip(labels, claimed)) if a != b]
+    assert len(flipped) == 10
+    for i in flipped:
+        assert claimed[i] == ("synthetic:gen_003" if labels[i] == "human" else "human")
+    assert claimed_sources(labels, 0.25, seed=0) == claimed
+    assert claimed_sources(labels, 0.25, seed=1) != claimed
+    assert labels == ["human"] * 20 + ["synthetic:gen_003"] * 20  # not mutated
+
+
+def test_mislabelled_human_text_claims_a_synthetic_source_present():
+    claimed = claimed_sources(["human"] * 4, 0.5, seed=0)
+    assert sorted(claimed) == ["human", "human", "synthetic", "synthetic"]
+    labels = ["human"] * 30 + ["synthetic:gen_001", "synthetic:gen_002"]
+    claimed = claimed_sources(labels, 1.0, seed=0)
+    assert set(claimed[:30]) <= {"synthetic:gen_001", "synthetic:gen_002"}
+    assert claimed[30:] == ["human", "human"]
+
+
+# --- detectors -------------------------------------------------------------------
+
+CATS = "cat cats kitten purr whiskers milk mouse fur paw meow nap sofa yarn tail claw".split()
+ROCKETS = "rocket launch orbit fuel engine thrust booster payload moon countdown pad stage nozzle".split()
+
+
+def test_classifier_separates_disjoint_vocabularies_on_held_out_text():
+    human = random_docs(CATS, 70, 30, seed=0)
+    synthetic = random_docs(ROCKETS, 70, 30, seed=1)
+    clf = NgramClassifier().fit(human[:50], synthetic[:50], seed=0)
+    scores = clf.score(human[50:] + synthetic[50:])
+    assert max(scores[:20]) < 0.5 < min(scores[20:])
+    assert roc_auc([False] * 20 + [True] * 20, scores) == 1.0
+    refit = NgramClassifier().fit(human[:50], synthetic[:50], seed=0)
+    assert refit.score(human[50:]) == pytest.approx(scores[:20], rel=1e-6)  # rounding varies with the batch
+
+
+def test_classifier_learns_word_order_from_bigrams():
+    # Same words, same counts: only the bigrams differ.
+    human = ["the cat chased the dog."] * 20
+    synthetic = ["the dog chased the cat."] * 20
+    clf = NgramClassifier().fit(human, synthetic, seed=0)
+    low, high = clf.score(["the cat chased the dog.", "the dog chased the cat."])
+    assert low < 0.5 < high
+
+
+def test_detection_report_by_hand():
+    truth = [True, True, False, False, True]
+    scores = [0.9, 0.4, 0.4, 0.1, 0.7]
+    flagged = [True, False, True, False, True]
+    report = detection_report(truth, flagged, scores)
+    # Synthetic over human pairs: 0.9 beats both, 0.7 beats both, 0.4 ties one
+    # human 0.4 (a half) and beats 0.1: 5.5 of 6.
+    assert report == {"precision": 2 / 3, "recall": 2 / 3, "roc_auc": pytest.approx(5.5 / 6),
+                      "flagged": 3, "synthetic_slipped": 1}
+
+
+def test_roc_auc_by_hand():
+    assert roc_auc([False, True], [0.2, 0.8]) == 1.0
+    assert roc_auc([True, False], [0.2, 0.8]) == 0.0
+    assert roc_auc([True, False, True, False], [1.0, 1.0, 1.0, 1.0]) == 0.5
+    # positives 3, 2; negatives 2, 1: pairs (3>2, 3>1, 2=2, 2>1) = 3.5 of 4
+    assert roc_auc([True, True, False, False], [3.0, 2.0, 2.0, 1.0]) == 3.5 / 4
+
+
+def test_detection_report_nan_where_there_is_no_share():
+    report = detection_report([True, True], [False, False], [0.1, 0.2])
+    assert math.isnan(report["precision"]) and math.isnan(report["roc_auc"])
+    assert report["recall"] == 0.0 and report["synthetic_slipped"] == 2
+    assert math.isnan(detection_report([False], [True], [0.3])["recall"])
+
+
+def test_threshold_at_fpr_by_hand():
+    human = [0.1, 0.5, 0.3, 0.9, 0.7]
+    assert threshold_at_fpr(human, 0.2) == 0.7  # only 0.9 lies above
+    assert threshold_at_fpr(human, 0.39) == 0.7
+    assert threshold_at_fpr(human, 0.4) == 0.5
+    assert threshold_at_fpr(human, 0.0) == 0.9
+    assert threshold_at_fpr(human, 1.0) == -math.inf
+    # Ties: no threshold below 1 flags only one of four, so 1 it is.
+    assert threshold_at_fpr([1.0, 1.0, 1.0, 2.0], 0.5) == 1.0
+    assert threshold_at_fpr([float(i) for i in range(100)], 0.29) == 70.0  # 29 above 70
+
+
+def test_unigram_logprobs_by_hand():
+    # counts with one EOS per document: eos 2, token 1: 2, token 2: 1, token 3: 1; +1 each over 6 + 4
+    logp = unigram_logprobs([[1, 1, 2], [3]], vocab_size=4, eos_id=0)
+    assert logp == pytest.approx([math.log(0.3), math.log(0.3), math.log(0.2), math.log(0.2)])
+
+
+def test_likelihood_ratio_against_a_uniform_model_by_hand(make_model):
+    model = make_model()
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # every logit 0: p = 1/64 for every token
+    background = [math.log(0.5)] + [math.log(0.5 / 63)] * 63
+    scores = likelihood_ratio_scores(model, [[3, 3, 3], [5]], background, EOS)
+    # mean over the predicted tokens (the document, then its EOS)
+    assert scores == pytest.approx([
+        -math.log(64) - (3 * math.log(0.5 / 63) + math.log(0.5)) / 4,
+        -math.log(64) - (math.log(0.5 / 63) + math.log(0.5)) / 2])
+
+
+def test_likelihood_ratio_scores_text_the_model_favours_higher(make_model):
+    model = make_model()
+    handle = model.lm_head.register_forward_hook(lambda mod, args, out: out + 6.0 * (torch.arange(64) == 7))
+    try:
+        favoured = [[7] * 12 for _ in range(4)]
+        other = [[9] * 12 for _ in range(4)]
+        background = unigram_logprobs(favoured + other, 64, EOS)  # 7 and 9 equally frequent
+        scores = likelihood_ratio_scores(model, favoured + other, background, EOS, batch_size=3)
+    finally:
+        handle.remove()
+    assert min(scores[:4]) > max(scores[4:])
+
+
+# --- watermark -------------------------------------------------------------------
+
+def test_watermark_is_detected_in_watermarked_samples_only(make_model, eos_bias):
+    model = make_model(context=80)  # random weights: a near-uniform, high-entropy model
+    eos_bias(model, -100.0)  # every document runs to max_new_tokens
+    cfg = SampleConfig(size=40, batch_size=40, max_new_tokens=64)
+    marked = sample_corpus(model, cfg, EOS, seed=0, watermark=make_processor(64, "cpu", gamma=0.25, delta=4.0))
+    plain = sample_corpus(model, cfg, EOS, seed=0)
+    assert all(len(s.tokens) == 64 for s in marked + plain)
+    z_marked = watermark_z([s.tokens for s in marked], 64, EOS, gamma=0.25, delta=4.0)
+    z_plain = watermark_z([s.tokens for s in plain], 64, EOS, gamma=0.25, delta=4.0)
+    assert sum(z > 4.0 for z in z_marked) >= 36
+    assert sum(z > 4.0 for z in z_plain) <= 4
+    assert watermark_keep(z_marked + z_plain, 4.0) == [z <= 4.0 for z in z_marked + z_plain]
+    # Another key draws other green lists: the watermark is not there.
+    z_other_key = watermark_z([s.tokens for s in marked], 64, EOS, gamma=0.25, delta=4.0, key=7)
+    assert sum(z > 4.0 for z in z_other_key) <= 4
+
+
+def test_watermark_z_matches_transformers_detector():
+    rng = random.Random(0)
+    docs = [[rng.randrange(1, 64) for _ in range(n)] for n in (2, 5, 5, 17, 40)]
+    z = watermark_z(docs, 64, EOS)
+    config = GPT2Config(vocab_size=64, bos_token_id=EOS, eos_token_id=EOS)
+    detector = WatermarkDetector(config, "cpu", WatermarkingConfig(seeding_scheme="lefthash", context_width=1))
+    # The stock detector drops the leading BOS (= EOS): give it the EOS context twice.
+    expected = [float(detector(torch.tensor([[EOS, EOS] + d]), return_dict=True).z_score[0]) for d in docs]
+    assert z == pytest.approx(expected)
+    # By hand, for the first: its 2 tokens are scored, (green - 2 * 0.25) / sqrt(2 * 0.25 * 0.75)
+    out = detector(torch.tensor([[EOS, EOS] + docs[0]]), return_dict=True)
+    assert out.num_tokens_scored[0] == 2
+    assert z[0] == pytest.approx((out.num_green_tokens[0] - 0.5) / math.sqrt(2 * 0.1875))
+
+
+def test_watermark_z_is_zero_for_documents_too_short_to_test():
+    assert watermark_z([[], [5], [5, 6]], 64, EOS)[:2] == [0.0, 0.0]
+
+
+def test_watermark_keep_drops_what_passes_the_threshold():
+    assert watermark_keep([-1.0, 4.0, 4.1, 12.0], 4.0) == [True, True, False, False]
+
+
+# --- perplexity band ---------------------------------------------------------------
+
+SCORES = [5.0, 1.0, 3.0, 9.0, 7.0, 2.0, 8.0, 4.0, 6.0, 0.5]  # ascending: docs 9 1 5 2 7 0 8 4 6 3
+
+
+@pytest.mark.parametrize("low, high, kept", [
+    (0.0, 1.0, list(range(10))),
+    (0.0, 0.7, [0, 1, 2, 5, 7, 8, 9]),  # drops the 3 least likely: 7.0, 8.0, 9.0
+    (0.2, 0.7, [0, 2, 5, 7, 8]),  # also drops the 2 most likely: 0.5, 1.0
+    (0.15, 0.25, [5]),  # 1.5 and 2.5 round up: rank 2 alone
+    (0.5, 0.5, []),
+])
+def test_band_keep_by_hand(low, high, kept):
+    keep = band_keep(SCORES, low, high)
+    assert [i for i, k in enumerate(keep) if k] == kept
+
+
+def test_band_keep_breaks_ties_by_position():
+    assert band_keep([1.0, 1.0, 1.0, 1.0], 0.0, 0.5) == [True, True, False, False]
+    with pytest.raises(ValueError):
+        band_keep(SCORES, 0.8, 0.2)
+
+
+def test_mean_token_nll_divides_by_predicted_tokens(make_model):
+    model = make_model()
+    docs = [[3, 4, 5], [6]]
+    total = document_nll(model, docs, EOS)
+    assert mean_token_nll(model, docs, EOS) == pytest.approx([total[0] / 4, total[1] / 2])
