@@ -6,7 +6,9 @@ For one model on one machine, in one process, this prints:
     sampling   testbed.sample.sample_corpus  vs  model.generate (its defaults, i.e. top_k=50)
     sampling   testbed.sample.sample_corpus  vs  model.generate(top_k=0) (pure sampling, as ours)
 
-as tokens/s and the ratio testbed/baseline (> 1: testbed is faster). Ratios are
+as tokens/s and the ratio testbed/baseline (> 1: testbed is faster), and then
+the seconds the whole metrics suite (testbed.metrics.suite.Evaluator.evaluate)
+takes on a ~1M-token corpus on one CPU thread, which has no baseline. Ratios are
 the deliverable: absolute numbers move with the machine, the ratios much less.
 There are no pass/fail thresholds. Both sides of a ratio use the same model
 config and initial weights, the same blocks, batch size and token count, and
@@ -58,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--suite-tokens", type=int, default=1_000_000, help="size of the corpus the metrics suite scores")
+    p.add_argument("--suite-words", type=int, default=100_000, help="eval.sample_words for the suite")
     return p.parse_args(argv)
 
 
@@ -78,6 +82,15 @@ def random_word_docs(n_docs: int, seed: int) -> list[str]:
             sentences.append(" ".join(words).capitalize() + ".")
         docs.append(" ".join(sentences))
     return docs
+
+
+def more_texts(kind: str, n_docs: int, seed: int) -> list[str]:
+    """More documents from the generator behind the benchmark corpus: storyworld or random words."""
+    if kind == "storyworld":
+        from testbed.corpus.storyworld import StoryWorld
+
+        return StoryWorld().sample(n_docs, seed)
+    return random_word_docs(n_docs, seed)
 
 
 def load_texts(args) -> tuple[list[str], str]:
@@ -295,6 +308,45 @@ def run_generate(model, n_docs, batch, eos_id, max_new, autocast, device, **over
     return {"tokens": tokens, "seconds": watch.seconds, "ended": ended / n_docs, "docs": n_docs}, watch
 
 
+# ----------------------------------------------------------------------------- metrics suite
+
+def run_suite(model, tokenizer, texts, source, args, device, autocast):
+    """Evaluator.evaluate on a ~args.suite_tokens corpus, as the loop calls it after each generation.
+
+    The corpus stands in for a synthetic one: more documents of the benchmark's
+    own kind, scored by the model trained above. Building the Evaluator and the
+    human reference happen once per run, so they are timed apart.
+    """
+    from testbed.config import load_config
+    from testbed.metrics.suite import Evaluator
+    from testbed.sample import Sample
+
+    per_doc = sum(map(len, encode(tokenizer, texts[:200]))) / min(200, len(texts))
+    n_docs = math.ceil(args.suite_tokens / per_doc)
+    kind = source if source == "storyworld" else "random" if source.startswith("random") else None
+    if kind:
+        corpus, heldout = more_texts(kind, n_docs, SEED + 2), more_texts(kind, 400, SEED + 1)
+    else:  # a local file: repeated up to the size, its last documents standing in for held-out text
+        corpus, heldout = (texts * math.ceil(n_docs / len(texts)))[:n_docs], texts[-400:]
+    ids = encode(tokenizer, corpus)
+    samples = [Sample([tokenizer.eos_token_id], d, True) for d in ids]
+    cfg = load_config(None, [f"data.source={'storyworld' if source == 'storyworld' else 'local'}", "data.path=bench",
+                             f"eval.sample_words={args.suite_words}"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = time.perf_counter()
+        ev = Evaluator(cfg, tokenizer, texts, heldout, autocast=autocast if device == "cuda" else None)
+        ev.reference(SEED)
+        setup = time.perf_counter() - start
+        with Watch(device) as watch:
+            row = ev.evaluate(model, corpus, samples, SEED, gen0_texts=corpus)
+    finally:
+        torch.set_num_threads(threads)
+    return {"seconds": watch.seconds, "setup": setup, "tokens": sum(map(len, ids)), "docs": len(corpus),
+            "keys": len(row)}, watch
+
+
 # ----------------------------------------------------------------------------- main
 
 def main(argv=None) -> dict:
@@ -404,9 +456,16 @@ def main(argv=None) -> dict:
     for what, ours_tps, base_name, base_tps in ratios:
         print(f"{what:<9}  testbed {ours_tps:>9,.0f} tok/s   {base_name:<{width}} {base_tps:>9,.0f} tok/s   "
               f"ratio {ours_tps / base_tps:.2f}x")
+
+    # --- the metrics suite: seconds, not a ratio (nothing else computes the same row)
+    suite, suite_watch = run_suite(model, tokenizer, texts, source, args, device, autocast)
+    print(f"suite      testbed {suite['seconds']:>9.1f} s      Evaluator.evaluate on {suite['tokens']:,} tokens "
+          f"({suite['docs']:,} docs, {suite['keys']} keys, eval.sample_words {args.suite_words:,}), 1 CPU thread; "
+          f"setup and human reference {suite['setup']:.1f}s once per run  {suite_watch}")
     return {"training": train_ours / train_base,
             "sampling_default": ratios[1][1] / ratios[1][3],
-            "sampling_top_k0": ratios[2][1] / ratios[2][3]}
+            "sampling_top_k0": ratios[2][1] / ratios[2][3],
+            "suite_seconds": suite["seconds"]}
 
 
 if __name__ == "__main__":

@@ -188,6 +188,14 @@ class EvalConfig:
     heldout_docs: int | None = None  # cap on held-out documents scored for perplexity
     truth_docs: int = 300  # storyworld: fresh true stories scored for the excess cross-entropy
     batch_size: int = 32
+    rare_quantile: float | None = None  # when set, rare = the least frequent types up to this quantile (replaces rare_max_count)
+    common_mass: float = 0.5  # common band: the most frequent types covering this share of occurrences
+    sample_tokens: int | None = None  # fixed size of the token-id sample; default: sample_words
+    self_bleu_pairs: int = 500
+    kl_alpha: float = 1.0  # add-alpha smoothing of both distributions in unigram_kl
+    confidence_docs: int = 200  # documents scored for self_ppl and gen0_ppl
+    embedding_model: str | None = None  # local sentence-embedding model path: turns on semantic_diversity
+    embedding_docs: int = 256
 
 
 @dataclass
@@ -213,7 +221,7 @@ class Config:
             "sample.size": 1, "sample.batch_size": 1, "sample.prompt_tokens": 1,
             "curate.heuristics.min_words": 0, "curate.dedup.num_perm": 16, "curate.dedup.shingle": 1,
             "curate.detector.train_docs": 2,
-            "eval.sample_words": 1, "eval.truth_docs": 1, "eval.batch_size": 1, "eval.rare_max_count": 1,
+            "eval.sample_words": 1, "eval.self_bleu_pairs": 1, "eval.confidence_docs": 1, "eval.embedding_docs": 2, "eval.truth_docs": 1, "eval.batch_size": 1, "eval.rare_max_count": 1,
         }
         for key, low in minimum.items():
             if _get(self, key) < low:
@@ -221,7 +229,8 @@ class Config:
         if not self.train.lr > 0:  # written so that NaN fails too
             raise TestbedError(f"train.lr={self.train.lr} must be > 0")
         for key in ("data.max_docs", "model.n_layer", "model.n_embd", "model.n_head", "model.context",
-                    "mix.docs", "eval.heldout_docs", "sample.max_new_tokens", "curate.heuristics.max_words"):
+                    "mix.docs", "eval.heldout_docs", "sample.max_new_tokens", "curate.heuristics.max_words",
+                    "eval.sample_tokens"):
             value = _get(self, key)
             if value is not None and value <= 0:
                 raise TestbedError(f"{key}={value} must be > 0 (or null for the default)")
@@ -242,6 +251,15 @@ class Config:
         if self.curate.perplexity.low >= self.curate.perplexity.high:
             raise TestbedError(f"curate.perplexity.low={self.curate.perplexity.low} must be below "
                                f"curate.perplexity.high={self.curate.perplexity.high}")
+        if self.eval.rare_quantile is not None and not 0 < self.eval.rare_quantile < 1:
+            raise TestbedError(f"eval.rare_quantile={self.eval.rare_quantile} must be in (0, 1) (or null: use eval.rare_max_count)")
+        if not 0 < self.eval.common_mass <= 1:
+            raise TestbedError(f"eval.common_mass={self.eval.common_mass} must be in (0, 1]")
+        if not self.eval.kl_alpha > 0:
+            raise TestbedError(f"eval.kl_alpha={self.eval.kl_alpha} must be > 0")
+        if self.eval.embedding_model is not None and not Path(self.eval.embedding_model).is_dir():
+            raise TestbedError(f"eval.embedding_model={self.eval.embedding_model}: no such folder; give the path of a "
+                               "local sentence-embedding model saved with save_pretrained, or null to turn it off")
         if not 0 < self.sample.watermark.gamma < 1:
             raise TestbedError(f"sample.watermark.gamma={self.sample.watermark.gamma} must be in (0, 1)")
         if self.curate.watermark.enabled and not self.sample.watermark.enabled:

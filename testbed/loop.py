@@ -66,7 +66,9 @@ def run(cfg: Config, say=print) -> list[dict]:
     if main:
         rundir.lock()
     evaluator = Evaluator(cfg, tokenizer, train_texts, heldout_texts, autocast=accelerator.autocast,
-                          truth_seed=stage_seed(cfg.seed, 0, "truth"))
+                          truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"))
+    for note in evaluator.notes:
+        say(note)
     if main and not (rundir.root / "reference.json").exists():
         reference = evaluator.reference(stage_seed(cfg.seed, 0, "reference"))
         write_json(rundir.root / "reference.json", reference)
@@ -148,7 +150,9 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curato
         write_json(part / "train.json", {"pool": pool, "mix": mix, "blocks": len(blocks), "init": cfg.train.init if g else "scratch",
                                          **result, "params": n_params(model)})
         start = time.perf_counter()
-        row = {"generation": g, **evaluator.evaluate(model, texts, samples, seed=stage_seed(cfg.seed, 0, "eval"))}
+        first = texts if g == 0 else [r["text"] for r in read_jsonl(rundir.gen(0) / "corpus.jsonl")]
+        row = {"generation": g, **evaluator.evaluate(model, texts, samples, seed=stage_seed(cfg.seed, 0, "eval"),
+                                                     gen0_texts=first)}
         row["train_mix"] = mix
         if curation:
             row.update(curation_summary(sum(pool.values()), examples, curation))

@@ -23,6 +23,8 @@ def test_run_writes_the_documented_run_directory(tmp_path, tiny_run):
     for key in ("generation", "heldout_ppl", "distinct_2", "rare_token_recall"):
         assert all(key in r for r in rows), key
     assert all(r["heldout_ppl"] > 1 and 0 <= r["rare_token_recall"] <= 1 for r in rows)
+    # Each model also scores generation 0's corpus; generation 0's own is that same corpus.
+    assert all(r["gen0_ppl"] > 1 for r in rows) and rows[0]["gen0_ppl"] == rows[0]["self_ppl"]
     assert rows[1]["train_mix"] == {"synthetic:gen_000": 80}  # replace: the newest corpus only
     for name in ("config.yaml", "split.json", "reference.json", "tokenizer/tokenizer.json", "metrics.jsonl"):
         assert (root / name).exists(), name

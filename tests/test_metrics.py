@@ -3,13 +3,15 @@ import random
 from collections import Counter
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from testbed.config import load_config
 from testbed.metrics.diversity import distinct_n, fixed_size_sample
-from testbed.metrics.perplexity import bits_per_byte, document_nll, perplexity, windows
-from testbed.metrics.suite import Evaluator
+from testbed.metrics.perplexity import band_perplexity, bits_per_byte, document_nll, perplexity, token_nll, windows
+from testbed.metrics.shape import js_divergence
+from testbed.metrics.suite import Evaluator, relative
 from testbed.metrics.tail import rare_types, recall, word_counts
 from testbed.sample import Sample
 from testbed.text import words
@@ -69,6 +71,25 @@ EXPECTED_NLL = [
 def test_document_nll_matches_hand_computed_bigram(context, batch_size):
     nll = document_nll(Bigram(context), DOCS, EOS, batch_size=batch_size)
     assert nll == pytest.approx(EXPECTED_NLL, rel=1e-6)
+
+
+@pytest.mark.parametrize("context", [2, 3, 64])
+def test_token_nll_is_per_target_token(context):
+    nll = token_nll(Bigram(context), DOCS, EOS, batch_size=2)
+    # EOS 2 2 1 1 2 EOS: each target's -log P[previous][target]
+    assert nll[2] == pytest.approx([-math.log(p) for p in (0.3, 0.5, 0.25, 0.6, 0.3, 0.25)], rel=1e-6)
+    assert [len(t) for t in nll] == [3, 1, 6]
+
+
+def test_band_perplexity_hand_computed():
+    nll = token_nll(Bigram(4), DOCS, EOS)
+    band_of_id = np.array([2, 0, 1])  # EOS common, token 1 rare, token 2 middle
+    ppl = band_perplexity(nll, DOCS, EOS, band_of_id)
+    # rare targets (token 1): P01 in doc 0, P21 and P11 in doc 2
+    assert ppl["rare"] == pytest.approx((0.5 * 0.25 * 0.6) ** (-1 / 3), rel=1e-6)
+    # common targets (EOS): P20, P00, P20
+    assert ppl["common"] == pytest.approx((0.25 * 0.2 * 0.25) ** (-1 / 3), rel=1e-6)
+    assert band_perplexity(nll, DOCS, EOS, np.array([2, 1, 1]))["rare"] is None  # no rare targets at all
 
 
 def test_uniform_model_has_perplexity_vocab_size(make_model):
@@ -218,3 +239,78 @@ def test_reference_scores_the_heldout_text(evaluator):
     assert row["rare_token_recall"] == pytest.approx(1 / 5)
     # 7 words where eval.sample_words asks for 8: a reference of another size is flagged.
     assert row["source"] == "held-out split" and row["comparable"] is False
+
+
+def test_corpus_metrics_shape_and_tail_hand_computed(evaluator):
+    ev, tokenizer = evaluator
+    texts = ["The cat, the cat.", "A dog"]
+    row = ev.corpus_metrics(texts, seed=0)
+    # sample: the cat the cat | a dog. Human: the 2; cat, sat, dog, ran, far 1 (all rare at rare_max_count=1)
+    assert row["distinct_4"] == pytest.approx(1 / 1)  # (the cat the cat)
+    assert row["vocab_used"] == 4
+    assert row["entropy_1"] == pytest.approx(2 / 3 * math.log2(3) + 1 / 3 * math.log2(6))  # 2/6 2/6 1/6 1/6
+    assert row["tail_mass"] == pytest.approx(3 / 6)  # cat cat dog
+    assert row["rare_mass_recall"] == pytest.approx(2 / 5)  # every rare type seen once in the human split
+    # common: the fewest most frequent types covering half the 7 human words, down to count 1: rare wins the tie
+    assert row["recall_by_band"] == {"rare": pytest.approx(2 / 5), "middle": 0.0, "common": 1.0}
+    # human bigrams, all rare: the-cat cat-sat the-dog dog-ran ran-far; the sample has the-cat
+    assert row["rare_bigram_recall"] == pytest.approx(1 / 5)
+    # add-one over the 7 types of both: human (c + 1) / 14, sample (c + 1) / 13
+    human = {"the": 3, "cat": 2, "sat": 2, "dog": 2, "ran": 2, "far": 2, "a": 1}
+    sample = {"the": 3, "cat": 3, "sat": 1, "dog": 2, "ran": 1, "far": 1, "a": 2}
+    kl = sum(c / 14 * math.log2((c / 14) / (sample[w] / 13)) for w, c in human.items())
+    assert row["unigram_kl"] == pytest.approx(kl)
+    assert row["unigram_js"] == pytest.approx(js_divergence(Counter(the=2, cat=1, sat=1, dog=1, ran=1, far=1),
+                                                            Counter(the=2, cat=2, a=1, dog=1)))
+    assert row["loop_rate"] == 0.0
+    tokens = sum(map(len, encode(tokenizer, texts)))
+    assert row["eval_tokens"] == min(8, tokens)  # eval.sample_tokens defaults to eval.sample_words
+    # the id sample: the same seeded document order, cut at 8 tokens
+    assert row["rare_id_recall"] == recall(ev.rare_ids, fixed_size_sample(encode(tokenizer, texts), 8, 0, split=list))
+
+
+def test_evaluate_adds_band_perplexity_confidence_and_relative_recall(evaluator, make_model):
+    ev, tokenizer = evaluator
+    model = make_model(vocab=len(tokenizer))
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+    samples = [Sample([0], [5, 6, 7], True), Sample([0], [8], False)]
+    row = ev.evaluate(model, ["the cat", "a dog"], samples, seed=0, gen0_texts=["far away", "sat", "ran"])
+    for band in ("rare", "middle", "common"):
+        assert row[f"heldout_ppl_{band}"] is None or row[f"heldout_ppl_{band}"] == pytest.approx(300, rel=1e-5)
+    assert row["self_ppl"] == pytest.approx(300, rel=1e-5) and row["gen0_ppl"] == pytest.approx(300, rel=1e-5)
+    reference = ev.reference(seed=0)
+    assert row["rare_token_recall_rel"] == pytest.approx(row["rare_token_recall"] / reference["rare_token_recall"])
+    assert row["doc_tokens_p50"] == 2.0 and row["rare_bigram_types"] == 5
+    assert "gen0_ppl" not in ev.evaluate(model, ["the cat", "a dog"], samples, seed=0)
+
+
+def test_confidence_perplexity_scores_the_same_seeded_documents(evaluator, make_model, monkeypatch):
+    ev, tokenizer = evaluator
+    model = make_model(seed=1, vocab=len(tokenizer))
+    texts = ["the cat sat", "a dog ran far", "owls hoot", "the end", "a fox"]
+    monkeypatch.setattr(ev.cfg, "confidence_docs", 2, raising=False)  # read with getattr until EvalConfig has it
+    picked = sorted(random.Random(7).sample(range(5), 2))
+    ids = encode(tokenizer, [texts[i] for i in picked])
+    expected = perplexity(document_nll(model, ids, tokenizer.eos_token_id), ids)
+    assert ev.corpus_perplexity(model, texts, seed=7) == pytest.approx(expected)
+    assert ev.corpus_perplexity(model, texts, seed=10) != pytest.approx(expected)  # documents 0 and 4
+
+
+def test_relative_recall():
+    row = {"rare_token_recall": 0.2, "rare_mass_recall": 0.3, "rare_bigram_recall": 0.1, "rare_id_recall": 0.5,
+           "recall_by_band": {"rare": 0.2, "middle": 0.9, "common": 1.0}}
+    ref = {"rare_token_recall": 0.8, "rare_mass_recall": 0.6, "rare_bigram_recall": 0.4, "rare_id_recall": 0.0,
+           "recall_by_band": {"rare": 0.8, "middle": 0.9, "common": 1.0}}
+    out = relative(row, ref)
+    assert out["rare_token_recall_rel"] == pytest.approx(0.25) and out["rare_mass_recall_rel"] == pytest.approx(0.5)
+    assert out["rare_id_recall_rel"] is None  # human text recalls none: no ratio
+    assert out["recall_by_band_rel"] == {"rare": pytest.approx(0.25), "middle": 1.0, "common": 1.0}
+
+
+def test_reference_is_computed_once_per_seed(evaluator):
+    ev, _ = evaluator
+    first = ev.reference(seed=5)
+    first["source"] = "changed by the caller"
+    assert ev.reference(seed=5)["source"] == "held-out split"
+    assert ev.reference(seed=5)["mean_doc_tokens"] > 0

@@ -2,20 +2,29 @@
 
 distinct-n is unique n-grams over all n-grams; it rises as a corpus shrinks,
 so comparing corpora of different sizes would show diversity that is not
-there. Every corpus is therefore cut to the same number of words first.
+there. Every corpus is therefore cut to the same number of words first, and
+every figure here is computed on that sample.
 """
+import math
 import random
+import zlib
+from collections import Counter
 
+from testbed.metrics.shape import entropy
+from testbed.metrics.tail import ngrams, word_counts
 from testbed.text import words
 
 
-def fixed_size_sample(texts: list[str], n_words: int, seed: int) -> list[list[str]]:
-    """Documents (as word lists) in a seeded order until exactly n_words words; fewer if the corpus is smaller."""
+def fixed_size_sample(texts: list, n_words: int, seed: int, split=words) -> list[list]:
+    """Documents split into units (words by default) in a seeded order until exactly n_words units.
+
+    Fewer when the corpus is smaller. A document cut at the limit keeps its start.
+    """
     order = list(range(len(texts)))
     random.Random(seed).shuffle(order)
     sample, total = [], 0
     for i in order:
-        doc = words(texts[i])[: n_words - total]
+        doc = split(texts[i])[: n_words - total]
         if doc:
             sample.append(doc)
             total += len(doc)
@@ -24,7 +33,70 @@ def fixed_size_sample(texts: list[str], n_words: int, seed: int) -> list[list[st
     return sample
 
 
-def distinct_n(docs: list[list[str]], n: int) -> float:
+def distinct_n(docs: list[list], n: int) -> float:
     """Unique n-grams / total n-grams; n-grams do not cross document boundaries."""
-    grams = [tuple(d[i: i + n]) for d in docs for i in range(len(d) - n + 1)]
+    grams = [g for d in docs for g in ngrams(d, n)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def ngram_entropy(docs: list[list], n: int) -> float:
+    """Entropy (bits) of the sample's n-gram distribution."""
+    return entropy(word_counts(docs, n))
+
+
+def compression_ratio(docs: list[list[str]]) -> float:
+    """Bytes of the sample (words joined by spaces, documents by newlines) over its zlib-9 size: higher, more redundant."""
+    raw = "\n".join(" ".join(d) for d in docs).encode("utf-8")
+    return len(raw) / len(zlib.compress(raw, 9)) if raw else 0.0
+
+
+def sentence_bleu(hyp: list[str], ref: list[str], max_n: int = 4) -> float:
+    """BLEU of one hypothesis against one reference, in [0, 1].
+
+    sacrebleu's sentence_bleu on pre-tokenized text: exponential smoothing
+    (each n-gram order with no match counts as 1 / (2^k * total)) and the
+    effective order (orders the hypothesis is too short to have are left out).
+    """
+    if not hyp:
+        return 0.0
+    correct, total = [], []
+    for n in range(1, max_n + 1):
+        h, r = Counter(ngrams(hyp, n)), Counter(ngrams(ref, n))
+        correct.append(sum(min(c, r[g]) for g, c in h.items()))
+        total.append(max(0, len(hyp) - n + 1))
+    if not any(correct):
+        return 0.0
+    logs, smooth = [], 1
+    for c, t in zip(correct, total):
+        if not t:
+            break
+        if not c:
+            smooth *= 2
+        logs.append(math.log(c / t if c else 1 / (smooth * t)))
+    brevity = min(1.0, math.exp(1 - len(ref) / len(hyp)))
+    return brevity * math.exp(sum(logs) / len(logs))
+
+
+def self_bleu(docs: list[list[str]], pairs: int, seed: int) -> float:
+    """Mean sentence BLEU over a seeded sample of ordered (hypothesis, reference) pairs of distinct documents.
+
+    Pairs rather than each document against all others: the cost is fixed
+    however large the sample, and the estimate's spread shrinks as 1/sqrt(pairs).
+    """
+    if len(docs) < 2 or pairs < 1:
+        return 0.0
+    rng = random.Random(seed)
+    total = 0.0
+    for _ in range(pairs):
+        i, j = rng.sample(range(len(docs)), 2)
+        total += sentence_bleu(docs[i], docs[j])
+    return total / pairs
+
+
+def report(sample: list[list[str]], pairs: int, seed: int) -> dict:
+    """Every diversity figure of a fixed-size word sample (entropy_1 is the shape family's)."""
+    row = {f"distinct_{n}": distinct_n(sample, n) for n in (1, 2, 3, 4)}
+    row.update({f"entropy_{n}": ngram_entropy(sample, n) for n in (2, 3)})
+    row["self_bleu"] = self_bleu(sample, pairs, seed)
+    row["compression_ratio"] = compression_ratio(sample)
+    return row

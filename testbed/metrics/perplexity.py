@@ -9,6 +9,7 @@ token, so each target is predicted once, from at most a context of history.
 import math
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 
 
@@ -18,30 +19,37 @@ def windows(seq: list[int], context: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def document_nll(model, docs: list[list[int]], eos_id: int, batch_size: int = 32, autocast=None) -> list[float]:
-    """Sum of -log p (nats) over each document's predicted tokens (len(doc) + 1 of them)."""
+def token_nll(model, docs: list[list[int]], eos_id: int, batch_size: int = 32, autocast=None) -> list[np.ndarray]:
+    """-log p (nats) of each document's predicted tokens: its tokens and the closing EOS, len(doc) + 1 of them."""
     context = model.config.n_positions
     device = next(model.parameters()).device
-    chunks = [(d, w) for d, doc in enumerate(docs) for w in windows([eos_id] + doc + [eos_id], context)]
-    chunks.sort(key=lambda c: len(c[1]))  # similar lengths share a batch: less padding
-    totals = [0.0] * len(docs)
+    stride = context - 1
+    chunks = [(d, k * stride, w) for d, doc in enumerate(docs)
+              for k, w in enumerate(windows([eos_id] + doc + [eos_id], context))]
+    chunks.sort(key=lambda c: len(c[2]))  # similar lengths share a batch: less padding
+    out = [np.zeros(len(doc) + 1, dtype=np.float64) for doc in docs]
     model.eval()
     for start in range(0, len(chunks), batch_size):
         batch = chunks[start: start + batch_size]
-        width = max(len(w) for _, w in batch)
+        width = max(len(w) for _, _, w in batch)
         ids = torch.full((len(batch), width), eos_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (_, w) in enumerate(batch):
+        for i, (_, _, w) in enumerate(batch):
             ids[i, : len(w)] = torch.tensor(w)
             mask[i, : len(w)] = 1
         ids, mask = ids.to(device), mask.to(device)
         with autocast() if autocast else nullcontext():
             logits = model(input_ids=ids, attention_mask=mask).logits
         logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-        nll = -(logp * mask[:, 1:]).sum(-1)
-        for (d, _), value in zip(batch, nll.tolist()):
-            totals[d] += value
-    return totals
+        nll = (-logp).cpu().numpy()
+        for i, (d, offset, w) in enumerate(batch):
+            out[d][offset: offset + len(w) - 1] = nll[i, : len(w) - 1]
+    return out
+
+
+def document_nll(model, docs: list[list[int]], eos_id: int, batch_size: int = 32, autocast=None) -> list[float]:
+    """Sum of -log p (nats) over each document's predicted tokens (len(doc) + 1 of them)."""
+    return [float(t.sum()) for t in token_nll(model, docs, eos_id, batch_size, autocast)]
 
 
 def perplexity(nll: list[float], docs: list[list[int]]) -> float:
@@ -52,3 +60,17 @@ def perplexity(nll: list[float], docs: list[list[int]]) -> float:
 def bits_per_byte(nll: list[float], texts: list[str]) -> float:
     """Tokenizer-independent: nats summed, in bits, over UTF-8 bytes (+1 per document for its end)."""
     return sum(nll) / math.log(2) / sum(len(t.encode("utf-8")) + 1 for t in texts)
+
+
+def band_perplexity(nll: list[np.ndarray], docs: list[list[int]], eos_id: int, band_of_id: np.ndarray,
+                    names=("rare", "middle", "common")) -> dict:
+    """Perplexity over the predicted tokens of each band; band_of_id[i] is the index in `names` of token id i's band.
+
+    A band with no predicted tokens gets None: there is nothing to average.
+    """
+    targets = np.concatenate([np.asarray(d + [eos_id], dtype=np.int64) for d in docs]) if docs else np.zeros(0, np.int64)
+    values = np.concatenate(nll) if nll else np.zeros(0)
+    which = band_of_id[targets]
+    sums = np.bincount(which, weights=values, minlength=len(names))
+    counts = np.bincount(which, minlength=len(names))
+    return {name: math.exp(sums[i] / counts[i]) if counts[i] else None for i, name in enumerate(names)}

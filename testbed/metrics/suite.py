@@ -1,27 +1,57 @@
 """One generation's metrics row: what metrics.jsonl holds.
 
-Model metrics score model g on held-out human text; corpus metrics score
-what model g wrote, cut to eval.sample_words words so every generation and
-every run is measured at the same size.
+Model metrics score model g on held-out human text and on samples; corpus
+metrics score what model g wrote, cut to eval.sample_words words (and
+eval.sample_tokens tokens for the figures over tokenizer ids) so every
+generation and every run is measured at the same size. README.md's metrics
+section documents every key: what it measures, its formula, and which way
+collapse moves it.
 """
 import math
+import random
 
-from testbed.metrics import diversity, perplexity, tail
+import numpy as np
+
+from testbed.metrics import degeneration, diversity, perplexity, semantic, shape, tail
 from testbed.text import words
 from testbed.tokenizer import encode
 
+# EvalConfig's defaults, for callers that pass a config object without every field.
+DEFAULTS = {
+    "rare_quantile": None,  # when set, rare = the least frequent types up to this quantile of type counts
+    "common_mass": 0.5,  # common = the most frequent types covering this share of occurrences
+    "sample_tokens": None,  # fixed size of the id-level sample; default: eval.sample_words
+    "self_bleu_pairs": 500,
+    "kl_alpha": 1.0,  # add-alpha smoothing of both distributions in unigram_kl
+    "confidence_docs": 200,  # documents scored for self_ppl and gen0_ppl
+    "embedding_model": None,  # local sentence-embedding model path: turns on semantic_diversity
+    "embedding_docs": 256,
+}
+RECALLS = ["rare_token_recall", "rare_mass_recall", "rare_bigram_recall", "rare_id_recall"]
+
+
+def setting(cfg, name: str):
+    return getattr(cfg, name, DEFAULTS[name])
+
 
 class Evaluator:
-    headline = ["heldout_ppl", "distinct_2", "rare_token_recall", "true_excess_ce", "validity_rate", "true_tail_recall"]
+    headline = ["heldout_ppl", "self_ppl", "distinct_2", "rare_token_recall", "rare_bigram_recall", "true_excess_ce",
+                "validity_rate", "true_tail_recall"]
 
     def __init__(self, cfg, tokenizer, train_texts: list[str], heldout_texts: list[str], autocast=None,
-                 truth_seed: int = 0):
+                 truth_seed: int = 0, reference_seed: int | None = None):
         self.cfg = cfg.eval
+        self.tokenizer = tokenizer
         self.eos = tokenizer.eos_token_id
         self.autocast = autocast
+        self.reference_seed = reference_seed
         self.heldout_texts = heldout_texts[: cfg.eval.heldout_docs]
         self.heldout = encode(tokenizer, self.heldout_texts)
-        self.rare = tail.rare_types(tail.word_counts(words(t) for t in train_texts), cfg.eval.rare_max_count)
+        self._human(train_texts)
+        self._references = {}
+        self.embedder = None
+        self.notes = [] if setting(self.cfg, "embedding_model") else [
+            "semantic_diversity off: eval.embedding_model (a local sentence-embedding model path) is not set"]
         self.world = None
         if cfg.data.source == "storyworld":
             from testbed.corpus.storyworld import DEFAULT_RARE_MAX_PROB, StoryWorld
@@ -33,18 +63,80 @@ class Evaluator:
             self.truth_nll = -sum(lp for _, lp in truth)
             self.true_rare = self.world.rare_words(DEFAULT_RARE_MAX_PROB)
 
-    def corpus_metrics(self, texts: list[str], seed: int) -> dict:
-        sample = diversity.fixed_size_sample(texts, self.cfg.sample_words, seed)
-        row = {f"distinct_{n}": diversity.distinct_n(sample, n) for n in (1, 2, 3)}
-        row["rare_token_recall"] = tail.recall(self.rare, sample)
-        row["eval_words"] = sum(map(len, sample))
+    def _human(self, train_texts: list[str]) -> None:
+        """Frequency bands of the human training split: over words and word bigrams, and over token ids."""
+        quantile, mass = setting(self.cfg, "rare_quantile"), setting(self.cfg, "common_mass")
+        self.human = tail.Human([words(t) for t in train_texts], self.cfg.rare_max_count, quantile, mass)
+        self.rare = self.human.rare
+        ids = encode(self.tokenizer, train_texts)
+        id_counts = tail.word_counts(ids)
+        self.rare_ids = tail.rare_types(id_counts, tail.rare_threshold(id_counts, self.cfg.rare_max_count, quantile))
+        id_counts[self.eos] += len(ids)  # every training document ends with one
+        id_max = tail.rare_threshold(id_counts, self.cfg.rare_max_count, quantile)
+        id_min = tail.head_min_count(id_counts, mass)
+        # An id the human split never uses is rarer than rare.
+        self.id_band = np.array([tail.BANDS.index(tail.band(id_counts.get(i, 0), id_max, id_min))
+                                 for i in range(len(self.tokenizer))])
+
+    def model_metrics(self, model) -> dict:
+        """Model g on held-out human text (overall and per token-frequency band) and, on storyworld, on the truth."""
+        nll = perplexity.token_nll(model, self.heldout, self.eos, self.cfg.batch_size, self.autocast)
+        sums = [float(t.sum()) for t in nll]
+        row = {"heldout_ppl": perplexity.perplexity(sums, self.heldout),
+               "heldout_bpb": perplexity.bits_per_byte(sums, self.heldout_texts)}
+        if self.human.counts:
+            bands = perplexity.band_perplexity(nll, self.heldout, self.eos, self.id_band, tail.BANDS)
+            row.update({f"heldout_ppl_{b}": v for b, v in bands.items()})
         if self.world is not None:
-            seen = {w for d in sample for w in d}
-            hit = [w for w in self.true_rare if w in seen]
+            model_nll = sum(self._nll(model, self.truth_ids))
+            tokens = sum(len(d) + 1 for d in self.truth_ids)
+            # KL(truth || model) per token, estimated on fresh true stories: E[log p - log q] / tokens.
+            row["true_excess_ce"] = (model_nll - self.truth_nll) / tokens
+        return row
+
+    def corpus_perplexity(self, model, texts: list[str], seed: int) -> float:
+        """Perplexity on eval.confidence_docs seeded documents of the texts (the same ones for the same seed)."""
+        k = min(setting(self.cfg, "confidence_docs"), len(texts))
+        ids = encode(self.tokenizer, [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), k))])
+        return perplexity.perplexity(self._nll(model, ids), ids)
+
+    def _nll(self, model, ids: list[list[int]]) -> list[float]:
+        return perplexity.document_nll(model, ids, self.eos, self.cfg.batch_size, self.autocast)
+
+    def corpus_metrics(self, texts: list[str], seed: int) -> dict:
+        cfg = self.cfg
+        sample = diversity.fixed_size_sample(texts, cfg.sample_words, seed)
+        counts = tail.word_counts(sample)
+        human = self.human.counts
+        row = diversity.report(sample, setting(cfg, "self_bleu_pairs"), seed)
+        row.update(shape.report(counts, human, self.rare, setting(cfg, "kl_alpha")))
+        row["loop_rate"] = degeneration.loop_rate(sample)
+        if human:
+            row.update(tail.report(self.human, sample))
+            n_tokens = setting(cfg, "sample_tokens") or cfg.sample_words
+            id_sample = diversity.fixed_size_sample(texts, n_tokens, seed, lambda t: encode(self.tokenizer, [t])[0])
+            row["rare_id_recall"] = tail.recall(self.rare_ids, id_sample)
+            row["eval_tokens"] = sum(map(len, id_sample))
+        row["eval_words"] = sum(map(len, sample))
+        if setting(cfg, "embedding_model"):
+            row["semantic_diversity"] = self.semantic_diversity(texts, seed)
+        if self.world is not None:
+            hit = [w for w in self.true_rare if w in counts]
             row["true_tail_recall"] = len(hit) / len(self.true_rare)
             row["true_tail_mass_recall"] = sum(self.true_rare[w] for w in hit) / sum(self.true_rare.values())
             row["validity_rate"] = sum(map(self.world.is_valid, texts)) / len(texts)
         return row
+
+    def semantic_diversity(self, texts: list[str], seed: int) -> float:
+        """Mean pairwise cosine distance of eval.embedding_docs seeded documents' embeddings."""
+        if self.embedder is None:
+            import torch
+
+            self.embedder = semantic.load(setting(self.cfg, "embedding_model"),
+                                          "cuda" if torch.cuda.is_available() else "cpu")
+        k = min(setting(self.cfg, "embedding_docs"), len(texts))
+        picked = [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), k))]
+        return semantic.mean_cosine_distance(semantic.embed(picked, *self.embedder, batch_size=self.cfg.batch_size))
 
     def reference(self, seed: int) -> dict:
         """Human text scored like a synthetic corpus: what 'no collapse' looks like at the same size.
@@ -53,28 +145,49 @@ class Evaluator:
         other corpora use the held-out split, which may hold fewer words, and then
         the row says so, since recall and distinct-n are not comparable across sizes.
         """
-        if self.world is not None:
-            n = math.ceil(1.2 * self.cfg.sample_words / self.world.expected_words_per_story()) + 1
-            texts, source = self.world.sample(n, seed), "storyworld (fresh stories)"
-        else:
-            texts, source = self.heldout_texts, "held-out split"
-        row = {"source": source, **self.corpus_metrics(texts, seed), "rare_types": len(self.rare)}
-        row["comparable"] = row["eval_words"] == self.cfg.sample_words
+        if seed not in self._references:
+            if self.world is not None:
+                n = math.ceil(1.2 * self.cfg.sample_words / self.world.expected_words_per_story()) + 1
+                texts, source = self.world.sample(n, seed), "storyworld (fresh stories)"
+            else:
+                texts, source = self.heldout_texts, "held-out split"
+            row = {"source": source, **self.corpus_metrics(texts, seed), **self._rare_sizes()}
+            row.update(self.length_metrics([len(ids) for ids in encode(self.tokenizer, texts)]))
+            row["comparable"] = row["eval_words"] == self.cfg.sample_words
+            self._references[seed] = row
+        return dict(self._references[seed])
+
+    def _rare_sizes(self) -> dict:
+        return {"rare_types": len(self.rare), "rare_bigram_types": len(self.human.rare_bigrams),
+                "rare_id_types": len(self.rare_ids)}
+
+    @staticmethod
+    def length_metrics(lengths: list[int]) -> dict:
+        row = {"mean_doc_tokens": sum(lengths) / len(lengths) if lengths else 0.0}
+        row.update({f"doc_tokens_{k}": v for k, v in degeneration.length_quantiles(lengths).items()})
         return row
 
-    def evaluate(self, model, texts: list[str], samples, seed: int) -> dict:
-        nll = perplexity.document_nll(model, self.heldout, self.eos, self.cfg.batch_size, self.autocast)
-        row = {
-            "heldout_ppl": perplexity.perplexity(nll, self.heldout),
-            "heldout_bpb": perplexity.bits_per_byte(nll, self.heldout_texts),
-            **self.corpus_metrics(texts, seed),
-            "rare_types": len(self.rare),
-            "ended_rate": sum(s.ended for s in samples) / len(samples),
-            "mean_doc_tokens": sum(len(s.tokens) for s in samples) / len(samples),
-        }
-        if self.world is not None:
-            model_nll = sum(perplexity.document_nll(model, self.truth_ids, self.eos, self.cfg.batch_size, self.autocast))
-            tokens = sum(len(d) + 1 for d in self.truth_ids)
-            # KL(truth || model) per token, estimated on fresh true stories: E[log p - log q] / tokens.
-            row["true_excess_ce"] = (model_nll - self.truth_nll) / tokens
+    def evaluate(self, model, texts: list[str], samples, seed: int, gen0_texts: list[str] | None = None) -> dict:
+        """Generation g's row. gen0_texts, generation 0's corpus, adds gen0_ppl: model g's perplexity on it."""
+        row = self.model_metrics(model)
+        row["self_ppl"] = self.corpus_perplexity(model, texts, seed)
+        if gen0_texts is not None:
+            same = gen0_texts is texts or gen0_texts == texts  # generation 0 itself
+            row["gen0_ppl"] = row["self_ppl"] if same else self.corpus_perplexity(model, gen0_texts, seed)
+        row.update(self.corpus_metrics(texts, seed))
+        if self.human.counts:
+            row.update(relative(row, self.reference(self.reference_seed if self.reference_seed is not None else seed)))
+        row.update(self._rare_sizes())
+        row["ended_rate"] = sum(s.ended for s in samples) / len(samples)
+        row.update(self.length_metrics([len(s.tokens) for s in samples]))
         return row
+
+
+def relative(row: dict, reference: dict) -> dict:
+    """Each recall over the same recall of human text of the same size (1: as much of the tail as human text keeps)."""
+    def ratio(a, b):
+        return a / b if b else None
+
+    out = {f"{k}_rel": ratio(row[k], reference[k]) for k in RECALLS}
+    out["recall_by_band_rel"] = {b: ratio(row["recall_by_band"][b], reference["recall_by_band"][b]) for b in tail.BANDS}
+    return out

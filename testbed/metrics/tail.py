@@ -1,25 +1,104 @@
 """Rare-token recall: how much of the human tail a model still writes.
 
-Rare is defined on the human training split, over words (see testbed.text).
+Rare is defined on the human training split: types seen at least once and at
+most a threshold number of times, the threshold given directly or as a
+quantile of the types' counts. The same definitions serve words (the
+headline, see testbed.text), word bigrams (collapse loses rare combinations
+before rare words) and tokenizer ids.
 """
+import math
 from collections import Counter
 
+BANDS = ("rare", "middle", "common")
 
-def word_counts(docs: list[list[str]]) -> Counter:
+
+def ngrams(doc: list, n: int) -> list:
+    """The document's n-grams; for n = 1 the items themselves, so word types stay plain strings."""
+    return list(doc) if n == 1 else list(zip(*(doc[i:] for i in range(n))))
+
+
+def word_counts(docs: list[list], n: int = 1) -> Counter:
+    """n-gram counts over documents; n-grams do not cross document boundaries."""
     counts = Counter()
     for d in docs:
-        counts.update(d)
+        counts.update(ngrams(d, n))
     return counts
 
 
-def rare_types(counts: Counter, max_count: int) -> set[str]:
-    """Word types occurring at least once and at most max_count times."""
+def rare_threshold(counts: Counter, max_count: int, quantile: float | None = None) -> int:
+    """The count at or below which a type is rare: max_count, or the count at `quantile` of the sorted type counts."""
+    if quantile is None:
+        return max_count
+    ordered = sorted(c for c in counts.values() if c > 0)
+    return ordered[max(0, math.ceil(quantile * len(ordered)) - 1)] if ordered else 0
+
+
+def rare_types(counts: Counter, max_count: int) -> set:
+    """Types occurring at least once and at most max_count times."""
     return {w for w, c in counts.items() if 0 < c <= max_count}
 
 
-def recall(rare: set[str], sample: list[list[str]]) -> float:
-    """Share of the rare types that appear at least once in the sample."""
+def head_min_count(counts: Counter, mass: float = 0.5) -> int:
+    """The smallest count among the most frequent types that together cover `mass` of all occurrences."""
+    total, covered = sum(counts.values()), 0
+    for c in sorted(counts.values(), reverse=True):
+        covered += c
+        if covered >= mass * total:
+            return c
+    return 0
+
+
+def band(count: int, rare_max: int, common_min: int) -> str:
+    # Rare wins a tie with common: it only happens on corpora too small to have a middle.
+    return "rare" if count <= rare_max else "common" if count >= common_min else "middle"
+
+
+def bands(counts: Counter, rare_max: int, common_min: int) -> dict:
+    """Each type seen in the counts -> its frequency band."""
+    return {w: band(c, rare_max, common_min) for w, c in counts.items() if c > 0}
+
+
+def seen(sample: list[list], n: int = 1) -> set:
+    return {g for d in sample for g in ngrams(d, n)}
+
+
+def recall(rare: set, sample: list[list], n: int = 1) -> float:
+    """Share of the rare types (n-grams) that appear at least once in the sample."""
     if not rare:
         return 0.0
-    seen = {w for d in sample for w in d}
-    return len(rare & seen) / len(rare)
+    return len(rare & seen(sample, n)) / len(rare)
+
+
+def mass_recall(rare: set, counts: Counter, present: set) -> float:
+    """Recall weighted by human frequency: the share of the rare band's human occurrences whose type is present."""
+    total = sum(counts[w] for w in rare)
+    return sum(counts[w] for w in rare & present) / total if total else 0.0
+
+
+def band_recall(band_of: dict, present: set) -> dict:
+    """Per band, the share of its types present."""
+    sizes, hits = Counter(band_of.values()), Counter(b for w, b in band_of.items() if w in present)
+    return {b: hits[b] / sizes[b] if sizes[b] else 0.0 for b in BANDS}
+
+
+class Human:
+    """The human training split's rare types and frequency bands, over words and word bigrams."""
+
+    def __init__(self, docs: list[list[str]], max_count: int, quantile: float | None = None, common_mass: float = 0.5):
+        self.counts = word_counts(docs)
+        rare_max = rare_threshold(self.counts, max_count, quantile)
+        self.rare = rare_types(self.counts, rare_max)
+        self.band_of = bands(self.counts, rare_max, head_min_count(self.counts, common_mass))
+        bigrams = word_counts(docs, 2)
+        self.rare_bigrams = rare_types(bigrams, rare_threshold(bigrams, max_count, quantile))
+
+
+def report(human: Human, sample: list[list[str]]) -> dict:
+    """Recall of the human tail by a fixed-size word sample."""
+    present = seen(sample)
+    return {
+        "rare_token_recall": len(human.rare & present) / len(human.rare) if human.rare else 0.0,
+        "rare_mass_recall": mass_recall(human.rare, human.counts, present),
+        "recall_by_band": band_recall(human.band_of, present),
+        "rare_bigram_recall": recall(human.rare_bigrams, sample, 2),
+    }

@@ -14,7 +14,10 @@ from testbed.rundir import RunDir, read_jsonl
 COLLAPSE = {
     "heldout_ppl": +1, "distinct_2": -1, "rare_token_recall": -1,
     "true_excess_ce": +1, "true_tail_recall": -1, "validity_rate": -1,
+    "heldout_ppl_rare": +1, "gen0_ppl": +1, "unigram_kl": +1, "tail_mass": -1, "rare_bigram_recall": -1,
 }
+# The default columns; --metrics picks any others.
+HEADLINE = ["heldout_ppl", "distinct_2", "rare_token_recall", "true_excess_ce", "true_tail_recall", "validity_rate"]
 # What curation did to the last generation's training set (absent from generation 0, which is not curated).
 CURATION = ["curated_kept", "train_synthetic_share"]
 
@@ -49,7 +52,7 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
     for m in metrics or []:
         if m not in available:
             raise TestbedError(f"--metrics: no run has {m!r}; available: {', '.join(sorted(available))}")
-    metrics = metrics or [m for m in [*COLLAPSE, *CURATION] if m in available]
+    metrics = metrics or [m for m in [*HEADLINE, *CURATION] if m in available]
     header = ["run", "generations", *metrics]
     lines = []
     for run in runs:

@@ -1,0 +1,41 @@
+"""Semantic diversity: how far apart documents are in meaning, not in words.
+
+Optional: it needs a local sentence-embedding model (a path, e.g. a saved
+all-MiniLM-L6-v2), loaded with transformers' AutoModel and mean-pooled over
+its token states, as sentence-transformers models are pooled.
+"""
+import torch
+
+
+def load(path: str, device=None):
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(path).eval()
+    return AutoTokenizer.from_pretrained(path), model.to(device) if device is not None else model
+
+
+@torch.no_grad()
+def embed(texts: list[str], tokenizer, model, batch_size: int = 32, max_length: int = 256) -> torch.Tensor:
+    """Mean of the last hidden states over each text's real tokens, one row per text."""
+    device = next(model.parameters()).device
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start: start + batch_size], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt").to(device)
+        states = model(**enc).last_hidden_state.float()
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        rows.append(((states * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
+    return torch.cat(rows) if rows else torch.zeros(0, 0)
+
+
+def mean_cosine_distance(vectors: torch.Tensor) -> float:
+    """1 - the mean cosine similarity over all pairs of distinct rows.
+
+    With unit rows u_i, the sum over ordered pairs i != j of u_i . u_j is
+    |sum u_i|^2 - n, so the mean costs one pass instead of n^2 products.
+    """
+    n = len(vectors)
+    if n < 2:
+        return 0.0
+    u = torch.nn.functional.normalize(vectors.double(), dim=-1)
+    return float(1 - (u.sum(0).square().sum() - n) / (n * (n - 1)))

@@ -1,0 +1,94 @@
+"""`testbed eval` and the Hugging Face evaluate modules: the same numbers as the functions they wrap."""
+import json
+import math
+
+import pytest
+import torch
+
+from testbed.cli import main
+from testbed.config import ModelConfig
+from testbed.metrics import degeneration, diversity, hf, perplexity, shape, tail
+from testbed.metrics.files import read_texts
+from testbed.model import build_model, save_model
+from testbed.text import words
+from testbed.tokenizer import encode, train_tokenizer
+
+SYNTHETIC = ["The cat sat on the mat.", "The cat sat.", "A dog ran far away, far away, far away."]
+HUMAN = ["the cat sat on the mat", "the dog ran to the park", "a zebra met a quokka"]
+
+
+@pytest.fixture(scope="module")
+def run_like(tmp_path_factory, words_corpus):
+    """RUN/tokenizer and RUN/gen_000/model (uniform: every logit 0), as a run lays them out."""
+    root = tmp_path_factory.mktemp("run")
+    tokenizer = train_tokenizer(words_corpus, 300)
+    tokenizer.save_pretrained(root / "tokenizer")
+    model = build_model(ModelConfig(n_layer=1, n_embd=16, n_head=2, context=32), len(tokenizer), tokenizer.eos_token_id)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+    save_model(model, root / "gen_000" / "model")
+    (root / "synthetic.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in SYNTHETIC))
+    (root / "human.txt").write_text("\n".join(HUMAN) + "\n\n")
+    return root, tokenizer
+
+
+def test_read_texts(run_like):
+    root, _ = run_like
+    assert read_texts(root / "synthetic.jsonl") == SYNTHETIC
+    assert read_texts(root / "human.txt") == HUMAN  # blank lines are not documents
+
+
+def test_eval_command(run_like, capsys):
+    root, tokenizer = run_like
+    assert main(["eval", "--model", str(root / "gen_000" / "model"), "--text", str(root / "synthetic.jsonl"),
+                 "--human", str(root / "human.txt"), "eval.sample_words=100", "eval.rare_max_count=1"]) == 0
+    out = capsys.readouterr()
+    row = json.loads(out.out)
+    assert "semantic_diversity off" in out.err
+    assert row["ppl"] == pytest.approx(300, rel=1e-5)  # the uniform model, with the run's tokenizer found by itself
+    tokens = sum(len(d) + 1 for d in encode(tokenizer, SYNTHETIC))
+    assert row["bpb"] == pytest.approx(tokens * math.log2(300) / sum(len(t) + 1 for t in SYNTHETIC), rel=1e-5)
+    assert row["eval_words"] == 18 and row["documents"] == 3
+    # human rare words (count 1): cat sat on mat dog ran to park zebra met quokka; the synthetic text has the first 6
+    assert row["rare_token_recall"] == pytest.approx(6 / 11)
+    assert row["loop_rate"] == pytest.approx(1 / 3)  # "far away" three times: 6 words
+    assert {"ppl_rare", "unigram_kl", "rare_bigram_recall", "self_bleu"} <= set(row)
+
+
+def test_eval_command_without_model_or_human_leaves_their_metrics_out(run_like, capsys):
+    root, _ = run_like
+    assert main(["eval", "--text", str(root / "synthetic.jsonl"), "--tokenizer", str(root / "tokenizer")]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert "ppl" not in row and "rare_token_recall" not in row and "unigram_kl" not in row
+    assert row["distinct_1"] == pytest.approx(diversity.distinct_n([words(t) for t in SYNTHETIC], 1))
+
+
+def test_eval_command_errors_in_one_line(run_like, capsys, tmp_path):
+    root, _ = run_like
+    assert main(["eval", "--text", str(tmp_path / "gone.txt"), "--tokenizer", str(root / "tokenizer")]) == 2
+    assert "gone.txt: file not found" in capsys.readouterr().err
+    assert main(["eval", "--text", str(root / "human.txt")]) == 2
+    assert "--tokenizer" in capsys.readouterr().err
+
+
+def test_evaluate_modules_match_the_functions(run_like):
+    root, tokenizer = run_like
+    sample = diversity.fixed_size_sample(SYNTHETIC, 100, 0)
+    human = [words(t) for t in HUMAN]
+    got = hf.load("collapse_diversity").compute(data=SYNTHETIC, sample_words=100, self_bleu_pairs=20)
+    assert got == {**diversity.report(sample, 20, 0), "eval_words": 18}
+    got = hf.load("collapse_shape").compute(data=SYNTHETIC, human=HUMAN, sample_words=100, rare_max_count=1)
+    counts = tail.word_counts(human)
+    assert got == shape.report(tail.word_counts(sample), counts, tail.rare_types(counts, 1))
+    got = hf.load("collapse_tail").compute(data=SYNTHETIC, human=HUMAN, sample_words=100, rare_max_count=1)
+    assert got == tail.report(tail.Human(human, 1), sample)
+    got = hf.load("collapse_degeneration").compute(data=SYNTHETIC, sample_words=100)
+    assert got["loop_rate"] == degeneration.loop_rate(sample) and got["doc_words_p50"] == 6.0  # of 6, 3 and 9 words
+    got = hf.load("collapse_perplexity").compute(data=SYNTHETIC, model=str(root / "gen_000" / "model"), device="cpu")
+    assert got["ppl"] == pytest.approx(300, rel=1e-5)
+    with pytest.raises(ValueError, match="collapse_tail"):
+        hf.path("tail")
+
+
+def test_bits_per_byte_is_tokenizer_free():
+    assert perplexity.bits_per_byte([8 * math.log(2)], ["abc"]) == pytest.approx(2.0)

@@ -1,0 +1,66 @@
+from collections import Counter
+
+import pytest
+
+from testbed.metrics.tail import (Human, band, band_recall, bands, head_min_count, mass_recall, ngrams, rare_threshold,
+                                  rare_types, recall, report, word_counts)
+
+
+def test_ngrams_and_counts():
+    assert ngrams(["a", "b", "c"], 1) == ["a", "b", "c"]
+    assert ngrams(["a", "b", "c"], 2) == [("a", "b"), ("b", "c")]
+    assert word_counts([["a", "b"], ["a", "b", "a"]], 2) == Counter({("a", "b"): 2, ("b", "a"): 1})
+
+
+def test_rare_threshold_by_count_or_quantile():
+    counts = Counter(a=10, b=5, c=1, d=1, e=2)
+    assert rare_threshold(counts, 3) == 3
+    # sorted counts 1 1 2 5 10: the 40% quantile is the 2nd, count 1; 50% rounds up to the 3rd, count 2
+    assert rare_threshold(counts, 3, quantile=0.4) == 1
+    assert rare_threshold(counts, 3, quantile=0.5) == 2
+    assert rare_types(counts, rare_threshold(counts, 3, 0.5)) == {"c", "d", "e"}
+
+
+def test_head_and_bands():
+    counts = Counter(a=10, b=5, c=3, d=1, e=1)  # 20 occurrences
+    assert head_min_count(counts, 0.5) == 10  # a alone covers half
+    assert head_min_count(counts, 0.6) == 5  # a + b = 15 >= 12
+    assert bands(counts, 1, 5) == {"a": "common", "b": "common", "c": "middle", "d": "rare", "e": "rare"}
+    assert band(0, 1, 5) == "rare"  # never seen: rarer than rare
+
+
+def test_recall_mass_recall_and_band_recall():
+    counts = Counter(a=10, b=5, c=3, d=1, e=2)
+    rare = {"c", "d", "e"}
+    present = {"a", "d", "e", "zz"}
+    assert recall(rare, [["a", "d"], ["e", "zz"]]) == pytest.approx(2 / 3)
+    assert mass_recall(rare, counts, present) == pytest.approx((1 + 2) / (3 + 1 + 2))
+    by_band = band_recall(bands(counts, 3, 10), present)
+    assert by_band == {"rare": pytest.approx(2 / 3), "middle": 0.0, "common": 1.0}  # middle: b
+
+
+def test_bigram_recall():
+    rare = {("a", "b"), ("c", "d")}
+    assert recall(rare, [["a", "b", "c"], ["d"]], n=2) == pytest.approx(1 / 2)  # (c, d) crosses a document boundary
+
+
+def test_dropping_every_rare_token_drives_recall_to_zero():
+    human = [("the cat sat on the mat the end " * 5 + "zebra quokka the narwhal sat").split()]
+    bands_ = Human(human, max_count=1)
+    assert bands_.rare == {"zebra", "quokka", "narwhal"}
+    sample = [human[0]]
+    full = report(bands_, sample)
+    assert full["rare_token_recall"] == 1.0 and full["rare_mass_recall"] == 1.0 and full["rare_bigram_recall"] == 1.0
+    dropped = [[w for w in human[0] if w not in bands_.rare]]
+    row = report(bands_, dropped)
+    assert row["rare_token_recall"] == 0.0 and row["rare_mass_recall"] == 0.0
+    assert row["recall_by_band"]["rare"] == 0.0 and row["recall_by_band"]["common"] == 1.0
+    assert row["rare_bigram_recall"] < full["rare_bigram_recall"]
+
+
+def test_human_bands_with_a_quantile():
+    docs = [["a"] * 6 + ["b"] * 3 + ["c", "c", "d"]]  # 12 words: a 6, b 3, c 2, d 1
+    h = Human(docs, max_count=0, quantile=0.5, common_mass=0.5)
+    assert h.rare == {"c", "d"}  # the lower half of 4 types: counts <= 2
+    assert h.band_of == {"a": "common", "b": "middle", "c": "rare", "d": "rare"}
+    assert report(h, [["a", "b", "d"]])["recall_by_band"] == {"rare": 0.5, "middle": 1.0, "common": 1.0}
