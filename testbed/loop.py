@@ -148,7 +148,7 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curato
         if curation:
             write_json(part / "curation.json", {"pool": pool, "steps": curation})
         write_json(part / "train.json", {"pool": pool, "mix": mix, "blocks": len(blocks), "init": cfg.train.init if g else "scratch",
-                                         **result, "params": n_params(model)})
+                                         **result, "params": n_params(model), "environment": environment(accelerator)})
         start = time.perf_counter()
         first = texts if g == 0 else [r["text"] for r in read_jsonl(rundir.gen(0) / "corpus.jsonl")]
         row = {"generation": g, **evaluator.evaluate(model, texts, samples, seed=stage_seed(cfg.seed, 0, "eval"),
@@ -233,6 +233,20 @@ def _check_same_run(rundir: RunDir, cfg: Config, split: dict) -> None:
             "use a new run_dir, or the saved config to resume")
     if read_json(rundir.root / "split.json")["sha256"] != split["sha256"]:
         raise TestbedError(f"the human corpus changed since run_dir={rundir.root} was started (split.json checksum differs)")
+
+
+def environment(accelerator) -> dict:
+    """Where and with what a generation was made: a resumed run may finish on another machine or stack."""
+    import importlib.metadata as meta
+    import platform
+    from datetime import datetime, timezone
+
+    device = accelerator.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": f"{device.type}: {name}",
+            "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
+            "versions": {"python": platform.python_version(),
+                         **{p: meta.version(p) for p in ("testbed", "torch", "transformers", "accelerate", "datasets", "tokenizers")}}}
 
 
 def _precision(mode: str) -> str:

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 from testbed import TestbedError
@@ -37,6 +38,8 @@ def test_run_writes_the_documented_run_directory(tmp_path, tiny_run):
         assert len(corpus) == 80 and {r["source"] for r in corpus} == {f"synthetic:gen_{g:03d}"}
         sampling = json.loads((gen / "corpus.json").read_text())["sampling"]
         assert (sampling["temperature"], sampling["top_k"], sampling["top_p"]) == (1.0, 0, 1.0)
+        made = json.loads((gen / "train.json").read_text())["environment"]
+        assert made["device"].startswith("cpu") and made["versions"]["torch"] == torch.__version__
     model = AutoModelForCausalLM.from_pretrained(root / "gen_002" / "model")
     assert model.config.n_positions == 64
     assert not list(root.glob("*.partial"))
