@@ -1,4 +1,4 @@
-"""testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed compare RUN_DIR...`, `testbed eval`."""
+"""testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed sweep`, `testbed compare RUN_DIR...`, `testbed eval`."""
 import argparse
 import os
 import sys
@@ -12,9 +12,16 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="train generation 0, then each generation on the previous one's samples")
     run.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. generations=5 model.n_layer=2 run_dir=/tmp/x")
-    compare = commands.add_parser("compare", help="a table of each run's last generation against its generation 0")
+    compare = commands.add_parser("compare", help="each run's last generation against its generation 0: a table, or with --out a report")
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
     compare.add_argument("--metrics", help="comma-separated metrics.jsonl keys (default: the headline metrics)")
+    compare.add_argument("--out", metavar="DIR", help="write an HTML report with PNG plots, metrics.csv and report.json to DIR")
+    compare.add_argument("--samples", type=int, default=4, help="documents of sample text per generation shown in the report")
+    sw = commands.add_parser("sweep", help="a grid of runs over config values and seeds, one after the other, then a report")
+    sw.add_argument("config", help="YAML config; the runs go in folders under its run_dir")
+    sw.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every run, e.g. generations=5 run_dir=runs/regimes")
+    sw.add_argument("--set", action="append", default=[], metavar="key=v1,v2", help="values to sweep; repeat for a grid")
+    sw.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the config's seed)")
     ev = commands.add_parser("eval", help="the metrics suite on one text file (and, with --model, one model)")
     ev.add_argument("--text", required=True, help="documents: a .jsonl with a text field (corpus.jsonl), else one a line")
     ev.add_argument("--model", help="a saved model directory, e.g. runs/quickstart/gen_002/model: adds perplexity")
@@ -22,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--tokenizer", help="default: the run's tokenizer when --model lies in a run directory")
     ev.add_argument("--seed", type=int, default=0, help="seed of the fixed-size samples")
     ev.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.sample_words=100000 data.source=storyworld")
-    args = parser.parse_args(argv)
+    # key=value overrides may come before or after options such as --set; argparse alone stops at the first option.
+    args, rest = parser.parse_known_args(argv)
+    if rest and (not hasattr(args, "overrides") or any(r.startswith("-") for r in rest)):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if rest:
+        args.overrides += rest
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -33,7 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from testbed.report.compare import load_run, table
 
-            print(table([load_run(r) for r in args.runs], args.metrics.split(",") if args.metrics else None))
+            runs = [load_run(r) for r in args.runs]
+            metrics = args.metrics.split(",") if args.metrics else None
+            print(table(runs, metrics))
+            if args.out:
+                from testbed.report.page import build
+
+                print(f"report: {build(runs, args.out, metrics, args.samples)}")
+            return 0
+        if args.command == "sweep":
+            from testbed.sweep import sweep
+
+            print(f"report: {sweep(args.config, args.overrides, args.set, args.seeds)}")
             return 0
         if args.command == "eval":
             import json

@@ -6,9 +6,9 @@ is nearly empty.
 """
 import re
 
-_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
+WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
 
 
 def words(text: str) -> list[str]:
     """Lower-cased alphabetic words; apostrophes inside a word are kept (don't, lily's)."""
-    return [w.lower() for w in _WORD.findall(text)]
+    return [w.lower() for w in WORD.findall(text)]

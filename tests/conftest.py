@@ -65,13 +65,14 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TINYSTORIES = SHARED_DATA / "tinystories-sample.txt"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_run():
-    """tiny_run(run_dir, *overrides): a config for a whole run in seconds, on the shared TinyStories sample."""
+    """tiny_run(run_dir, *overrides): a config for a whole run in seconds, on the shared TinyStories sample
+    (or, with data.source=storyworld among the overrides, on the built-in corpus, which is always there)."""
     from testbed.config import load_config
 
     def make(run_dir, *extra):
-        if not TINYSTORIES.exists():
+        if "data.source=storyworld" not in extra and not TINYSTORIES.exists():
             pytest.skip(f"shared corpus not found at {TINYSTORIES} (../shared/data is absent)")
         return load_config(None, [
             f"run_dir={run_dir}", "generations=2", "data.source=local", f"data.path={TINYSTORIES}",

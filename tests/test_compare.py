@@ -19,7 +19,7 @@ def test_table_shows_each_run_relative_to_generation_0(two_runs):
     runs = [load_run(p) for p in two_runs]
     out = table(runs, ["heldout_ppl"])
     lines = out.splitlines()
-    assert lines[:2] == ["configs differ in", "  mix.regime: replace=replace, accumulate=accumulate"]
+    assert lines[:2] == ["configs differ in", "  mix.regime: replace (replace), accumulate (accumulate)"]
     for r, line in zip(runs, [ln for ln in lines if ln.startswith(("replace ", "accumulate "))]):
         first, last = r["rows"][0]["heldout_ppl"], r["rows"][-1]["heldout_ppl"]
         assert f"{first:.3f} -> {last:.3f} ({(last - first) / first:+.0%})" in line

@@ -13,8 +13,13 @@ def split_documents(docs: list[str], heldout: int, seed: int, source: str) -> di
             "lower data.heldout_docs or use a larger corpus")
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
+    return {"source": source, "documents": len(docs), "sha256": checksum(docs),
+            "heldout": sorted(order[:heldout]), "train": sorted(order[heldout:])}
+
+
+def checksum(docs: list[str]) -> str:
+    """The corpus's identity: a changed document means a different experiment."""
     digest = hashlib.sha256()
     for d in docs:
         digest.update(d.encode("utf-8") + b"\0")
-    return {"source": source, "documents": len(docs), "sha256": digest.hexdigest(),
-            "heldout": sorted(order[:heldout]), "train": sorted(order[heldout:])}
+    return digest.hexdigest()

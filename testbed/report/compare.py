@@ -8,7 +8,7 @@ from pathlib import Path
 
 from testbed import TestbedError
 from testbed.config import diff, load_config, to_dict
-from testbed.rundir import RunDir, read_jsonl
+from testbed.rundir import RunDir, read_json, read_jsonl
 
 # Which way each metric moves under collapse: +1 up, -1 down.
 COLLAPSE = {
@@ -30,8 +30,12 @@ def load_run(path: str | Path) -> dict:
     rows = read_jsonl(root / "metrics.jsonl") if (root / "metrics.jsonl").exists() else []
     finished = RunDir(root).finished_generations()
     rows = [r for r in rows if r["generation"] in finished]
-    return {"name": root.name, "path": root, "config": to_dict(cfg), "rows": rows,
-            "planned": cfg.generations, "partial": finished != list(range(cfg.generations + 1))}
+    planned = list(range(cfg.generations + 1))
+    made = [read_json(root / f"gen_{g:03d}" / "train.json") for g in finished]
+    return {"name": root.name, "path": root, "config": to_dict(cfg), "rows": rows, "planned": cfg.generations,
+            "finished": finished, "missing": [g for g in planned if g not in finished],
+            "unfinished": sorted(int(p.name[4:7]) for p in root.glob("gen_[0-9][0-9][0-9].partial")),
+            "partial": finished != planned, "environment": [m["environment"] for m in made if "environment" in m]}
 
 
 def differing_keys(runs: list[dict]) -> list[str]:
@@ -41,7 +45,7 @@ def differing_keys(runs: list[dict]) -> list[str]:
     return sorted(keys - {"run_dir", "generations"})
 
 
-def _value(config: dict, dotted: str):
+def value(config: dict, dotted: str):
     for part in dotted.split("."):
         config = config[part]
     return config
@@ -73,7 +77,7 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
     fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     arrows = ", ".join(f"{m} {'up' if COLLAPSE[m] > 0 else 'down'}" for m in metrics if m in COLLAPSE)
-    differs = [f"{k}: " + ", ".join(f"{r['name']}={_value(r['config'], k)}" for r in runs) for k in differing_keys(runs)]
+    differs = [f"{k}: " + ", ".join(f"{value(r['config'], k)} ({r['name']})" for r in runs) for k in differing_keys(runs)]
     return "\n".join([*(["configs differ in"] + [f"  {d}" for d in differs] + [""] if differs else []),
                       fmt(header), *map(fmt, lines),
                       f"generation 0 -> last finished generation; collapse moves {arrows}"])

@@ -1,0 +1,353 @@
+"""`testbed compare RUN... --out DIR`: one HTML page of plots, tables and sample text, with CSV and JSON of the numbers.
+
+The word-level pictures (Zipf curves, recall by band) are drawn from the
+same seeded fixed-size word samples the metrics use, so every generation
+and every run is pictured at the same size, and the human training split,
+cut to that size too, is the reference. The report is built in a folder
+beside DIR and renamed into place: a reader never sees half a report.
+"""
+import csv
+import html
+import io
+import json
+import math
+import random
+import re
+import shutil
+import tempfile
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from testbed import TestbedError, __version__
+from testbed.config import load_config
+from testbed.report import plots
+from testbed.report.compare import COLLAPSE, CURATION, HEADLINE, differing_keys, value
+from testbed.rundir import read_json, read_jsonl
+from testbed.text import WORD, words
+
+# Plotted besides the headline metrics when the runs have them.
+MORE = ["heldout_ppl_rare", "gen0_ppl", "self_ppl", "unigram_kl", "rare_bigram_recall", "tail_mass"]
+DIRECTIONS = {**COLLAPSE, "self_ppl": -1, "curated_kept": 0, "train_synthetic_share": 0}
+
+
+def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, samples: int = 4) -> Path:
+    out = Path(out)
+    if out.exists() and not (out / "report.json").is_file():
+        raise TestbedError(f"--out {out}: exists and is not a testbed report; choose a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        _write(runs, tmp, metrics, samples)
+        tmp.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "index.html"
+
+
+def _write(runs, folder: Path, metrics, samples) -> None:
+    available = {k for r in runs for row in r["rows"] for k, v in row.items() if _number(v)}
+    for m in metrics or []:
+        if m not in available:
+            raise TestbedError(f"--metrics: no run has {m!r}; available: {', '.join(sorted(available))}")
+    headline = [m for m in HEADLINE if m in available]
+    metrics = metrics or [m for m in [*HEADLINE, *MORE, *CURATION] if m in available]
+    groups = seed_groups(runs)
+    figures = []
+    if headline:
+        plots.overview_figure(folder / "overview.png", headline, groups, DIRECTIONS)
+    for m in metrics:
+        plots.metric_figure(folder / f"metric_{m}.png", m, groups, DIRECTIONS.get(m))
+        figures.append((m, f"metric_{m}.png"))
+    words_section = [word_pictures(run, i, folder) for i, run in enumerate(runs)]
+    text_section = [sample_text(run, samples) for run in runs]
+    rows = flat_rows(runs)
+    _write_csv(folder / "metrics.csv", rows)
+    (folder / "report.json").write_text(json.dumps({
+        "created": _now(), "testbed": __version__, "differing_keys": differing_keys(runs),
+        "runs": [{"name": r["name"], "path": str(r["path"]), "planned": r["planned"], "finished": r["finished"],
+                  "missing": r["missing"], "unfinished": r["unfinished"], "environment": r["environment"],
+                  "rows": r["rows"]} for r in runs]}, indent=1, default=str) + "\n")
+    (folder / "index.html").write_text(page(runs, groups, headline, figures, metrics, words_section, text_section))
+
+
+# --- the data ----------------------------------------------------------------------------------------------
+
+
+def seed_groups(runs: list[dict]) -> list[dict]:
+    """Runs whose configs differ only in seed (and run_dir) form one group, drawn as a mean and a band."""
+    groups = {}
+    for run in runs:
+        key = json.dumps({k: v for k, v in run["config"].items() if k not in ("seed", "run_dir", "generations")},
+                         sort_keys=True)
+        groups.setdefault(key, []).append(run)
+    out = []
+    for members in groups.values():
+        label = members[0]["name"]
+        if len(members) > 1:
+            stripped = re.sub(r"[_\-,.]?seed[=_\-]?\d+", "", label)
+            label = f"{stripped or label} ({len(members)} seeds: {', '.join(str(m['config']['seed']) for m in members)})"
+        if any(m["partial"] for m in members):
+            label += " (partial)"
+        out.append({"label": label, "runs": members})
+    return out
+
+
+def human_texts(run: dict) -> list[str]:
+    """The run's human training split, rebuilt from its config and checked against split.json."""
+    from testbed.corpus.sources import load_documents
+    from testbed.loop import stage_seed
+
+    from testbed.corpus.split import checksum
+
+    cfg = load_config(run["path"] / "config.yaml")
+    split = read_json(run["path"] / "split.json")
+    docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
+    if checksum(docs) != split["sha256"]:
+        raise TestbedError("the human corpus changed since the run (split.json checksum differs)")
+    return [docs[i] for i in split["train"]]
+
+
+def _human(run: dict) -> dict:
+    """Word counts and rare band of the human training split, or why they are unavailable."""
+    if "human" not in run:
+        from testbed.metrics.tail import Human
+
+        try:
+            texts = human_texts(run)
+        except TestbedError as e:
+            run["human"] = {"error": str(e)}
+            return run["human"]
+        ev = run["config"]["eval"]
+        tail = Human([words(t) for t in texts], ev["rare_max_count"], ev.get("rare_quantile"), ev.get("common_mass", 0.5))
+        run["human"] = {"texts": texts, "counts": tail.counts, "rare": tail.rare}
+    return run["human"]
+
+
+def log2_bands(counts: Counter) -> tuple[list[str], dict]:
+    """Frequency bands by powers of two of the human count (1, 2-3, 4-7, ...): labels and type -> band index."""
+    band_of = {w: int(math.log2(c)) for w, c in counts.items() if c > 0}
+    top = max(band_of.values(), default=0)
+    labels = [str(2 ** b) if b == 0 else f"{2 ** b}-{2 ** (b + 1) - 1}" for b in range(top + 1)]
+    return labels, band_of
+
+
+def word_pictures(run: dict, index: int, folder: Path) -> dict:
+    """Zipf curves and recall by band for one run, from fixed-size word samples of each generation's corpus."""
+    from testbed.loop import stage_seed
+    from testbed.metrics.diversity import fixed_size_sample
+
+    human = _human(run)
+    size = run["config"]["eval"]["sample_words"]
+    seed = stage_seed(run["config"]["seed"], 0, "eval")  # the seed the metrics' word samples use
+    gens = run["finished"]
+    samples = {g: fixed_size_sample([r["text"] for r in read_jsonl(run["path"] / f"gen_{g:03d}" / "corpus.jsonl")],
+                                    size, seed) for g in gens}
+    counts = {g: Counter(w for d in s for w in d) for g, s in samples.items()}
+    result = {"run": run["name"], "zipf": f"zipf_{index}.png", "bands": None, "note": None}
+    reference = None
+    if "error" in human:
+        result["note"] = f"human reference unavailable: {human['error']}"
+    else:
+        reference_counts = Counter(w for d in fixed_size_sample(human["texts"], size, seed) for w in d)
+        reference = sorted(reference_counts.values(), reverse=True)
+        labels, band_of = log2_bands(human["counts"])
+        sizes = Counter(band_of.values())
+        kept = [k for k in range(len(labels)) if sizes[k]]  # a band with no types has no recall
+        columns = {"human": reference_counts, **{str(g): c for g, c in counts.items()}}
+        recall = [[sum(1 for w, b in band_of.items() if b == k and w in present) / sizes[k] for k in kept]
+                  for present in columns.values()]
+        plots.band_heatmap(folder / f"bands_{index}.png", f"{run['name']}: share of each band's word types present",
+                           [f"{labels[k]} ({sizes[k]:,} types)" for k in kept], list(columns), recall)
+        result["bands"] = f"bands_{index}.png"
+    plots.zipf_figure(folder / result["zipf"], f"{run['name']}: rank-frequency of {size:,}-word samples",
+                      {f"gen {g}": sorted(c.values(), reverse=True) for g, c in counts.items()}, reference)
+    return result
+
+
+def sample_text(run: dict, k: int) -> dict:
+    """The same k seeded document positions from generation 0's corpus and the last finished one's."""
+    gens = run["finished"]
+    if not gens or k <= 0:
+        return {"run": run["name"], "columns": []}
+    human = _human(run)
+    rare = human.get("rare", set())
+    columns = []
+    for g in sorted({gens[0], gens[-1]}):
+        texts = [r["text"] for r in read_jsonl(run["path"] / f"gen_{g:03d}" / "corpus.jsonl")]
+        picks = sorted(random.Random(0).sample(range(len(texts)), min(k, len(texts))))
+        columns.append({"generation": g, "docs": [highlight(texts[i], rare) for i in picks]})
+    return {"run": run["name"], "columns": columns}
+
+
+def highlight(text: str, rare: set) -> str:
+    """HTML of the text with the human rare-band words marked."""
+    out, end = [], 0
+    for m in WORD.finditer(text):
+        out.append(html.escape(text[end:m.start()]))
+        word = html.escape(m.group())
+        out.append(f"<mark>{word}</mark>" if m.group().lower() in rare else word)
+        end = m.end()
+    out.append(html.escape(text[end:]))
+    return "".join(out)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def flat_rows(runs: list[dict]) -> list[dict]:
+    """Every run's rows with nested figures flattened (recall_by_band.rare); lists such as curation left out."""
+    out = []
+    for run in runs:
+        for row in run["rows"]:
+            flat = {"run": run["name"], "partial": run["partial"]}
+            for k, v in row.items():
+                if isinstance(v, dict):
+                    flat.update({f"{k}.{kk}": vv for kk, vv in v.items() if vv is None or _number(vv)})
+                elif v is None or _number(v):
+                    flat[k] = v
+            out.append(flat)
+    return out
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- the page -----------------------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.collapse { color: #b22222; }
+img { max-width: 100%; }
+.wide { overflow-x: auto; }
+.grid { display: flex; flex-wrap: wrap; gap: 1em; }
+.grid figure { margin: 0; flex: 1 1 480px; }
+.samples { display: flex; gap: 1em; }
+.samples > div { flex: 1; }
+.samples p { font-size: 0.85em; border-left: 3px solid #ddd; padding-left: 0.6em; }
+mark { background: #ffe08a; }
+.warn { color: #b22222; }
+"""
+
+
+def _status(run: dict) -> str:
+    done = run["finished"]
+    text = f"{len(done)} of {run['planned'] + 1} generations finished"
+    problems = []
+    if run["missing"]:
+        problems.append("missing: " + ", ".join(map(str, run["missing"])))
+    if run["unfinished"]:
+        problems.append("unfinished (killed or still running): " + ", ".join(f"gen_{g:03d}.partial" for g in run["unfinished"]))
+    return text + (f' <span class="warn">partial; {html.escape("; ".join(problems))}</span>' if problems else "")
+
+
+def _environment(run: dict) -> tuple[str, str, str]:
+    envs = run["environment"]
+    if not envs:
+        return "not recorded", "not recorded", "not recorded"
+    dates = sorted(e["finished"] for e in envs)
+    when = dates[0][:16].replace("T", " ") + (f" to {dates[-1][:16].replace('T', ' ')}" if dates[-1] != dates[0] else "")
+    devices = ", ".join(sorted({f"{e['device']} ({'fp32' if e['mixed_precision'] == 'no' else e['mixed_precision']}, {e['processes']} process"
+                                f"{'es' if e['processes'] > 1 else ''})" for e in envs}))
+    versions = "; ".join(sorted({", ".join(f"{k} {v}" for k, v in e["versions"].items()) for e in envs}))
+    return when + " UTC", devices, versions
+
+
+def _cell(first, last, direction) -> str:
+    if not _number(last):
+        return "<td>-</td>"
+    if not _number(first):
+        return f"<td>{last:.4g}</td>"
+    change = (last - first) / abs(first) if first else None
+    toward = direction and change and (change > 0) == (direction > 0)
+    rel = "" if change is None else f" ({change:+.1%})" if abs(change) < 0.1 else f" ({change:+.0%})"
+    return f'<td{" class=collapse" if toward else ""}>{last:.4g}{rel}<br><small>gen 0: {first:.4g}</small></td>'
+
+
+def page(runs, groups, headline, figures, metrics, words_section, text_section) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>testbed report</title><style>{STYLE}</style>"
+             "</head><body>", "<h1>testbed report</h1>",
+             f"<p>{len(runs)} run{'s' if len(runs) > 1 else ''}, created {_now()[:16].replace('T', ' ')} UTC with testbed "
+             f"{__version__}. Numbers: <a href='metrics.csv'>metrics.csv</a>, <a href='report.json'>report.json</a>.</p>"]
+
+    parts.append("<h2>Runs</h2><table><tr><th>run</th><th>path</th><th>status</th><th>made</th><th>device</th>"
+                 "<th>versions</th></tr>")
+    for run in runs:
+        when, device, versions = _environment(run)
+        parts.append(f"<tr><td>{e(run['name'])}</td><td>{e(str(run['path']))}</td><td>{_status(run)}</td>"
+                     f"<td>{e(when)}</td><td>{e(device)}</td><td><small>{e(versions)}</small></td></tr>")
+    parts.append("</table>")
+
+    keys = differing_keys(runs)
+    parts.append("<h2>How the configs differ</h2>")
+    if keys:
+        parts.append("<table><tr><th>key</th>" + "".join(f"<th>{e(r['name'])}</th>" for r in runs) + "</tr>")
+        for k in keys:
+            parts.append(f"<tr><td>{e(k)}</td>" + "".join(f"<td>{e(str(value(r['config'], k)))}</td>" for r in runs) + "</tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p>The configs are the same (apart from run_dir and generations).</p>")
+
+    parts.append("<h2>Last generation against generation 0</h2>"
+                 "<p>Each cell: the last finished generation's value, its change from generation 0, and generation 0's "
+                 "value; red where the change is the way collapse moves the metric.</p>")
+    parts.append("<div class='wide'><table><tr><th>run</th><th>generation</th>" + "".join(f"<th>{e(m)}</th>" for m in metrics) + "</tr>")
+    for run in runs:
+        rows = run["rows"]
+        cells = "".join(_cell(rows[0].get(m) if rows else None, rows[-1].get(m) if rows else None, DIRECTIONS.get(m))
+                        for m in metrics)
+        last = rows[-1]["generation"] if rows else "-"
+        parts.append(f"<tr><td>{e(run['name'])}</td><td>{last} of {run['planned']}</td>{cells}</tr>")
+    parts.append("</table></div>")
+
+    parts.append("<h2>Metrics by generation</h2><p>One line per run; runs that differ only in seed are one line, their "
+                 "mean, with a band from the lowest to the highest seed. The red arrow points the way collapse moves "
+                 "the metric. <code>README.md</code> defines every metric.</p>")
+    if headline:
+        parts.append("<figure><img src='overview.png' alt='headline metrics by generation'></figure><p>Each on its own: "
+                     + ", ".join(f"<a href='{f}'>{e(m)}</a>" for m, f in figures if m in headline) + ".</p>")
+    parts.append("<div class='grid'>" + "".join(
+        f"<figure><img src='{f}' alt='{e(m)} by generation'></figure>" for m, f in figures if m not in headline) + "</div>")
+
+    parts.append("<h2>The tail</h2><p>Rank-frequency curves of each generation's corpus, cut to the same seeded word "
+                 "sample the metrics use, with the human training split at the same size as the dashed reference: a "
+                 "tail that ends early is the tail that was lost. The heat map is the share of the human word types in "
+                 "each frequency band (by their count in the human training split) present in each sample.</p>")
+    for w in words_section:
+        parts.append(f"<h3>{e(w['run'])}</h3>")
+        if w["note"]:
+            parts.append(f"<p class='warn'>{e(w['note'])}</p>")
+        parts.append(f"<div class='grid'><figure><img src='{w['zipf']}' alt='rank-frequency'></figure>")
+        if w["bands"]:
+            parts.append(f"<figure><img src='{w['bands']}' alt='recall by frequency band'></figure>")
+        parts.append("</div>")
+
+    parts.append("<h2>Sample text</h2><p>The same document positions of generation 0's corpus and the last finished "
+                 "generation's; <mark>marked</mark> words are in the human rare band (at most "
+                 "<code>eval.rare_max_count</code> occurrences in the human training split).</p>")
+    for t in text_section:
+        parts.append(f"<h3>{e(t['run'])}</h3><div class='samples'>")
+        for col in t["columns"]:
+            parts.append(f"<div><h4>generation {col['generation']}</h4>" + "".join(f"<p>{d}</p>" for d in col["docs"]) + "</div>")
+        parts.append("</div>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

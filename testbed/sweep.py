@@ -1,0 +1,71 @@
+"""`testbed sweep CONFIG --set key=v1,v2 --seeds 0,1,2`: a grid of runs, one after the other, then one report.
+
+Each point of the grid is an ordinary run in its own folder under the
+config's run_dir, named by its settings (mix.regime=anchor_seed=1), so
+re-running the same sweep resumes every run where it stopped and skips the
+finished ones. Every config of the grid is built and checked before the
+first run starts: a typo in the last value fails at once, not an hour in.
+"""
+import itertools
+import re
+from pathlib import Path
+
+from testbed import TestbedError
+from testbed.config import Config, load_config
+
+_LIST_AWARE_COMMA = re.compile(r",(?![^\[]*\])")  # split v1,v2 but keep [human,synthetic] whole
+
+
+def parse_set(items: list[str]) -> list[tuple[str, list[str]]]:
+    grid = []
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise TestbedError(f"--set {item!r} is not key=v1,v2 (for example --set mix.regime=replace,anchor)")
+        if key in ("seed", "run_dir"):
+            raise TestbedError(f"--set {key}: use --seeds for seeds; the sweep names each run's folder under run_dir")
+        if key in (k for k, _ in grid):
+            raise TestbedError(f"--set {key} is given twice; list all its values once: --set {key}=v1,v2")
+        grid.append((key, [v.strip() for v in _LIST_AWARE_COMMA.split(values)]))
+    return grid
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise TestbedError(f"--seeds {text!r} must be integers separated by commas, e.g. --seeds 0,1,2") from None
+    if len(set(seeds)) != len(seeds):
+        raise TestbedError(f"--seeds {text!r} repeats a seed")
+    return seeds
+
+
+def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], seeds: list[int] | None) -> tuple[Path, list[Config]]:
+    """The sweep's folder and the config of every run in it, all validated."""
+    base = load_config(config, overrides)
+    root = Path(base.run_dir)
+    if (root / "config.yaml").exists():
+        raise TestbedError(f"run_dir={root} holds a single run; give the sweep a folder of its own, e.g. run_dir={root}-sweep")
+    configs = []
+    for values in itertools.product(*(v for _, v in grid)):
+        for seed in seeds if seeds is not None else [base.seed]:
+            settings = [f"{k}={v}" for (k, _), v in zip(grid, values)] + [f"seed={seed}"]
+            name = re.sub(r"[^\w.=,+\-\[\]]", "-", "_".join(settings))
+            configs.append(load_config(config, [*overrides, *settings, f"run_dir={root / name}"]))
+    return root, configs
+
+
+def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None, say=print) -> Path:
+    from testbed.loop import run
+    from testbed.report.compare import load_run, table
+    from testbed.report.page import build
+
+    root, configs = plan(config, overrides, parse_set(sets), parse_seeds(seeds))
+    for i, cfg in enumerate(configs, 1):
+        say(f"sweep {i}/{len(configs)}: {Path(cfg.run_dir).name}")
+        run(cfg, say=say)
+    runs = [load_run(cfg.run_dir) for cfg in configs]
+    say(table(runs))
+    return build(runs, root / "report")

@@ -1,0 +1,131 @@
+"""testbed compare --out: the HTML report, its plots and its numbers."""
+import csv
+import json
+import re
+import shutil
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from testbed import TestbedError
+from testbed.cli import main
+from testbed.loop import run
+from testbed.report.compare import load_run
+from testbed.report.page import build, highlight, log2_bands, seed_groups
+
+WORLD = ("data.source=storyworld", "data.docs=300", "data.heldout_docs=30", "generations=1", "eval.truth_docs=20")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_run):
+    """Two one-generation storyworld runs that differ in regime, and one more seed of the first."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, extra in [("replace", ()), ("replace-seed1", ("seed=1",)), ("accumulate", ("mix.regime=accumulate",))]:
+        run(tiny_run(root / name, *WORLD, *extra), say=lambda *a: None)
+    return root
+
+
+def referenced(page: str) -> list[str]:
+    return re.findall(r"(?:src|href)='([^']+)'", page)
+
+
+def test_report_files_exist_are_valid_and_match_the_runs(runs, tmp_path):
+    loaded = [load_run(runs / n) for n in ("replace", "replace-seed1", "accumulate")]
+    index = build(loaded, tmp_path / "report", samples=2)
+    folder = index.parent
+    page = index.read_text()
+    links = referenced(page)
+    assert links and all((folder / f).is_file() for f in links)
+    pngs = sorted(folder.glob("*.png"))
+    assert {p.name for p in pngs} <= set(links)  # nothing drawn that the page does not show
+    for p in pngs:
+        with Image.open(p) as im:
+            im.verify()
+            assert im.format == "PNG"
+    for name in ("overview.png", "metric_heldout_ppl.png", "metric_rare_token_recall.png",
+                 "zipf_0.png", "zipf_2.png", "bands_0.png", "bands_2.png"):
+        assert name in links, name
+    # The numbers: every generation of every run, in the CSV and the JSON alike.
+    rows = list(csv.DictReader(open(folder / "metrics.csv")))
+    assert [(r["run"], r["generation"]) for r in rows] == [
+        (n, g) for n in ("replace", "replace-seed1", "accumulate") for g in ("0", "1")]
+    first = loaded[0]["rows"][1]
+    assert float(rows[1]["heldout_ppl"]) == first["heldout_ppl"]
+    assert float(rows[1]["recall_by_band.rare"]) == first["recall_by_band"]["rare"]
+    data = json.loads((folder / "report.json").read_text())
+    assert [r["name"] for r in data["runs"]] == ["replace", "replace-seed1", "accumulate"]
+    assert data["differing_keys"] == ["mix.regime", "seed"]
+    assert data["runs"][0]["environment"][0]["versions"]["testbed"]
+    # The header: the config diff, and where the runs were made.
+    assert "<td>mix.regime</td><td>replace</td><td>replace</td><td>accumulate</td>" in page
+    assert "cpu: " in page and "torch " in page
+    # The final table: last value, change from generation 0, generation 0's value.
+    last, base = first["heldout_ppl"], loaded[0]["rows"][0]["heldout_ppl"]
+    assert f"{last:.4g} (" in page and f"gen 0: {base:.4g}" in page
+    # Two seeds of one config are one line with a band; the other regime is its own.
+    assert [g["label"] for g in seed_groups(loaded)] == ["replace (2 seeds: 0, 1)", "accumulate"]
+    # Sample text from generation 0 and the last generation of each run.
+    assert page.count("<h4>generation 0</h4>") == 3 and page.count("<h4>generation 1</h4>") == 3
+
+
+def test_the_cli_writes_the_report_and_replaces_only_a_report(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["compare", str(runs / "replace"), str(runs / "accumulate"), "--out", str(out), "--samples", "1"]) == 0
+    assert f"report: {out / 'index.html'}" in capsys.readouterr().out
+    (out / "stale.png").write_bytes(b"")
+    assert main(["compare", str(runs / "replace"), "--out", str(out)]) == 0  # rebuilt whole: the old file is gone
+    assert not (out / "stale.png").exists() and (out / "index.html").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep")
+    assert main(["compare", str(runs / "replace"), "--out", str(other)]) == 2
+    assert "exists and is not a testbed report" in capsys.readouterr().err
+    assert (other / "mine.txt").read_text() == "keep" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_killed_run_is_reported_partial_not_dropped(runs, tmp_path):
+    killed = tmp_path / "killed"
+    shutil.copytree(runs / "replace", killed)
+    (killed / "gen_001" / "DONE").unlink()
+    (killed / "gen_001").rename(killed / "gen_001.partial")
+    loaded = load_run(killed)
+    assert loaded["partial"] and loaded["missing"] == [1] and loaded["unfinished"] == [1]
+    page = build([load_run(runs / "accumulate"), loaded], tmp_path / "report").read_text()
+    assert "1 of 2 generations finished" in page and "gen_001.partial" in page and "missing: 1" in page
+    assert "<td>killed</td><td>0 of 1</td>" in page  # its last finished generation is 0
+
+
+def test_without_the_human_corpus_the_report_says_so(runs, tmp_path):
+    moved = tmp_path / "moved"
+    shutil.copytree(runs / "replace", moved)
+    config = (moved / "config.yaml").read_text().replace("docs: 300", "docs: 301")  # a different human corpus
+    (moved / "config.yaml").write_text(config)
+    page = build([load_run(moved)], tmp_path / "report").read_text()
+    assert "human reference unavailable: the human corpus changed since the run" in page
+    assert "zipf_0.png" in page and "bands_0.png" not in page
+
+
+def test_unknown_metric_is_refused(runs, tmp_path):
+    with pytest.raises(TestbedError, match="no run has 'nope'"):
+        build([load_run(runs / "replace")], tmp_path / "report", metrics=["nope"])
+    assert not (tmp_path / "report").exists()
+
+
+def test_log2_bands_by_hand():
+    labels, band_of = log2_bands(Counter({"a": 1, "b": 2, "c": 3, "d": 4, "e": 9}))
+    assert labels == ["1", "2-3", "4-7", "8-15"]
+    assert band_of == {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3}
+
+
+def test_highlight_marks_rare_words_and_escapes_the_rest():
+    assert highlight('Tom saw a <Zebra> & said "hi"', {"zebra", "hi"}) == (
+        'Tom saw a &lt;<mark>Zebra</mark>&gt; &amp; said &quot;<mark>hi</mark>&quot;')
+
+
+def test_seed_groups_join_runs_that_differ_only_in_seed():
+    def fake(name, seed, regime):
+        return {"name": name, "partial": False, "config": {"seed": seed, "run_dir": name, "mix": {"regime": regime}}}
+    groups = seed_groups([fake("a_seed=0", 0, "replace"), fake("a_seed=1", 1, "replace"), fake("b", 0, "anchor")])
+    assert [g["label"] for g in groups] == ["a (2 seeds: 0, 1)", "b"]
+    assert [len(g["runs"]) for g in groups] == [2, 1]
