@@ -211,6 +211,9 @@ class Config:
     mix: MixConfig = field(default_factory=MixConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # Experiment trackers fed through accelerate, writing under <run_dir>/tracking/: training
+    # curves per generation and each generation's metrics. Not part of the run's identity.
+    track: list[Literal["tensorboard", "wandb"]] = field(default_factory=list)
 
     def validate(self) -> None:
         """Range checks that a type alone cannot express."""
@@ -377,9 +380,10 @@ def _coerce(tp, value, key: str):
             return None
         (tp,) = [a for a in args if a is not type(None)]
     if origin is list:
-        if not isinstance(value, list):
-            raise TestbedError(f"{key}={value!r} has the wrong type: expected a list such as [human]")
         (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            example = typing.get_args(item)[0] if typing.get_origin(item) is Literal else "human"
+            raise TestbedError(f"{key}={value!r} has the wrong type: expected a list such as [{example}]")
         return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import broadcast_object_list, is_tensorboard_available, is_wandb_available, set_seed
 
 from testbed import TestbedError
 from testbed.config import Config, diff, load_config, to_dict, to_yaml
@@ -38,10 +38,12 @@ def stage_seed(seed: int, generation: int, stage: str) -> int:
 
 def run(cfg: Config, say=print) -> list[dict]:
     """Run (or resume) the experiment described by cfg; returns the metrics rows."""
-    accelerator = Accelerator(mixed_precision=_precision(cfg.train.mixed_precision), gradient_accumulation_steps=cfg.train.grad_accum)
+    _check_trackers(cfg.track)
+    rundir = RunDir(cfg.run_dir)
+    accelerator = Accelerator(mixed_precision=_precision(cfg.train.mixed_precision), gradient_accumulation_steps=cfg.train.grad_accum,
+                              log_with=cfg.track or None, project_dir=str(rundir.root / "tracking"))
     main = accelerator.is_main_process
     say = say if main else (lambda *a, **k: None)
-    rundir = RunDir(cfg.run_dir)
 
     docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
     split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data))
@@ -77,6 +79,9 @@ def run(cfg: Config, say=print) -> list[dict]:
                 f"{cfg.eval.sample_words:,}; reference.json is not comparable with the generations")
     say(f"testbed: {source_name(cfg.data)}, {len(train_texts)} train / {len(heldout_texts)} held-out documents, "
         f"{sum(len(d.ids) for d in human):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
+    if cfg.track:
+        say(f"tracking: {', '.join(cfg.track)} in {rundir.root / 'tracking'}"
+            + (f" (tensorboard --logdir {rundir.root / 'tracking'})" if "tensorboard" in cfg.track else ""))
 
     done = rundir.finished_generations()
     if done == list(range(cfg.generations + 1)):
@@ -93,6 +98,8 @@ def run(cfg: Config, say=print) -> list[dict]:
         if fresh and main and not rundir.finished_generations():
             shutil.rmtree(rundir.root, ignore_errors=True)
         raise
+    finally:
+        _track(accelerator, rundir, cfg, None)
     rows = read_jsonl(rundir.root / "metrics.jsonl")
     say(summary(rows))
     return rows
@@ -120,6 +127,7 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curato
     model = _initial_model(g, cfg, rundir, len(tokenizer), eos)
     blocks = pack([d.ids for _, d in examples], eos, model.config.n_positions, stage_seed(cfg.seed, g, "pack"))
     set_seed(stage_seed(cfg.seed, g, "train"))
+    _track(accelerator, rundir, cfg, f"gen_{g:03d}")
     result = train(model, blocks, cfg.train, accelerator, stage_seed(cfg.seed, g, "order"), log=log, desc=f"{tag} train")
     model = result.pop("model")
     say(f"{tag} · train: {n_params(model) / 1e6:.2f}M params, {result['tokens']:,} tokens in {result['seconds']:.0f}s "
@@ -158,6 +166,10 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curato
             row.update(curation_summary(sum(pool.values()), examples, curation))
             row["curation"] = curation
         write_json(part / "metrics.json", row)
+        # Before the generation is marked finished: one redone after a kill logs its metrics again.
+        _track(accelerator, rundir, cfg, "generations", step=g)
+        accelerator.log(scalars(row), step=g)
+        _track(accelerator, rundir, cfg, None)
         say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
             f"{k} {row[k]:.4g}" for k in evaluator.headline if k in row))
         rundir.finish(g, part)
@@ -221,12 +233,12 @@ def _initial_model(g, cfg, rundir, vocab_size, eos):
 
 
 def _check_same_run(rundir: RunDir, cfg: Config, split: dict) -> None:
-    """Resume only the same experiment; `generations` may grow, to extend a run."""
+    """Resume only the same experiment; `generations` may grow, to extend a run, and `track` change."""
     saved_path = rundir.root / "config.yaml"
     if not saved_path.exists():
         raise TestbedError(f"run_dir={rundir.root} exists but is not a testbed run (no config.yaml); choose another run_dir")
     saved = load_config(saved_path)
-    changed = [k for k in diff(to_dict(saved), to_dict(cfg)) if k != "generations"]
+    changed = [k for k in diff(to_dict(saved), to_dict(cfg)) if k not in ("generations", "track")]
     if changed:
         raise TestbedError(
             f"run_dir={rundir.root} holds a run with a different config (changed: {', '.join(changed)}); "
@@ -247,6 +259,58 @@ def environment(accelerator) -> dict:
             "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
             "versions": {"python": platform.python_version(),
                          **{p: meta.version(p) for p in ("testbed", "torch", "transformers", "accelerate", "datasets", "tokenizers")}}}
+
+
+def _check_trackers(track: list[str]) -> None:
+    """accelerate drops a tracker whose package is missing with a debug-level note: fail instead, before anything is written."""
+    available = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
+    for name in track:
+        if not available[name]():
+            raise TestbedError(f'track: {name} needs the {name} package, which is not installed; '
+                               f'pip install -e ".[{name}]" (or pip install {name}), or remove it from track')
+
+
+def _track(accelerator, rundir, cfg, name, step=0):
+    """Point accelerator.log at tracker run `name`, or with None only finish the current one.
+
+    gen_000, gen_001... hold each generation's training curve (step = optimizer step), generations
+    the metrics (step = generation). accelerate keeps one set of trackers per Accelerator:
+    init_trackers adds to it, and end_training would also shut down the process group that the next
+    generation, or the next run of a sweep, still trains with. So the current ones are finished and
+    dropped here. TensorBoard writes to <logging_dir>/<project name> but W&B takes the project name
+    as its project: each run gets its own logging folder, so that TensorBoard overlays the
+    generations' curves, and one W&B project holds them all, grouped by run_dir.
+    """
+    if not accelerator.log_with:
+        return
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    accelerator.trackers = []
+    if name is None:
+        return
+    folder = rundir.root / "tracking"
+    accelerator.project_configuration.logging_dir = str(folder / name)
+    if accelerator.is_main_process:
+        folder.mkdir(exist_ok=True)  # W&B writes its files here
+    wandb = {"name": f"{rundir.root.name}/{name}", "group": rundir.root.name, "dir": str(folder), "config": to_dict(cfg)}
+    if name == "generations":
+        # Opened once per generation, it must stay one W&B run: continued by an id that this run
+        # directory keeps (config.yaml is written once), not one that a new run at the same path would reuse.
+        made = (rundir.root / "config.yaml").stat().st_mtime_ns
+        wandb.update(id=hashlib.sha256(f"{rundir.root.resolve()}:{made}".encode()).hexdigest()[:16], resume="allow")
+    # purge_step: where TensorBoard drops what an earlier, killed attempt logged from this step on.
+    accelerator.init_trackers("testbed", init_kwargs={"tensorboard": {"purge_step": step}, "wandb": wandb})
+
+
+def scalars(row: dict, prefix: str = "") -> dict:
+    """A metrics row's numbers as tracker scalars: nested dicts flattened (recall_by_band/rare), nulls and lists left out."""
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, dict):
+            out.update(scalars(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and not (prefix == "" and k == "generation"):
+            out[prefix + k] = v
+    return out
 
 
 def _precision(mode: str) -> str:

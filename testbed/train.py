@@ -65,7 +65,7 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
     model.train()
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, unit="step", disable=None if accelerator.is_main_process else True, leave=False)
-    step, ema, pending = 0, None, []
+    step, ema, pending, lrs = 0, None, [], []
     for (x,) in loader:
         with accelerator.accumulate(model):
             loss = model(input_ids=x, labels=x).loss
@@ -78,11 +78,15 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
         if accelerator.sync_gradients:
             step += 1
             pending.append(loss.detach())
+            lrs.append(scheduler.get_last_lr()[0])
             # Reading a loss makes the CPU wait for the GPU: do it every 10 steps, not every step.
             if step % 10 == 0 or step == steps:
-                for value in torch.stack(pending).tolist():
+                first = step - len(pending) + 1
+                for i, value in enumerate(torch.stack(pending).tolist()):
                     ema = value if ema is None else 0.95 * ema + 0.05 * value
-                pending = []
+                    # To the trackers the loop opened for this generation, on the main process; without `track`, to none.
+                    accelerator.log({"train/loss": value, "train/lr": lrs[i]}, step=first + i)
+                pending, lrs = [], []
                 bar.set_postfix(loss=f"{ema:.3f}")
             bar.update(1)
             if log is not None and (step % 50 == 0 or step == steps):

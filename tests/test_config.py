@@ -281,3 +281,18 @@ def test_every_strategy_config_loads_on_top_of_the_quickstart():
         changed = diff(quickstart, to_dict(cfg))
         # A strategy changes curation and the mix, never the model, its training or its evaluation.
         assert all(k.split(".")[0] in ("run_dir", "mix", "curate", "sample") for k in changed), (name, changed)
+
+
+def test_track_is_off_by_default_and_takes_a_list_of_trackers():
+    assert load_config(None).track == []
+    assert load_config(None, ["track=[tensorboard, wandb]"]).track == ["tensorboard", "wandb"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("track=[tensorboard, mlflow]", r"track\[1\]='mlflow' is not allowed; choose one of: tensorboard, wandb"),
+    ("track=[all]", r"track\[0\]='all' is not allowed; choose one of: tensorboard, wandb"),
+    ("track=tensorboard", r"track='tensorboard' has the wrong type: expected a list such as \[tensorboard\]"),
+])
+def test_unknown_trackers_are_rejected_naming_the_allowed_ones(override, message):
+    with pytest.raises(TestbedError, match=message):
+        load_config(None, [override])
