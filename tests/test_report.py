@@ -124,8 +124,10 @@ def test_highlight_marks_rare_words_and_escapes_the_rest():
 
 
 def test_seed_groups_join_runs_that_differ_only_in_seed():
-    def fake(name, seed, regime):
-        return {"name": name, "partial": False, "config": {"seed": seed, "run_dir": name, "mix": {"regime": regime}}}
-    groups = seed_groups([fake("a_seed=0", 0, "replace"), fake("a_seed=1", 1, "replace"), fake("b", 0, "anchor")])
+    def fake(name, seed, regime, track=()):
+        return {"name": name, "partial": False,
+                "config": {"seed": seed, "run_dir": name, "mix": {"regime": regime}, "track": list(track)}}
+    groups = seed_groups([fake("a_seed=0", 0, "replace"), fake("a_seed=1", 1, "replace", ["tensorboard"]),
+                          fake("b", 0, "anchor")])
     assert [g["label"] for g in groups] == ["a (2 seeds: 0, 1)", "b"]
     assert [len(g["runs"]) for g in groups] == [2, 1]

@@ -42,7 +42,7 @@ def differing_keys(runs: list[dict]) -> list[str]:
     keys = set()
     for run in runs[1:]:
         keys |= set(diff(runs[0]["config"], run["config"]))
-    return sorted(keys - {"run_dir", "generations"})
+    return sorted(keys - {"run_dir", "generations", "track"})  # not part of what the experiment is
 
 
 def value(config: dict, dotted: str):

@@ -82,7 +82,7 @@ def seed_groups(runs: list[dict]) -> list[dict]:
     """Runs whose configs differ only in seed (and run_dir) form one group, drawn as a mean and a band."""
     groups = {}
     for run in runs:
-        key = json.dumps({k: v for k, v in run["config"].items() if k not in ("seed", "run_dir", "generations")},
+        key = json.dumps({k: v for k, v in run["config"].items() if k not in ("seed", "run_dir", "generations", "track")},
                          sort_keys=True)
         groups.setdefault(key, []).append(run)
     out = []
