@@ -14,7 +14,7 @@ from testbed.rundir import RunDir, read_json, read_jsonl
 COLLAPSE = {
     "heldout_ppl": +1, "distinct_2": -1, "rare_token_recall": -1,
     "true_excess_ce": +1, "true_tail_recall": -1, "validity_rate": -1,
-    "heldout_ppl_rare": +1, "gen0_ppl": +1, "unigram_kl": +1, "tail_mass": -1, "rare_bigram_recall": -1,
+    "heldout_ppl_rare": +1, "gen0_ppl": +1, "self_ppl": -1, "unigram_kl": +1, "tail_mass": -1, "rare_bigram_recall": -1,
 }
 # The default columns; --metrics picks any others.
 HEADLINE = ["heldout_ppl", "distinct_2", "rare_token_recall", "true_excess_ce", "true_tail_recall", "validity_rate"]

@@ -28,7 +28,6 @@ from testbed.text import WORD, words
 
 # Plotted besides the headline metrics when the runs have them.
 MORE = ["heldout_ppl_rare", "gen0_ppl", "self_ppl", "unigram_kl", "rare_bigram_recall", "tail_mass"]
-DIRECTIONS = {**COLLAPSE, "self_ppl": -1, "curated_kept": 0, "train_synthetic_share": 0}
 
 
 def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, samples: int = 4) -> Path:
@@ -59,9 +58,9 @@ def _write(runs, folder: Path, metrics, samples) -> None:
     groups = seed_groups(runs)
     figures = []
     if headline:
-        plots.overview_figure(folder / "overview.png", headline, groups, DIRECTIONS)
+        plots.overview_figure(folder / "overview.png", headline, groups, COLLAPSE)
     for m in metrics:
-        plots.metric_figure(folder / f"metric_{m}.png", m, groups, DIRECTIONS.get(m))
+        plots.metric_figure(folder / f"metric_{m}.png", m, groups, COLLAPSE.get(m))
         figures.append((m, f"metric_{m}.png"))
     words_section = [word_pictures(run, i, folder) for i, run in enumerate(runs)]
     text_section = [sample_text(run, samples) for run in runs]
@@ -313,7 +312,7 @@ def page(runs, groups, headline, figures, metrics, words_section, text_section) 
     parts.append("<div class='wide'><table><tr><th>run</th><th>generation</th>" + "".join(f"<th>{e(m)}</th>" for m in metrics) + "</tr>")
     for run in runs:
         rows = run["rows"]
-        cells = "".join(_cell(rows[0].get(m) if rows else None, rows[-1].get(m) if rows else None, DIRECTIONS.get(m))
+        cells = "".join(_cell(rows[0].get(m) if rows else None, rows[-1].get(m) if rows else None, COLLAPSE.get(m))
                         for m in metrics)
         last = rows[-1]["generation"] if rows else "-"
         parts.append(f"<tr><td>{e(run['name'])}</td><td>{last} of {run['planned']}</td>{cells}</tr>")
