@@ -21,7 +21,7 @@ from testbed.config import Config, diff, load_config, to_dict, to_yaml
 from testbed.corpus.sources import load_documents, source_name
 from testbed.corpus.split import split_documents
 from testbed.curate.watermark import make_processor
-from testbed.metrics.suite import Evaluator
+from testbed.metrics.suite import Evaluator, numbers
 from testbed.curate.curator import Curator, summary as curation_summary
 from testbed.mix import Doc, composition, synthetic_label, training_set
 from testbed.model import build_model, load_model, n_params, resolve, save_model
@@ -168,7 +168,7 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curato
         write_json(part / "metrics.json", row)
         # Before the generation is marked finished: one redone after a kill logs its metrics again.
         _track(accelerator, rundir, cfg, "generations", step=g)
-        accelerator.log(scalars(row), step=g)
+        accelerator.log({k: v for k, v in numbers(row).items() if k != "generation"}, step=g)
         _track(accelerator, rundir, cfg, None)
         say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
             f"{k} {row[k]:.4g}" for k in evaluator.headline if k in row))
@@ -300,17 +300,6 @@ def _track(accelerator, rundir, cfg, name, step=0):
         wandb.update(id=hashlib.sha256(f"{rundir.root.resolve()}:{made}".encode()).hexdigest()[:16], resume="allow")
     # purge_step: where TensorBoard drops what an earlier, killed attempt logged from this step on.
     accelerator.init_trackers("testbed", init_kwargs={"tensorboard": {"purge_step": step}, "wandb": wandb})
-
-
-def scalars(row: dict, prefix: str = "") -> dict:
-    """A metrics row's numbers as tracker scalars: nested dicts flattened (recall_by_band/rare), nulls and lists left out."""
-    out = {}
-    for k, v in row.items():
-        if isinstance(v, dict):
-            out.update(scalars(v, f"{prefix}{k}/"))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and not (prefix == "" and k == "generation"):
-            out[prefix + k] = v
-    return out
 
 
 def _precision(mode: str) -> str:

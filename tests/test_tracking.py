@@ -8,6 +8,7 @@ import testbed.loop as loop
 from testbed import TestbedError
 from testbed.cli import main
 from testbed.config import load_config
+from testbed.metrics.suite import numbers
 from testbed.rundir import RunDir
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
@@ -87,6 +88,7 @@ def test_metrics_rows_become_flat_scalars():
     row = {"generation": 2, "heldout_ppl": 3.5, "distinct_2": 0.1, "eval_words": 1500, "heldout_ppl_rare": None,
            "recall_by_band": {"rare": 0.1, "middle": 0.5, "common": 0.9}, "recall_by_band_rel": {"rare": None},
            "train_mix": {"synthetic:gen_001": 80}, "curation": [{"step": "dedup"}], "comparable": True}
-    assert loop.scalars(row) == {"heldout_ppl": 3.5, "distinct_2": 0.1, "eval_words": 1500, "recall_by_band/rare": 0.1,
+    assert numbers(row) == {"generation": 2, "heldout_ppl": 3.5, "distinct_2": 0.1, "eval_words": 1500, "recall_by_band/rare": 0.1,
                                  "recall_by_band/middle": 0.5, "recall_by_band/common": 0.9,
                                  "train_mix/synthetic:gen_001": 80}
+    assert numbers(row, ".")["recall_by_band.rare"] == 0.1

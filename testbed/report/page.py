@@ -21,6 +21,7 @@ from pathlib import Path
 
 from testbed import TestbedError, __version__
 from testbed.config import load_config
+from testbed.metrics.suite import numbers
 from testbed.report import plots
 from testbed.report.compare import COLLAPSE, CURATION, HEADLINE, differing_keys, value
 from testbed.rundir import read_json, read_jsonl
@@ -201,17 +202,7 @@ def _number(v) -> bool:
 
 def flat_rows(runs: list[dict]) -> list[dict]:
     """Every run's rows with nested figures flattened (recall_by_band.rare); lists such as curation left out."""
-    out = []
-    for run in runs:
-        for row in run["rows"]:
-            flat = {"run": run["name"], "partial": run["partial"]}
-            for k, v in row.items():
-                if isinstance(v, dict):
-                    flat.update({f"{k}.{kk}": vv for kk, vv in v.items() if vv is None or _number(vv)})
-                elif v is None or _number(v):
-                    flat[k] = v
-            out.append(flat)
-    return out
+    return [{"run": run["name"], "partial": run["partial"], **numbers(row, ".")} for run in runs for row in run["rows"]]
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
