@@ -21,6 +21,11 @@ from pathlib import Path
 
 from testbed import TestbedError, __version__
 from testbed.config import load_config
+from testbed.corpus.sources import load_documents
+from testbed.corpus.split import checksum
+from testbed.loop import stage_seed
+from testbed.metrics.diversity import fixed_size_sample
+from testbed.metrics.tail import Human
 from testbed.metrics.suite import numbers
 from testbed.report import plots
 from testbed.report.compare import COLLAPSE, CURATION, HEADLINE, differing_keys, value
@@ -99,11 +104,6 @@ def seed_groups(runs: list[dict]) -> list[dict]:
 
 def human_texts(run: dict) -> list[str]:
     """The run's human training split, rebuilt from its config and checked against split.json."""
-    from testbed.corpus.sources import load_documents
-    from testbed.loop import stage_seed
-
-    from testbed.corpus.split import checksum
-
     cfg = load_config(run["path"] / "config.yaml")
     split = read_json(run["path"] / "split.json")
     docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
@@ -115,15 +115,13 @@ def human_texts(run: dict) -> list[str]:
 def _human(run: dict) -> dict:
     """Word counts and rare band of the human training split, or why they are unavailable."""
     if "human" not in run:
-        from testbed.metrics.tail import Human
-
         try:
             texts = human_texts(run)
         except TestbedError as e:
             run["human"] = {"error": str(e)}
             return run["human"]
         ev = run["config"]["eval"]
-        tail = Human([words(t) for t in texts], ev["rare_max_count"], ev.get("rare_quantile"), ev.get("common_mass", 0.5))
+        tail = Human([words(t) for t in texts], ev["rare_max_count"], ev["rare_quantile"], ev["common_mass"])
         run["human"] = {"texts": texts, "counts": tail.counts, "rare": tail.rare}
     return run["human"]
 
@@ -138,9 +136,6 @@ def log2_bands(counts: Counter) -> tuple[list[str], dict]:
 
 def word_pictures(run: dict, index: int, folder: Path) -> dict:
     """Zipf curves and recall by band for one run, from fixed-size word samples of each generation's corpus."""
-    from testbed.loop import stage_seed
-    from testbed.metrics.diversity import fixed_size_sample
-
     human = _human(run)
     size = run["config"]["eval"]["sample_words"]
     seed = stage_seed(run["config"]["seed"], 0, "eval")  # the seed the metrics' word samples use
