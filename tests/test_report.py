@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -131,3 +132,6 @@ def test_seed_groups_join_runs_that_differ_only_in_seed():
                           fake("b", 0, "anchor")])
     assert [g["label"] for g in groups] == ["a (2 seeds: 0, 1)", "b"]
     assert [len(g["runs"]) for g in groups] == [2, 1]
+    # A seeds-only sweep's runs are named seed=N; the group takes the sweep folder's name.
+    sweep = [{**fake(f"seed={s}", s, "replace"), "path": Path("runs/none") / f"seed={s}"} for s in (0, 1)]
+    assert [g["label"] for g in seed_groups(sweep)] == ["none (2 seeds: 0, 1)"]

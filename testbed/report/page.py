@@ -95,7 +95,9 @@ def seed_groups(runs: list[dict]) -> list[dict]:
         label = members[0]["name"]
         if len(members) > 1:
             stripped = re.sub(r"[_\-,.]?seed[=_\-]?\d+", "", label)
-            label = f"{stripped or label} ({len(members)} seeds: {', '.join(str(m['config']['seed']) for m in members)})"
+            # A seeds-only sweep names its runs seed=N: the sweep's folder is then the name.
+            stripped = stripped or Path(members[0]["path"]).parent.name or label
+            label = f"{stripped} ({len(members)} seeds: {', '.join(str(m['config']['seed']) for m in members)})"
         if any(m["partial"] for m in members):
             label += " (partial)"
         out.append({"label": label, "runs": members})
