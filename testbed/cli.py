@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.set_verbosity_error()  # progress lines are ours; library advice would drown them
         logging.disable_progress_bar()
         if args.command == "compare":
-            from testbed.report.compare import load_run, table
+            from testbed.report.compare import load_runs, table
 
-            runs = [load_run(r) for r in args.runs]
+            runs = load_runs(args.runs)
             metrics = args.metrics.split(",") if args.metrics else None
             print(table(runs, metrics))
             if args.out:

@@ -59,13 +59,13 @@ def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], s
 
 def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None, say=print) -> Path:
     from testbed.loop import run
-    from testbed.report.compare import load_run, table
+    from testbed.report.compare import load_runs, table
     from testbed.report.page import build
 
     root, configs = plan(config, overrides, parse_set(sets), parse_seeds(seeds))
     for i, cfg in enumerate(configs, 1):
         say(f"sweep {i}/{len(configs)}: {Path(cfg.run_dir).name}")
         run(cfg, say=say)
-    runs = [load_run(cfg.run_dir) for cfg in configs]
+    runs = load_runs([cfg.run_dir for cfg in configs])
     say(table(runs))
     return build(runs, root / "report")

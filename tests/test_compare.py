@@ -5,7 +5,7 @@ import yaml
 from testbed import TestbedError
 from testbed.cli import main
 from testbed.loop import run
-from testbed.report.compare import load_run, table
+from testbed.report.compare import load_run, load_runs, table
 
 
 @pytest.fixture
@@ -43,6 +43,18 @@ def test_cli_compare_and_its_errors(two_runs, capsys, tmp_path):
     assert "no run has 'heldout_pp'" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "nothing")]) == 2
     assert "not a testbed run directory" in capsys.readouterr().err
+
+
+def test_runs_of_different_sweeps_keep_apart_by_their_folders(two_runs, tmp_path):
+    # Two seeds-only sweeps both name their runs seed=1.
+    for run_dir, sweep in zip(two_runs, ("none", "detector")):
+        (tmp_path / sweep).mkdir()
+        run_dir.rename(tmp_path / sweep / "seed=1")
+    runs = load_runs([tmp_path / "none" / "seed=1", tmp_path / "detector" / "seed=1"])
+    assert [r["name"] for r in runs] == ["none/seed=1", "detector/seed=1"]
+    assert "accumulate (detector/seed=1)" in table(runs)
+    # Names already apart stay the folder's name.
+    assert [r["name"] for r in load_runs([tmp_path / "none" / "seed=1"])] == ["seed=1"]
 
 
 def test_not_a_run_directory(tmp_path):

@@ -38,6 +38,19 @@ def load_run(path: str | Path) -> dict:
             "partial": finished != planned, "environment": [m["environment"] for m in made if "environment" in m]}
 
 
+def load_runs(paths: list[str | Path]) -> list[dict]:
+    """The runs, each named by as much of its path as tells it apart from the others."""
+    runs = [load_run(p) for p in paths]
+    # Seeds-only sweeps all name their runs seed=N: none/seed=1 and detector/seed=1 must not both read seed=1.
+    for depth in range(1, max(len(r["path"].parts) for r in runs) + 1):
+        names = ["/".join(r["path"].parts[-depth:]) for r in runs]
+        if len(set(names)) == len(names):
+            break
+    for run, name in zip(runs, names):
+        run["name"] = name
+    return runs
+
+
 def differing_keys(runs: list[dict]) -> list[str]:
     keys = set()
     for run in runs[1:]:

@@ -94,7 +94,7 @@ def seed_groups(runs: list[dict]) -> list[dict]:
     for members in groups.values():
         label = members[0]["name"]
         if len(members) > 1:
-            stripped = re.sub(r"[_\-,.]?seed[=_\-]?\d+", "", label)
+            stripped = re.sub(r"[_\-,.]?seed[=_\-]?\d+", "", label).strip("/")
             # A seeds-only sweep names its runs seed=N: the sweep's folder is then the name.
             stripped = stripped or Path(members[0]["path"]).parent.name or label
             label = f"{stripped} ({len(members)} seeds: {', '.join(str(m['config']['seed']) for m in members)})"
