@@ -45,7 +45,7 @@ def test_cli_compare_and_its_errors(two_runs, capsys, tmp_path):
     assert "not a testbed run directory" in capsys.readouterr().err
 
 
-def test_runs_of_different_sweeps_keep_apart_by_their_folders(two_runs, tmp_path):
+def test_runs_of_different_sweeps_keep_apart_by_their_folders(two_runs, tmp_path, monkeypatch):
     # Two seeds-only sweeps both name their runs seed=1.
     for run_dir, sweep in zip(two_runs, ("none", "detector")):
         (tmp_path / sweep).mkdir()
@@ -55,6 +55,8 @@ def test_runs_of_different_sweeps_keep_apart_by_their_folders(two_runs, tmp_path
     assert "accumulate (detector/seed=1)" in table(runs)
     # Names already apart stay the folder's name.
     assert [r["name"] for r in load_runs([tmp_path / "none" / "seed=1"])] == ["seed=1"]
+    monkeypatch.chdir(tmp_path / "detector" / "seed=1")
+    assert [r["name"] for r in load_runs(["."])] == ["seed=1"]
 
 
 def test_not_a_run_directory(tmp_path):
