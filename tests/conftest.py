@@ -80,3 +80,14 @@ def tiny_run():
             "model.preset=nano", "model.context=64", "train.tokens=12000", "train.batch_size=8",
             "sample.size=80", "sample.batch_size=40", "eval.sample_words=1500", *extra])
     return make
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+    """The quickstart as a user runs it, once per session for the slow tests (about 6 minutes on 2 cores)."""
+    from testbed.cli import main
+
+    run_dir = tmp_path_factory.mktemp("quickstart") / "run"
+    assert main(["run", str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"),
+                 f"run_dir={run_dir}"]) == 0
+    return run_dir

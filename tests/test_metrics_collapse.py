@@ -1,14 +1,12 @@
 """The suite on a real collapsing run: every tail and distance metric moves the way README's table says.
 
-It rescores the quickstart run in runs/quickstart (models and corpora of 4
-generations), so it needs that run and about a minute; `pytest -m slow`.
+It rescores the slow tests' quickstart run (models and corpora of 4
+generations) in about a minute more; `pytest -m slow`.
 """
 import json
-from pathlib import Path
 
 import pytest
 
-RUN = Path(__file__).resolve().parents[1] / "runs" / "quickstart"
 UP = ["heldout_ppl", "heldout_ppl_rare", "heldout_ppl_middle", "heldout_ppl_common", "gen0_ppl", "unigram_kl",
       "unigram_js", "true_excess_ce"]
 DOWN = ["tail_mass", "rare_token_recall", "rare_mass_recall", "rare_bigram_recall", "rare_id_recall",
@@ -16,9 +14,7 @@ DOWN = ["tail_mass", "rare_token_recall", "rare_mass_recall", "rare_bigram_recal
 
 
 @pytest.mark.slow
-def test_quickstart_generations_move_the_collapse_way():
-    if not all((RUN / f"gen_{g:03d}" / "DONE").exists() for g in range(4)):
-        pytest.skip(f"no finished quickstart run with 4 generations in {RUN} (testbed run configs/quickstart.yaml)")
+def test_quickstart_generations_move_the_collapse_way(quickstart_run):
     from testbed.config import load_config
     from testbed.loop import stage_seed
     from testbed.corpus.sources import load_documents, source_name
@@ -29,24 +25,24 @@ def test_quickstart_generations_move_the_collapse_way():
     from testbed.sample import Sample
     from testbed.tokenizer import load_tokenizer
 
-    cfg = load_config(RUN / "config.yaml")
-    split = read_json(RUN / "split.json")
+    cfg = load_config(quickstart_run / "config.yaml")
+    split = read_json(quickstart_run / "split.json")
     # the run's own human split: the documents its split.json indexes, regenerated from the same seed
     docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
     assert split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data)) == split
-    ev = Evaluator(cfg, load_tokenizer(RUN / "tokenizer"), [docs[i] for i in split["train"]],
+    ev = Evaluator(cfg, load_tokenizer(quickstart_run / "tokenizer"), [docs[i] for i in split["train"]],
                    [docs[i] for i in split["heldout"]], truth_seed=stage_seed(cfg.seed, 0, "truth"),
                    reference_seed=stage_seed(cfg.seed, 0, "reference"))
-    corpora = [read_jsonl(RUN / f"gen_{g:03d}" / "corpus.jsonl") for g in range(4)]
+    corpora = [read_jsonl(quickstart_run / f"gen_{g:03d}" / "corpus.jsonl") for g in range(4)]
     gen0 = [r["text"] for r in corpora[0]]
     seed = stage_seed(cfg.seed, 0, "eval")
     rows = []
     for g, corpus in enumerate(corpora):
         samples = [Sample([0], [0] * r["tokens"], r["ended"]) for r in corpus]
-        model = load_model(RUN / f"gen_{g:03d}" / "model")
+        model = load_model(quickstart_run / f"gen_{g:03d}" / "model")
         rows.append(ev.evaluate(model, [r["text"] for r in corpus], samples, seed=seed, gen0_texts=gen0))
     first, last = rows[0], rows[-1]
     moved = {k: (first[k], last[k]) for k in UP if not last[k] > first[k]}
     moved |= {k: (first[k], last[k]) for k in DOWN if not last[k] < first[k]}
     assert not moved, f"against the collapse direction (generation 0, generation 3): {json.dumps(moved)}"
-    assert rows[0]["heldout_ppl"] == pytest.approx(read_jsonl(RUN / "metrics.jsonl")[0]["heldout_ppl"], rel=1e-4)
+    assert rows[0]["heldout_ppl"] == pytest.approx(read_jsonl(quickstart_run / "metrics.jsonl")[0]["heldout_ppl"], rel=1e-4)

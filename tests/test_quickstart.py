@@ -1,18 +1,12 @@
 """The quickstart as a user runs it, and the collapse it must show (about 6 minutes on 2 cores)."""
 import json
-from pathlib import Path
 
 import pytest
 
-from testbed.cli import main
-
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
-
 
 @pytest.mark.slow
-def test_quickstart_shows_collapse(tmp_path):
-    assert main(["run", str(QUICKSTART), f"run_dir={tmp_path / 'run'}"]) == 0
-    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+def test_quickstart_shows_collapse(quickstart_run):
+    rows = [json.loads(line) for line in open(quickstart_run / "metrics.jsonl")]
     first, last = rows[0], rows[-1]
     assert len(rows) >= 4  # generation 0 and at least 3 more
     assert last["heldout_ppl"] > first["heldout_ppl"]
