@@ -42,9 +42,9 @@ def load_runs(paths: list[str | Path]) -> list[dict]:
     """The runs, each named by as much of its path as tells it apart from the others."""
     runs = [load_run(p) for p in paths]
     # Seeds-only sweeps all name their runs seed=N: none/seed=1 and detector/seed=1 must not both read seed=1.
-    paths = [r["path"].resolve() for r in runs]  # `testbed compare .` inside a run names it too
-    for depth in range(1, max(len(p.parts) for p in paths) + 1):
-        names = ["/".join(p.parts[-depth:]) for p in paths]
+    resolved = [r["path"].resolve() for r in runs]  # `testbed compare .` inside a run names it too
+    for depth in range(1, max(len(p.parts) for p in resolved) + 1):
+        names = ["/".join(p.parts[-depth:]) for p in resolved]
         if len(set(names)) == len(names):
             break
     for run, name in zip(runs, names):
