@@ -199,6 +199,83 @@ def test_rejects_wrong_surface_form(sw):
         assert not sw.is_valid(bad), bad
 
 
+# --- partial validity: the valid prefix and lenient names -----------------------------
+
+STORY = ('Once there was a sweet boy named Sam. He liked to eat rice with his baby. One day, he went to the farm. '
+         'There, he met a slimy dog named Biscuit. Sam whispered, "Hi, Biscuit! Let\'s go to the bakery together!" '
+         'Biscuit said, "Yes, I would love to!" But then, it started to drizzle. Sam felt very angry. '
+         'Biscuit helped him fix the magnet. Sam felt happy again. Sam and Biscuit baked together all morning long. '
+         'The end.')
+# once there was a sweet boy named sam .           tokens 0-8
+# he liked to eat rice with his baby .             9-17
+# one day , he went to the farm .                  18-26
+# there , he met a slimy dog named biscuit .       27-36
+# sam whispered , " hi , biscuit ! ...             37-: the hero's name again (a Ref) at 37
+N_STORY = 102
+FIRST_HERO_REF = 37
+
+
+def test_story_fixture_is_a_true_story(sw):
+    assert sw.is_valid(STORY) and sw.is_grammatical(STORY)
+    toks = tokenize(STORY)
+    assert len(toks) == N_STORY and toks[7] == toks[FIRST_HERO_REF] == "sam"
+    assert sw.valid_prefix(STORY) == 1.0
+
+
+def test_other_name_later_is_grammatical_but_invalid(sw):
+    # The hero is named Sam once (token 7); every later Sam becomes Tom, another boy name.
+    head, tail = STORY.split("Sam", 1)
+    bad = head + "Sam" + tail.replace("Sam", "Tom")
+    assert bad.count("Sam") == 1 and bad.count("Tom") == 4
+    assert not sw.is_valid(bad)
+    assert sw.is_grammatical(bad)
+    assert sw.valid_prefix(bad) == FIRST_HERO_REF / N_STORY
+    # Only the Ref is lenient: naming the hero Tom first and Sam later is the same slip.
+    assert sw.is_grammatical(STORY.replace("Sam.", "Tom.", 1)) and not sw.is_valid(STORY.replace("Sam.", "Tom.", 1))
+    # The friend's name is a Ref too.
+    assert sw.is_grammatical(STORY.replace("Biscuit said", "Rex said"))
+
+
+def test_lenient_names_still_need_their_class_and_pronouns(sw):
+    for bad in [STORY.replace("Sam whispered", "Lily whispered"),     # a girl's name where the boy is
+                STORY.replace("Biscuit said", "Lily said"),           # not a pet name
+                STORY.replace("He liked", "She liked"),               # pronoun agreement is structural
+                STORY.replace("helped him", "helped her"),
+                STORY.replace("Sam felt very", "sam felt very")]:     # surface form still counts
+        assert not sw.is_grammatical(bad) and not sw.is_valid(bad), bad
+    # The prefix counts tokens only, so the lower-case name costs nothing there.
+    assert sw.valid_prefix(STORY.replace("Sam felt very", "sam felt very")) == 1.0
+    assert sw.valid_prefix(STORY.replace("He liked", "She liked")) == 9 / N_STORY
+
+
+@pytest.mark.parametrize("k", [0, 1, 20, 37, 101, 102])
+def test_valid_prefix_stops_at_an_inserted_nonword(sw, k):
+    toks = tokenize(STORY)
+    text = render(toks[:k] + ["blorft"] + toks[k:])
+    assert sw.valid_prefix(text) == k / (N_STORY + 1)  # k = 102: the story is whole and "blorft" trails it
+
+
+def test_valid_prefix_edge_cases(sw):
+    for empty in ["", "   ", "\n"]:
+        assert sw.valid_prefix(empty) == 0.0 and not sw.is_grammatical(empty)
+    assert sw.valid_prefix("!!") == 0.0
+    # once upon a time there: the literal "upon a time ," breaks at its comma, after 4 good tokens
+    assert sw.valid_prefix("Once upon a time there") == 4 / 5
+    # A story cut short is right as far as it goes: validity, not the prefix, says it is unfinished.
+    cut = render(tokenize(STORY)[:50])
+    assert sw.valid_prefix(cut) == 1.0 and not sw.is_valid(cut) and not sw.is_grammatical(cut)
+
+
+def test_valid_prefix_at_a_random_unknown_word(sw):
+    rng = random.Random(3)
+    for text in sw.sample(200, 37):
+        assert sw.valid_prefix(text) == 1.0 and sw.is_grammatical(text)
+        toks = tokenize(text)
+        k = rng.choice(_word_positions(toks))
+        toks[k] = "quux"
+        assert sw.valid_prefix(render(toks)) == k / len(toks)
+
+
 # --- exact statistics against sampling ----------------------------------------------
 
 def test_unigram_matches_sample(sw, big):

@@ -199,15 +199,19 @@ def render(tokens: list[str]) -> str:
 
 # ---------------------------------------------------------------------------
 # Grammar nodes. gen() writes tokens and adds log-probability to st.lp; parse()
-# consumes tokens from pos and returns the new position, or -1 if it cannot.
-# `pick(node)` returns the index of the alternative to take: a random draw when
-# sampling, the next recorded index when replaying a parse.
+# consumes tokens from pos and returns the new position, or -1 if it cannot,
+# leaving in st.stop the position of the first token it could not accept.
+# The parse never backtracks, so the first -1 ends it and st.stop is exactly
+# the end of the longest prefix the grammar can continue (valid_prefix), at no
+# cost to texts that parse. `pick(node)` returns the index of the alternative
+# to take: a random draw when sampling, the next recorded index when replaying a parse.
 
 class _State:
-    __slots__ = ("env", "lp", "picks")
+    __slots__ = ("env", "lp", "picks", "lenient", "stop")
 
-    def __init__(self):
-        self.env, self.lp, self.picks = {}, 0.0, []
+    def __init__(self, lenient=False):
+        # lenient: a Ref accepts any word of its class, so names need not repeat.
+        self.env, self.lp, self.picks, self.lenient, self.stop = {}, 0.0, [], lenient, None
 
 
 def _normalise(weights):
@@ -230,7 +234,13 @@ class Lit:
         out.extend(self.toks)
 
     def parse(self, toks, pos, st):
-        return pos + self.n if toks[pos:pos + self.n] == self.toks else -1
+        if toks[pos:pos + self.n] == self.toks:
+            return pos + self.n
+        k = 0  # the tokens before the mismatch are still a prefix the grammar can continue
+        while pos + k < len(toks) and toks[pos + k] == self.toks[k]:
+            k += 1
+        st.stop = pos + k
+        return -1
 
 
 class Seq:
@@ -264,6 +274,7 @@ class Word:
     def parse(self, toks, pos, st):
         i = self.index.get(toks[pos]) if pos < len(toks) else None
         if i is None:
+            st.stop = pos
             return -1
         st.picks.append(i)
         st.lp += self.logp[i]
@@ -301,7 +312,10 @@ class Ref:
         out.append(st.env[self.var])
 
     def parse(self, toks, pos, st):
-        return pos + 1 if pos < len(toks) and toks[pos] == st.env.get(self.var) else -1
+        if pos < len(toks) and (toks[pos] == st.env.get(self.var) or st.lenient and toks[pos] in self.cls.index):
+            return pos + 1
+        st.stop = pos
+        return -1
 
 
 class Choice:
@@ -318,6 +332,7 @@ class Choice:
     def parse(self, toks, pos, st):
         i = self.first_map.get(toks[pos] if pos < len(toks) else _END, self.null_alt)
         if i is None:
+            st.stop = pos
             return -1
         st.picks.append(i)
         st.lp += self.logp[i]
@@ -563,14 +578,31 @@ class Grammar:
             return sum(self.entropy(k) for k in node.kids)
         return sum(p * (self.entropy(a) - lp) for p, lp, a in zip(node.probs, node.logp, node.alts))
 
-    def parse(self, text: str) -> _State | None:
-        """The unique derivation of `text` (picks, log-probability), or None."""
+    def parse(self, text: str, lenient: bool = False) -> _State | None:
+        """The unique derivation of `text` (picks, log-probability), or None.
+
+        lenient: a name the story repeats may be any name of its class (the log-probability
+        then no longer means anything); everything else, surface form included, must hold.
+        """
         text = text.strip()
         toks = tokenize(text)
-        st = _State()
+        st = _State(lenient)
         if self.root.parse(toks, 0, st) != len(toks) or render(toks) != text:
             return None
         return st
+
+    def valid_prefix(self, text: str) -> float:
+        """Share of the text's tokens in the longest prefix the grammar can continue (0.0 for no tokens).
+
+        Tokens only: capitals and spacing are not checked, so that one slip of surface
+        form does not zero the rest. A text that stops early but is right so far scores 1.0.
+        """
+        toks = tokenize(text)
+        if not toks:
+            return 0.0
+        st = _State()
+        end = self.root.parse(toks, 0, st)
+        return (st.stop if end < 0 else end) / len(toks)
 
 
 @lru_cache(maxsize=1)
@@ -610,6 +642,14 @@ class StoryWorld:
 
     def is_valid(self, text: str) -> bool:
         return self.g.parse(text) is not None
+
+    def is_grammatical(self, text: str) -> bool:
+        """is_valid, except that a repeated name may be any name of its class. Pronouns must
+        still agree: the grammar encodes them by structure, not by a repeated name."""
+        return self.g.parse(text, lenient=True) is not None
+
+    def valid_prefix(self, text: str) -> float:
+        return self.g.valid_prefix(text)
 
     def derivation(self, text: str) -> list[int] | None:
         """The choices (alternative or word indices, in order) that produce `text`."""
