@@ -3,8 +3,11 @@
 A document is scored as the model meets it in training and sampling:
 EOS, its tokens, EOS. Every token after the first EOS is predicted once,
 the closing EOS included, since ending a document is part of the model.
-Documents longer than the context are cut into windows that overlap by one
-token, so each target is predicted once, from at most a context of history.
+A document longer than the context slides a full-width window along it with a
+stride of half the context, each window scoring only the targets no earlier
+window scored: every target is predicted once, with at least half a context
+of history (a one-token overlap would leave the first target of each window
+almost none).
 """
 import math
 from contextlib import nullcontext
@@ -13,9 +16,19 @@ import numpy as np
 import torch
 
 
-def windows(seq: list[int], context: int) -> list[list[int]]:
-    stride = context - 1
-    return [seq[i: i + context] for i in range(0, max(1, len(seq) - 1), stride)]
+def windows(seq: list[int], context: int) -> list[tuple[int, list[int], int]]:
+    """(start, window, new): window is seq[start: start + len(window)]; its last `new` targets are scored."""
+    if len(seq) <= context:
+        return [(0, seq, max(0, len(seq) - 1))]
+    stride = max(1, context // 2)
+    out, scored = [], 1  # seq[0], the opening EOS, is never a target
+    for start in range(0, len(seq), stride):
+        end = min(start + context, len(seq))
+        out.append((start, seq[start:end], end - scored))
+        scored = end
+        if end == len(seq):
+            break
+    return out
 
 
 @torch.no_grad()
@@ -23,18 +36,17 @@ def token_nll(model, docs: list[list[int]], eos_id: int, batch_size: int = 32, a
     """-log p (nats) of each document's predicted tokens: its tokens and the closing EOS, len(doc) + 1 of them."""
     context = model.config.n_positions
     device = next(model.parameters()).device
-    stride = context - 1
-    chunks = [(d, k * stride, w) for d, doc in enumerate(docs)
-              for k, w in enumerate(windows([eos_id] + doc + [eos_id], context))]
+    chunks = [(d, begin, w, new) for d, doc in enumerate(docs)
+              for begin, w, new in windows([eos_id] + doc + [eos_id], context)]
     chunks.sort(key=lambda c: len(c[2]))  # similar lengths share a batch: less padding
     out = [np.zeros(len(doc) + 1, dtype=np.float64) for doc in docs]
     model.eval()
     for start in range(0, len(chunks), batch_size):
         batch = chunks[start: start + batch_size]
-        width = max(len(w) for _, _, w in batch)
+        width = max(len(w) for _, _, w, _ in batch)
         ids = torch.full((len(batch), width), eos_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (_, _, w) in enumerate(batch):
+        for i, (_, _, w, _) in enumerate(batch):
             ids[i, : len(w)] = torch.tensor(w)
             mask[i, : len(w)] = 1
         ids, mask = ids.to(device), mask.to(device)
@@ -42,8 +54,9 @@ def token_nll(model, docs: list[list[int]], eos_id: int, batch_size: int = 32, a
             logits = model(input_ids=ids, attention_mask=mask).logits
         logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
         nll = (-logp).cpu().numpy()
-        for i, (d, offset, w) in enumerate(batch):
-            out[d][offset: offset + len(w) - 1] = nll[i, : len(w) - 1]
+        for i, (d, begin, w, new) in enumerate(batch):
+            first = len(w) - 1 - new  # a window's earlier targets are only context: an earlier window scored them
+            out[d][begin + first: begin + len(w) - 1] = nll[i, first: len(w) - 1]
     return out
 
 
