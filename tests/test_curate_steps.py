@@ -7,8 +7,10 @@ import torch
 from transformers import GPT2Config, WatermarkDetector, WatermarkingConfig
 
 from testbed import TestbedError
-from testbed.config import SampleConfig
+from testbed.config import SampleConfig, load_config
 from testbed.corpus.storyworld import StoryWorld
+from testbed.curate import curator as curator_module
+from testbed.curate.curator import Curator, summary
 from testbed.curate.dedup import exact_keep, near_keep
 from testbed.curate.detect import (NgramClassifier, detection_report, likelihood_ratio_scores, roc_auc,
                                    threshold_at_fpr, unigram_logprobs)
@@ -18,6 +20,9 @@ from testbed.curate.verify import get_verifier, verify_keep
 from testbed.curate.watermark import make_processor, watermark_keep, watermark_z
 from testbed.curate.whitelist import claimed_sources, whitelist_keep
 from testbed.metrics.perplexity import document_nll
+from testbed.mix import HUMAN, Doc
+from testbed.model import load_model, save_model
+from testbed.rundir import write_jsonl
 from testbed.sample import sample_corpus
 
 EOS = 0  # the conftest models' EOS id
@@ -297,6 +302,58 @@ def test_likelihood_ratio_scores_text_the_model_favours_higher(make_model):
     finally:
         handle.remove()
     assert min(scores[:4]) > max(scores[4:])
+
+
+def detector_run(tmp_path, make_model, *overrides):
+    """A curator over a two-generation run dir: gen_000 wrote rocket stories, gen_001 (the pool's writer) nonsense words."""
+    cfg = load_config(None, ["curate.detector.enabled=true", "curate.detector.train_docs=20", *overrides])
+    corpora = {0: random_docs(ROCKETS, 30, 20, seed=2), 1: random_docs(WORDS, 30, 20, seed=3)}
+    for g, texts in corpora.items():
+        save_model(make_model(seed=g), tmp_path / f"gen_{g:03d}" / "model")
+        write_jsonl(tmp_path / f"gen_{g:03d}" / "corpus.jsonl", ({"text": t} for t in texts))
+    rng = random.Random(0)
+    doc = lambda text: Doc([rng.randrange(1, 64) for _ in range(12)], text)  # noqa: E731
+    human = [doc(t) for t in random_docs(CATS, 60, 20, seed=4)]
+    written = {g: [doc(t) for t in texts] for g, texts in corpora.items()}
+    curator = Curator(cfg, human, 64, EOS, lambda g: tmp_path / f"gen_{g:03d}" / "model")
+    return curator, human, written
+
+
+@pytest.mark.parametrize("train_on, trained_on", [("earlier", 0), ("writer", 1)])
+def test_classifier_learns_from_the_model_train_on_names(tmp_path, make_model, monkeypatch, train_on, trained_on):
+    # train_docs above what lies outside the pool: it learns from all of it, so what it excluded shows.
+    curator, human, written = detector_run(tmp_path, make_model, f"curate.detector.train_on={train_on}",
+                                           "curate.detector.train_docs=40")
+    fits = []
+    fit = NgramClassifier.fit
+    monkeypatch.setattr(NgramClassifier, "fit", lambda self, h, s, seed=0: fits.append(s) or fit(self, h, s, seed))
+    # Generation 2's pool: model 1's text and human text, plus a copy of one of
+    # model 0's stories (as accumulate would hold), which must not be learned from.
+    copied = Doc([1], written[0][0].text)
+    pool = ([(HUMAN, d) for d in human[:30]] + [("synthetic:gen_001", d) for d in written[1][:20]]
+            + [("synthetic:gen_000", copied)])
+    _, (report,) = curator(2, pool, written[1])
+    (synthetic,) = fits
+    expected = {0: {d.text for d in written[0][1:]}, 1: {d.text for d in written[1][20:]}}[trained_on]
+    assert sorted(synthetic) == sorted(expected)
+    assert report["detector_model"] == f"gen_{trained_on:03d}" and report["in_distribution"] == (train_on == "writer")
+    assert summary(len(pool), pool, [report])["detector_in_distribution"] == (train_on == "writer")
+
+
+@pytest.mark.parametrize("train_on, g, scored_with, in_distribution", [
+    ("earlier", 2, 0, False), ("writer", 2, 1, True),
+    ("earlier", 1, 0, True),  # the writer is model 0 and no earlier one exists
+])
+def test_likelihood_detector_scores_with_the_model_train_on_names(tmp_path, make_model, monkeypatch, train_on, g,
+                                                                    scored_with, in_distribution):
+    curator, human, written = detector_run(tmp_path, make_model, "curate.detector.kind=likelihood",
+                                           f"curate.detector.train_on={train_on}")
+    loaded = []
+    monkeypatch.setattr(curator_module, "load_model", lambda path, device: loaded.append(path) or load_model(path, device))
+    pool = [(HUMAN, d) for d in human[:30]] + [(f"synthetic:gen_{g - 1:03d}", d) for d in written[g - 1][:20]]
+    _, (report,) = curator(g, pool, written[g - 1])
+    assert loaded == [tmp_path / f"gen_{scored_with:03d}" / "model"]
+    assert report["detector_model"] == f"gen_{scored_with:03d}" and report["in_distribution"] is in_distribution
 
 
 # --- watermark -------------------------------------------------------------------

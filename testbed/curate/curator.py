@@ -22,6 +22,7 @@ from testbed.config import Config
 from testbed.curate import dedup, detect, heuristics, perplexity_band, verify, watermark, whitelist
 from testbed.mix import HUMAN, Doc
 from testbed.model import load_model
+from testbed.rundir import read_jsonl
 
 
 def is_synthetic(label: str) -> bool:
@@ -94,26 +95,36 @@ class Curator:
 
     def _detector(self, g, pool, newest):
         c = self.curate.detector
+        source = g - 2 if c.train_on == "earlier" and g >= 2 else g - 1  # g=1: no model but the writer exists
         # Labelled examples come from outside the pool, so the detector is never
         # scored on the documents it learned from.
         in_pool = {id(d) for _, d in pool}
         rng = random.Random(self.seed(g, "detector"))
         human = [d for d in self.human if id(d) not in in_pool]
-        synthetic = [d for d in newest if id(d) not in in_pool]
+        if source == g - 1:
+            synthetic = [d.text for d in newest if id(d) not in in_pool]
+        elif c.kind == "classifier":
+            # The mix loads only the corpora the pool draws on, so an earlier one is
+            # read here, from beside its model; the pool's copies (accumulate) are
+            # other objects, matched by text.
+            pool_texts = {d.text for _, d in pool}
+            synthetic = [r["text"] for r in read_jsonl(Path(self.model_dir(source)).parent / "corpus.jsonl")
+                         if r["text"] not in pool_texts]
+        else:
+            synthetic = []
         if len(human) < 2 or (c.kind == "classifier" and len(synthetic) < 2):
             raise TestbedError(
                 f"curate.detector at generation {g}: only {len(human)} human and {len(synthetic)} synthetic documents "
-                "lie outside the pool to train it on; a contaminated pool leaves some: use mix.regime=anchor with "
-                "mix.anchor_set=fresh (see configs/strategies/detector.yaml)")
+                f"(by gen_{source:03d}) lie outside the pool to train it on; a contaminated pool leaves some: use "
+                "mix.regime=anchor with mix.anchor_set=fresh (see configs/strategies/detector.yaml)")
         human = rng.sample(human, min(c.train_docs, len(human)))
         synthetic = rng.sample(synthetic, min(c.train_docs, len(synthetic)))
         texts = [d.text for _, d in pool]
         if c.kind == "classifier":
-            classifier = detect.NgramClassifier().fit([d.text for d in human], [d.text for d in synthetic],
-                                                       self.seed(g, "detector_fit"))
+            classifier = detect.NgramClassifier().fit([d.text for d in human], synthetic, self.seed(g, "detector_fit"))
             scores, threshold = classifier.score(texts), c.threshold
         else:
-            model = load_model(Path(self.model_dir(g - 1)), self.device)
+            model = load_model(Path(self.model_dir(source)), self.device)
             if self._background is None:
                 self._background = detect.unigram_logprobs([d.ids for d in self.human], self.vocab_size, self.eos)
             score = lambda docs: detect.likelihood_ratio_scores(  # noqa: E731
@@ -121,7 +132,10 @@ class Curator:
             threshold = detect.threshold_at_fpr(score(human), c.fpr)
             scores = score([d for _, d in pool])
         flagged = [s > threshold for s in scores]
-        return [not f for f in flagged], {"kind": c.kind, "threshold": threshold, **_detection(pool, [not f for f in flagged], scores)}
+        # Which figure is which: a detector built on the writer itself measures an upper bound.
+        return [not f for f in flagged], {"kind": c.kind, "detector_model": f"gen_{source:03d}",
+                                          "in_distribution": source == g - 1, "threshold": threshold,
+                                          **_detection(pool, [not f for f in flagged], scores)}
 
     def _perplexity(self, g, pool, newest):
         c = self.curate.perplexity
@@ -145,6 +159,7 @@ def summary(pool_size: int, kept: list[tuple[str, Doc]], reports: list[dict]) ->
            "train_synthetic_share": sum(is_synthetic(label) for label, _ in kept) / len(kept) if kept else 0.0}
     for r in reports:
         if "roc_auc" in r:
-            for key in ("precision", "recall", "roc_auc", "synthetic_slipped"):
-                row[f"{r['step']}_{key}"] = r[key]
+            for key in ("precision", "recall", "roc_auc", "synthetic_slipped", "in_distribution"):
+                if key in r:
+                    row[f"{r['step']}_{key}"] = r[key]
     return row

@@ -7,6 +7,10 @@ no synthetic examples: text a model wrote is unusually likely under that
 model, so the score is how much more likely the model finds a document than
 plain word frequencies do (a likelihood ratio, which cancels the part of the
 likelihood that only reflects common words).
+
+Either is strongest against the model it was built on; a lab's detector was
+built on other, older models, so the curator picks which model's text and
+weights a detector gets (curate.detector.train_on).
 """
 import math
 import zlib
