@@ -28,11 +28,17 @@ class DataConfig:
     max_docs: int | None = None  # take the first N documents (hub: streamed, so only N are downloaded)
     docs: int = 4000  # storyworld: how many stories to write
     heldout_docs: int = 400  # documents held out from training, for evaluation
+    # local / hub: documents set aside, never trained on or evaluated, as the new human text of
+    # mix.anchor_set=fresh (each generation its own). storyworld writes new stories instead.
+    fresh_docs: int = 0
 
 
 @dataclass
 class TokenizerConfig:
-    vocab_size: int = 2048
+    # bpe: byte-level BPE, any text; word: one token per word, so a rare word is
+    # one token (storyworld and other closed vocabularies; see testbed/tokenizer.py).
+    kind: Literal["bpe", "word"] = "bpe"
+    vocab_size: int = 2048  # at most this many tokens (word: the most frequent words)
 
 
 @dataclass
@@ -47,7 +53,12 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    tokens: int = 500_000  # token budget per generation: every generation sees the same compute
+    # tokens: every generation trains on `tokens` tokens, whatever its pool holds (fixed
+    # compute: a small pool is repeated, a large one only partly seen). epochs: every
+    # generation makes `epochs` passes over its training set (compute grows with the data).
+    compute: Literal["tokens", "epochs"] = "tokens"
+    tokens: int = 500_000  # with compute=tokens
+    epochs: float = 1.0  # with compute=epochs
     batch_size: int = 16  # blocks per optimiser step, before accumulation
     grad_accum: int = 1
     lr: float = 3e-3
@@ -95,13 +106,17 @@ class MixConfig:
     # `anchor_fraction` of human documents.
     regime: Literal["replace", "accumulate", "anchor"] = "replace"
     anchor_fraction: float = 0.1
-    # fixed: the same curated human documents anchor every generation; fresh:
-    # a new seeded draw from the human training split each generation.
+    # fixed: the same curated human documents (from the training split) anchor every
+    # generation; fresh: new human documents each generation, never seen by any stage
+    # (storyworld writes them; other corpora take them from data.fresh_docs).
     anchor_set: Literal["fixed", "fresh"] = "fixed"
     # grow: the training set is the whole pool; fixed: a seeded subsample of
     # `docs` documents from the pool each generation.
     size: Literal["grow", "fixed"] = "grow"
     docs: int | None = None  # with size=fixed; default: the human training split's size
+    # Synthetic documents cut off at the length cap: left out of every pool (they would be
+    # trained as if the model had ended them there), or kept.
+    keep_unfinished: bool = False
 
 
 @dataclass
@@ -150,8 +165,14 @@ class DetectorConfig:
     enabled: bool = False
     # classifier: logistic regression on word 1-2 grams, trained each generation
     # on labelled human and synthetic documents from outside the pool;
-    # likelihood: zero-shot, the generator's log-likelihood over a human unigram model's.
+    # likelihood: zero-shot, a model's log-likelihood over a human unigram model's.
     kind: Literal["classifier", "likelihood"] = "classifier"
+    # The model whose text the classifier learns as synthetic, or that the
+    # likelihood detector scores with. earlier: for the pool model g-1 wrote,
+    # model g-2, as a lab's detector is built on models older than the one
+    # writing the web (g=1 has no earlier model: the writer, reported as
+    # in-distribution); writer: model g-1 itself, in-distribution, an upper bound.
+    train_on: Literal["earlier", "writer"] = "earlier"
     train_docs: int = 500  # labelled documents per class
     threshold: float = 0.5  # classifier: flag when P(synthetic) exceeds it
     fpr: float = 0.05  # likelihood: flag above the score that this share of labelled human text exceeds
@@ -218,7 +239,7 @@ class Config:
     def validate(self) -> None:
         """Range checks that a type alone cannot express."""
         minimum = {
-            "generations": 0, "data.docs": 1, "data.heldout_docs": 1,
+            "generations": 0, "data.docs": 1, "data.heldout_docs": 1, "data.fresh_docs": 0,
             "tokenizer.vocab_size": 257,  # the 256 byte symbols plus one merge at least
             "train.tokens": 1, "train.batch_size": 1, "train.grad_accum": 1,
             "sample.size": 1, "sample.batch_size": 1, "sample.prompt_tokens": 1,
@@ -229,6 +250,8 @@ class Config:
         for key, low in minimum.items():
             if _get(self, key) < low:
                 raise TestbedError(f"{key}={_get(self, key)} must be >= {low}")
+        if not self.train.epochs > 0:
+            raise TestbedError(f"train.epochs={self.train.epochs} must be > 0")
         if not self.train.lr > 0:  # written so that NaN fails too
             raise TestbedError(f"train.lr={self.train.lr} must be > 0")
         for key in ("data.max_docs", "model.n_layer", "model.n_embd", "model.n_head", "model.context",
@@ -275,6 +298,9 @@ class Config:
             raise TestbedError(f"train.weight_decay={self.train.weight_decay} must be >= 0")
         if not 0 <= self.train.min_lr_ratio <= 1:
             raise TestbedError(f"train.min_lr_ratio={self.train.min_lr_ratio} must be in [0, 1]")
+        if self.data.source == "storyworld" and self.data.fresh_docs:
+            raise TestbedError("data.fresh_docs is for local and hub corpora: storyworld writes new stories for "
+                               "mix.anchor_set=fresh itself; remove data.fresh_docs")
         if self.data.source == "local" and not self.data.path:
             raise TestbedError("data.path is not set: data.source=local needs data.path=FILE (.txt, .jsonl or .parquet)")
         if not self.data.separator:

@@ -19,21 +19,18 @@ from accelerate.utils import broadcast_object_list, is_tensorboard_available, is
 from testbed import TestbedError
 from testbed.config import Config, diff, load_config, to_dict, to_yaml
 from testbed.corpus.sources import load_documents, source_name
+from testbed.corpus.fresh import check_reserve, fresh_texts
 from testbed.corpus.split import split_documents
 from testbed.curate.watermark import make_processor
 from testbed.metrics.suite import Evaluator, numbers
 from testbed.curate.curator import Curator, summary as curation_summary
-from testbed.mix import Doc, composition, synthetic_label, training_set
+from testbed.mix import HUMAN, Doc, composition, synthetic_label, training_set
 from testbed.model import build_model, load_model, n_params, resolve, save_model
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json, write_jsonl
 from testbed.sample import max_new_tokens, sample_corpus
+from testbed.seeds import stage_seed
 from testbed.tokenizer import encode, load_tokenizer, train_tokenizer
 from testbed.train import pack, train
-
-
-def stage_seed(seed: int, generation: int, stage: str) -> int:
-    digest = hashlib.sha256(f"{seed}:{generation}:{stage}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 def run(cfg: Config, say=print) -> list[dict]:
@@ -46,22 +43,28 @@ def run(cfg: Config, say=print) -> list[dict]:
     say = say if main else (lambda *a, **k: None)
 
     docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
-    split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data))
+    split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data),
+                            cfg.data.fresh_docs)
     train_texts = [docs[i] for i in split["train"]]
     heldout_texts = [docs[i] for i in split["heldout"]]
-    fresh = not rundir.root.exists()
-    if fresh:
-        tokenizer = train_tokenizer(train_texts, cfg.tokenizer.vocab_size)
+    reserve = [docs[i] for i in split["fresh"]]
+    new_run = not rundir.root.exists()
+    if new_run:
+        tokenizer = train_tokenizer(train_texts, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
     else:
         _check_same_run(rundir, cfg, split)
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
     human = [Doc(ids, text) for ids, text in zip(encode(tokenizer, train_texts), train_texts)]
     _preflight(cfg, [d.ids for d in human])
+
+    def new_human(g: int, n: int) -> list[Doc]:
+        texts = fresh_texts(cfg, reserve, len(train_texts), g, n)
+        return [Doc(ids, text) for ids, text in zip(encode(tokenizer, texts), texts)]
     # Built before anything is written: a verifier that does not import, or a
     # dedup setting datasketch cannot band, is bad input like any other.
     curator = Curator(cfg, human, len(tokenizer), tokenizer.eos_token_id, lambda g: rundir.gen(g) / "model", accelerator.device,
                       accelerator.autocast, lambda g, stage: stage_seed(cfg.seed, g, "curate:" + stage))
-    if fresh and main:
+    if new_run and main:
         create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(split) + "\n"},
                {"tokenizer": tokenizer.save_pretrained})
     accelerator.wait_for_everyone()
@@ -91,11 +94,11 @@ def run(cfg: Config, say=print) -> list[dict]:
     try:
         for g in range(cfg.generations + 1):
             if not rundir.finished(g):
-                _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curator, say)
+                _generation(g, cfg, rundir, accelerator, tokenizer, human, new_human, evaluator, curator, say)
     except TestbedError:
         # A new run that fails before its first generation would otherwise leave a
         # directory that blocks the corrected command ("different config").
-        if fresh and main and not rundir.finished_generations():
+        if new_run and main and not rundir.finished_generations():
             shutil.rmtree(rundir.root, ignore_errors=True)
         raise
     finally:
@@ -105,14 +108,15 @@ def run(cfg: Config, say=print) -> list[dict]:
     return rows
 
 
-def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curator, say):
+def _generation(g, cfg, rundir, accelerator, tokenizer, human, new_human, evaluator, curator, say):
     main = accelerator.is_main_process
     eos = tokenizer.eos_token_id
     tag = f"gen {g}/{cfg.generations}"
 
-    synthetic = {k: _read_corpus(rundir.gen(k) / "corpus.jsonl", tokenizer) for k in _synthetic_needed(g, cfg)}
+    synthetic = {k: _read_corpus(rundir.gen(k) / "corpus.jsonl", tokenizer, cfg.mix.keep_unfinished)
+                 for k in _synthetic_needed(g, cfg)}
     examples = training_set(g, human, synthetic, cfg.mix, stage_seed(cfg.seed, g, "mix"),
-                            stage_seed(cfg.seed, g if cfg.mix.anchor_set == "fresh" else 0, "anchor"))
+                            stage_seed(cfg.seed, 0, "anchor"), lambda n: new_human(g, n))
     pool = composition(examples)
     say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs "
         f"({', '.join(f'{k} {v}' for k, v in pool.items())})")
@@ -120,6 +124,7 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curato
     if g and curator.steps():
         examples, curation = _curate(g, examples, synthetic[g - 1], curator, accelerator, say, tag)
     mix = composition(examples)
+    human_tokens = sum(len(d.ids) + 1 for label, d in examples if label == HUMAN)
 
     part = rundir.begin(g) if main else None
     log = _logger(part) if main else (lambda line: None)
@@ -152,9 +157,12 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curato
             for t, s in zip(texts, samples)))
         write_json(part / "corpus.json", {
             "source": synthetic_label(g), "model": f"gen_{g:03d}/model", "documents": len(samples), "tokens": n_tokens,
+            "unfinished": sum(not s.ended for s in samples),
             "seed": stage_seed(cfg.seed, g, "sample"), "sampling": to_dict(cfg)["sample"], "seconds": seconds})
         if curation:
             write_json(part / "curation.json", {"pool": pool, "steps": curation})
+        # Expected under uniform block sampling; exact for whole passes under compute=epochs.
+        result["human_tokens_seen"] = round(result["passes"] * human_tokens)
         write_json(part / "train.json", {"pool": pool, "mix": mix, "blocks": len(blocks), "init": cfg.train.init if g else "scratch",
                                          **result, "params": n_params(model), "environment": environment(accelerator)})
         start = time.perf_counter()
@@ -162,6 +170,8 @@ def _generation(g, cfg, rundir, accelerator, tokenizer, human, evaluator, curato
         row = {"generation": g, **evaluator.evaluate(model, texts, samples, seed=stage_seed(cfg.seed, 0, "eval"),
                                                      gen0_texts=first)}
         row["train_mix"] = mix
+        row.update(train_tokens=result["tokens"], train_passes=result["passes"], human_tokens_seen=result["human_tokens_seen"])
+        row["unfinished_docs"] = sum(not s.ended for s in samples)
         if curation:
             row.update(curation_summary(sum(pool.values()), examples, curation))
             row["curation"] = curation
@@ -200,8 +210,10 @@ def _curate(g, examples, newest, curator, accelerator, say, tag):
     return kept, reports
 
 
-def _read_corpus(path: Path, tokenizer) -> list[Doc]:
-    rows = read_jsonl(path)
+def _read_corpus(path: Path, tokenizer, keep_unfinished: bool) -> list[Doc]:
+    """A synthetic corpus as documents; those cut off at the length cap left out unless kept, since
+    training appends an end token that would teach the cut as an ending."""
+    rows = [r for r in read_jsonl(path) if keep_unfinished or r["ended"]]
     ids = encode(tokenizer, [r["text"] for r in rows])
     return [Doc(i, r["text"], r["ended"]) for i, r in zip(ids, rows)]
 
@@ -217,6 +229,7 @@ def _preflight(cfg: Config, human: list[list[int]]) -> None:
             "add documents or lower model.context")
     if cfg.sample.prompt == "human" and not any(len(d) >= cfg.sample.prompt_tokens for d in human):
         raise TestbedError(f"sample.prompt=human: no human document has sample.prompt_tokens={cfg.sample.prompt_tokens} tokens")
+    check_reserve(cfg, len(human))
 
 
 def _synthetic_needed(g: int, cfg: Config) -> list[int]:
@@ -243,8 +256,12 @@ def _check_same_run(rundir: RunDir, cfg: Config, split: dict) -> None:
         raise TestbedError(
             f"run_dir={rundir.root} holds a run with a different config (changed: {', '.join(changed)}); "
             "use a new run_dir, or the saved config to resume")
-    if read_json(rundir.root / "split.json")["sha256"] != split["sha256"]:
+    saved_split = read_json(rundir.root / "split.json")
+    if saved_split["sha256"] != split["sha256"]:
         raise TestbedError(f"the human corpus changed since run_dir={rundir.root} was started (split.json checksum differs)")
+    if saved_split != split:
+        raise TestbedError(f"run_dir={rundir.root} was split by another version of testbed (split.json differs); "
+                           "start it again in a new run_dir")
 
 
 def environment(accelerator) -> dict:
@@ -320,7 +337,7 @@ def _logger(part: Path):
 
 def summary(rows: list[dict]) -> str:
     keys = ["generation", "heldout_ppl", "distinct_2", "rare_token_recall"]
-    keys += [k for k in ("true_excess_ce", "validity_rate", "true_tail_recall") if rows and k in rows[0]]
+    keys += [k for k in ("true_excess_ce", "validity_rate", "grammar_rate", "valid_prefix", "true_tail_recall") if rows and k in rows[0]]
     lines = ["  ".join(f"{k:>17}" for k in keys)]
     for r in rows:
         lines.append("  ".join(f"{r[k]:>17}" if isinstance(r[k], int) else f"{r[k]:>17.4f}" for k in keys))

@@ -30,11 +30,11 @@ def synthetic_label(generation: int) -> str:
 
 
 def training_set(generation: int, human: list, synthetic: dict[int, list], cfg: MixConfig,
-                 seed: int, anchor_seed: int) -> list[tuple[str, object]]:
+                 seed: int, anchor_seed: int, fresh=None) -> list[tuple[str, object]]:
     """(provenance, document) pairs for `generation`; synthetic[k] is what model k wrote.
 
-    anchor_seed picks the human anchor: the caller keeps it constant across
-    generations for mix.anchor_set=fixed and varies it for fresh.
+    The human anchor is, for mix.anchor_set=fixed, a draw from the human split by
+    anchor_seed (the same every generation); for fresh, fresh(n): n new human documents.
     """
     labelled_human = [(HUMAN, d) for d in human]
     if generation == 0:
@@ -49,7 +49,8 @@ def training_set(generation: int, human: list, synthetic: dict[int, list], cfg: 
     else:
         total = budget if cfg.size == "fixed" else len(newest)
         n_human = min(round(cfg.anchor_fraction * total), len(human))
-        anchor = random.Random(anchor_seed).sample(labelled_human, n_human)
+        anchor = ([(HUMAN, d) for d in fresh(n_human)] if cfg.anchor_set == "fresh"
+                  else random.Random(anchor_seed).sample(labelled_human, n_human))
         rest = rng.sample(newest, min(total - n_human, len(newest)))
         return anchor + rest
     if cfg.size == "fixed" and len(pool) > budget:

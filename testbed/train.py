@@ -39,10 +39,11 @@ def pack(docs: list[list[int]], eos_id: int, block: int, seed: int) -> torch.Ten
 
 
 def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int, log=None, desc: str = "train") -> dict:
-    """Train in place for cfg.tokens tokens (several passes over a small set, part of one over a large one)."""
+    """Train in place for the budget cfg.compute names: cfg.tokens tokens whatever the set holds (several
+    passes over a small set, part of one over a large one), or cfg.epochs passes over the blocks."""
     block = blocks.shape[1]
     per_step = cfg.batch_size * cfg.grad_accum * block * accelerator.num_processes
-    steps = max(1, math.ceil(cfg.tokens / per_step))
+    steps = max(1, math.ceil(budget_tokens(cfg, blocks.numel()) / per_step))
     sampler = RandomSampler(
         blocks, num_samples=steps * cfg.batch_size * cfg.grad_accum * accelerator.num_processes,
         generator=torch.Generator().manual_seed(seed),
@@ -97,5 +98,10 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
     accelerator.free_memory()
-    return {"model": model, "steps": steps, "tokens": tokens, "seconds": seconds,
+    return {"model": model, "steps": steps, "tokens": tokens, "passes": tokens / blocks.numel(), "seconds": seconds,
             "tokens_per_s": tokens / seconds, "final_loss": ema}
+
+
+def budget_tokens(cfg: TrainConfig, set_tokens: int) -> float:
+    """Tokens to train on, before rounding up to whole optimizer steps."""
+    return cfg.tokens if cfg.compute == "tokens" else cfg.epochs * set_tokens

@@ -9,6 +9,7 @@ from testbed import TestbedError
 from testbed.config import DataConfig
 from testbed.corpus.sources import load_documents, source_name
 from testbed.corpus.split import split_documents
+from testbed.seeds import stage_seed
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -184,7 +185,34 @@ def test_split_needs_training_documents(heldout):
         split_documents(DOCS, heldout, seed=0, source="x")
 
 
+def test_split_removes_exact_duplicates_before_splitting():
+    # 12 distinct texts; copies (some differing only in surrounding whitespace) of 0, 3 and 7
+    docs = [f"text {i}" for i in range(12)] + ["text 0", " text 3\n", "text 7", "text 0", "text 3"]
+    for seed in range(20):
+        s = split_documents(docs, 4, seed=seed, source="x")
+        held, train = {docs[i].strip() for i in s["heldout"]}, {docs[i].strip() for i in s["train"]}
+        assert s["duplicates"] == 5 and s["documents"] == 17
+        assert not held & train and held | train == {f"text {i}" for i in range(12)}
+        assert len(s["heldout"]) == 4 and len(s["train"]) == 8  # each text once, at its first occurrence
+        assert max(s["heldout"] + s["train"]) < 12
+    assert s["sha256"] != split_documents(docs[:12], 4, seed=0, source="x")["sha256"]  # the corpus as loaded
+    assert split_documents(DOCS, 5, seed=1, source="x")["duplicates"] == 0
+    with pytest.raises(TestbedError, match=r"has 12 once 5 exact duplicates are removed"):
+        split_documents(docs, 12, seed=0, source="x")
+
+
 # --- the real shared corpus ----------------------------------------------------
+
+def test_shared_tinyshakespeare_split_shares_no_text():
+    path = SHARED / "tinyshakespeare.txt"
+    if not path.exists():
+        pytest.skip(f"shared corpus not found at {path} (../shared/data is absent)")
+    docs = local(path, separator="paragraph")
+    s = split_documents(docs, 400, seed=0, source="local:tinyshakespeare.txt")
+    held, train = [docs[i].strip() for i in s["heldout"]], [docs[i].strip() for i in s["train"]]
+    assert not set(held) & set(train)
+    assert len(set(held + train)) == len(held + train) == len(docs) - s["duplicates"]
+    assert s["duplicates"] == len(docs) - len({d.strip() for d in docs}) > 0  # 74 repeated paragraphs
 
 def test_shared_tinystories_by_paragraph():
     path = SHARED / "tinystories-sample.txt"
@@ -197,4 +225,25 @@ def test_shared_tinystories_by_paragraph():
     assert docs[0].startswith("One day, a little girl named Lily found a needle")
     assert local(path, separator="paragraph", max_docs=10) == expected[:10]
     s = split_documents(docs, 100, seed=0, source=source_name(DataConfig(source="local", path=str(path))))
-    assert s["source"] == "local:tinystories-sample.txt" and len(s["train"]) == len(docs) - 100
+    assert s["source"] == "local:tinystories-sample.txt" and len(s["train"]) == len(docs) - 100 - s["duplicates"]
+
+
+def test_fresh_reserve_is_disjoint_from_training_and_held_out_and_leaves_the_rest_alone():
+    docs = [f"doc {i}" for i in range(100)]
+    plain = split_documents(docs, 10, seed=3, source="x")
+    reserved = split_documents(docs, 10, seed=3, source="x", fresh=25)
+    assert reserved["heldout"] == plain["heldout"] and len(reserved["fresh"]) == 25
+    assert not set(reserved["fresh"]) & (set(reserved["train"]) | set(reserved["heldout"]))
+    assert sorted(reserved["train"] + reserved["fresh"]) == plain["train"]
+    with pytest.raises(TestbedError, match=r"data.heldout_docs=10 \+ data.fresh_docs=90 leaves no training documents"):
+        split_documents(docs, 10, seed=3, source="x", fresh=90)
+
+
+def test_storyworld_fresh_stories_are_new_and_differ_by_generation():
+    from testbed.config import load_config
+    from testbed.corpus.fresh import fresh_texts
+
+    cfg = load_config(None, ["data.docs=300", "mix.regime=anchor", "mix.anchor_set=fresh"])
+    training = set(load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus")))
+    one, two = fresh_texts(cfg, [], 300, 1, 50), fresh_texts(cfg, [], 300, 2, 50)
+    assert len(one) == len(two) == 50 and not (set(one) | set(two)) & training and one != two

@@ -8,9 +8,11 @@ from testbed.loop import run
 
 pytestmark = pytest.mark.e2e
 
-# The contaminated pool: every generation >= 1 sees fresh human documents and,
-# in equal number, documents written by the previous model.
-CONTAMINATED = ["generations=1", "mix.regime=anchor", "mix.anchor_fraction=0.5", "mix.anchor_set=fresh"]
+# The contaminated pool: every generation >= 1 sees fresh human documents (from a
+# reserve no other stage sees) and, in equal number, documents written by the
+# previous model, cut-off ones included so that every pool holds exactly 80.
+CONTAMINATED = ["generations=1", "mix.regime=anchor", "mix.anchor_fraction=0.5", "mix.anchor_set=fresh",
+                "data.fresh_docs=40", "mix.keep_unfinished=true"]
 
 
 def quiet(*args, **kwargs):
@@ -64,9 +66,19 @@ def test_every_step_reports_what_it_removed_and_training_gets_what_is_left(tmp_p
     assert train["pool"] == curation["pool"] and train["mix"] == rows[1]["train_mix"]
 
 
+def test_the_detector_learns_from_a_model_before_the_writer_and_says_so(tmp_path, tiny_run):
+    cfg = tiny_run(tmp_path / "run", *CONTAMINATED, "generations=2", "data.fresh_docs=80", "curate.detector.enabled=true",
+                   "curate.detector.train_docs=20")
+    rows = run(cfg, say=quiet)
+    steps = [json.loads((tmp_path / "run" / f"gen_{g:03d}" / "curation.json").read_text())["steps"] for g in (1, 2)]
+    # Generation 1's pool was written by model 0, and there is no earlier model.
+    assert [(s["detector_model"], s["in_distribution"]) for (s,) in steps] == [("gen_000", True), ("gen_000", False)]
+    assert [r["detector_in_distribution"] for r in rows[1:]] == [True, False]
+
+
 def test_curation_that_keeps_nothing_stops_before_writing_the_generation(tmp_path, tiny_run):
     cfg = tiny_run(tmp_path / "run", "generations=1", "curate.whitelist.enabled=true", "curate.whitelist.sources=[human]")
-    with pytest.raises(TestbedError, match=r"generation 1: curation kept none of 80 documents \(curate.whitelist"):
+    with pytest.raises(TestbedError, match=r"generation 1: curation kept none of \d+ documents \(curate.whitelist"):
         run(cfg, say=quiet)
     root = tmp_path / "run"
     assert (root / "gen_000" / "DONE").exists()

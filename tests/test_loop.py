@@ -6,8 +6,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from testbed import TestbedError
+from testbed import loop
 from testbed.config import load_config
+from testbed.corpus.sources import load_documents
 from testbed.loop import run
+from testbed.seeds import stage_seed
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +29,11 @@ def test_run_writes_the_documented_run_directory(tmp_path, tiny_run):
     assert all(r["heldout_ppl"] > 1 and 0 <= r["rare_token_recall"] <= 1 for r in rows)
     # Each model also scores generation 0's corpus; generation 0's own is that same corpus.
     assert all(r["gen0_ppl"] > 1 for r in rows) and rows[0]["gen0_ppl"] == rows[0]["self_ppl"]
-    assert rows[1]["train_mix"] == {"synthetic:gen_000": 80}  # replace: the newest corpus only
+    # replace: the newest corpus only, less the samples cut off at the length cap
+    assert rows[1]["train_mix"] == {"synthetic:gen_000": 80 - rows[0]["unfinished_docs"]}
+    assert rows[1]["train_passes"] == pytest.approx(rows[1]["train_tokens"] / (json.loads(
+        (root / "gen_001" / "train.json").read_text())["blocks"] * 64))
+    assert rows[0]["human_tokens_seen"] > 0 and rows[1]["human_tokens_seen"] == 0
     for name in ("config.yaml", "split.json", "reference.json", "tokenizer/tokenizer.json", "metrics.jsonl"):
         assert (root / name).exists(), name
     for g in range(3):
@@ -95,10 +102,48 @@ def test_more_generations_extend_a_finished_run(tmp_path, tiny_run):
 
 
 @pytest.mark.parametrize("regime,expected", [
-    ("accumulate", {"human": 540, "synthetic:gen_000": 80}),
+    ("accumulate", {"human": 536, "synthetic:gen_000": 80}),  # 600 - 60 held out - 4 exact duplicates
     ("anchor", {"human": 20, "synthetic:gen_000": 60}),
 ])
 def test_regimes_shape_the_training_set(tmp_path, regime, expected, tiny_run):
     rows = run(tiny_run(tmp_path / "run", "generations=1", f"mix.regime={regime}", "mix.anchor_fraction=0.25",
-                    "train.init=previous"), say=quiet)
+                    "train.init=previous", "mix.keep_unfinished=true"), say=quiet)
     assert rows[1]["train_mix"] == expected
+
+
+def test_unfinished_samples_stay_out_of_the_pool_unless_kept(tmp_path, tiny_run):
+    """At context 64 many TinyStories samples hit the length cap: none of them may be trained on as an ending."""
+    root = tmp_path / "run"
+    rows = run(tiny_run(root, "generations=1"), say=quiet)
+    corpus = [json.loads(line) for line in open(root / "gen_000" / "corpus.jsonl")]
+    cut = sum(not r["ended"] for r in corpus)
+    assert cut > 0 and rows[0]["unfinished_docs"] == cut
+    assert json.loads((root / "gen_000" / "corpus.json").read_text())["unfinished"] == cut
+    assert rows[1]["train_mix"] == {"synthetic:gen_000": len(corpus) - cut}
+    kept = run(tiny_run(tmp_path / "kept", "generations=1", "mix.keep_unfinished=true"), say=quiet)
+    assert kept[1]["train_mix"] == {"synthetic:gen_000": len(corpus)}
+
+
+def test_fresh_human_text_is_new_each_generation_and_never_the_training_split(tmp_path, monkeypatch, tiny_run):
+    """The contaminated pool's human half: from the reserve, a new slice per generation."""
+    pools = []
+    real = loop.training_set
+
+    def record(*args, **kwargs):
+        pools.append(real(*args, **kwargs))
+        return pools[-1]
+
+    monkeypatch.setattr(loop, "training_set", record)
+    cfg = tiny_run(tmp_path / "run", "generations=2", "mix.regime=anchor", "mix.anchor_fraction=0.25",
+                   "mix.anchor_set=fresh", "data.fresh_docs=40")
+    run(cfg, say=quiet)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
+    seen = {docs[i].strip() for i in split["train"] + split["heldout"]}
+    anchors = [{d.text for label, d in pool if label == "human"} for pool in pools[1:]]
+    assert all(anchors) and not anchors[0] & anchors[1]
+    assert not (anchors[0] | anchors[1]) & seen
+    with pytest.raises(TestbedError, match=r"needs 60 fresh human documents .* set data.fresh_docs=60"):
+        run(tiny_run(tmp_path / "more", "generations=3", "mix.regime=anchor", "mix.anchor_fraction=0.25",
+                     "mix.anchor_set=fresh", "data.fresh_docs=40"), say=quiet)
+    assert not (tmp_path / "more").exists()

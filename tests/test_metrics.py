@@ -1,5 +1,6 @@
 import math
 import random
+import re
 from collections import Counter
 from types import SimpleNamespace
 
@@ -8,10 +9,11 @@ import pytest
 import torch
 
 from testbed.config import load_config
+from testbed.corpus.storyworld import BOY_NAMES, StoryWorld, tokenize
 from testbed.metrics.diversity import distinct_n, fixed_size_sample
 from testbed.metrics.perplexity import band_perplexity, bits_per_byte, document_nll, perplexity, token_nll, windows
 from testbed.metrics.shape import js_divergence
-from testbed.metrics.suite import Evaluator, relative
+from testbed.metrics.suite import RECALLS, Evaluator, ratio_se, relative
 from testbed.metrics.tail import rare_types, recall, word_counts
 from testbed.sample import Sample
 from testbed.text import words
@@ -20,21 +22,28 @@ from testbed.tokenizer import encode, train_tokenizer
 # --- windows -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("context", [2, 3, 8])
-@pytest.mark.parametrize("extra", [-5, -1, 0, 1, 7, 2 * 8 + 3])
-def test_windows_predict_every_target_exactly_once(context, extra):
+@pytest.mark.parametrize("context", [2, 3, 4, 8, 9])
+@pytest.mark.parametrize("extra", [-5, -1, 0, 1, 7, 2 * 8 + 3, 3 * 9])
+def test_windows_score_every_target_exactly_once(context, extra):
     n = max(2, context + extra)  # shorter than, equal to and longer than the context
     seq = list(range(n))  # values are positions
     ws = windows(seq, context)
-    assert all(2 <= len(w) <= context for w in ws)
-    assert all(w == seq[w[0]: w[0] + len(w)] for w in ws)
-    targets = [t for w in ws for t in w[1:]]  # a window's first token is only history
-    assert targets == list(range(1, n))
+    assert all(2 <= len(w) <= context and 1 <= new <= len(w) - 1 for _, w, new in ws)
+    assert all(w == seq[start: start + len(w)] for start, w, _ in ws)
+    scored = [t for _, w, new in ws for t in w[len(w) - new:]]  # a window's first token is only history
+    assert scored == list(range(1, n))
+    if n > context:  # a later window's targets keep at least half a context of history
+        assert all(w.index(t) >= context - context // 2 for _, w, new in ws[1:] for t in w[len(w) - new:])
+        assert all(b - a == context // 2 for (a, _, _), (b, _, _) in zip(ws, ws[1:]))
 
 
-def test_windows_overlap_by_one_token():
-    assert windows([10, 11, 12, 13, 14, 15], 3) == [[10, 11, 12], [12, 13, 14], [14, 15]]
-    assert windows([7], 4) == [[7]]  # nothing to predict
+def test_windows_slide_by_half_the_context():
+    seq = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+    assert windows(seq, 4) == [(0, [10, 11, 12, 13], 3), (2, [12, 13, 14, 15], 2), (4, [14, 15, 16, 17], 2),
+                               (6, [16, 17, 18, 19], 2)]
+    assert windows(seq[:5], 4) == [(0, [10, 11, 12, 13], 3), (2, [12, 13, 14], 1)]
+    assert windows(seq[:4], 4) == [(0, [10, 11, 12, 13], 3)]  # fits: one window, as before
+    assert windows([7], 4) == [(0, [7], 0)]  # nothing to predict
 
 
 # --- document_nll / perplexity / bits_per_byte ------------------------------
@@ -114,6 +123,34 @@ def test_batched_nll_equals_one_document_at_a_time(make_model):
             logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
             expected.append(-logp.gather(-1, ids[0, 1:, None]).sum().item())
     assert document_nll(model, docs, EOS, batch_size=3) == pytest.approx(expected, rel=1e-5)
+
+
+def test_long_document_nll_equals_a_per_token_reference_loop(make_model):
+    """A document 3x the context: each target scored once, with the history the stride rule gives it."""
+    context, stride = 32, 16
+    model = make_model(seed=4, context=context)
+    doc = [int(t) for t in torch.randint(1, 64, (3 * context,), generator=torch.Generator().manual_seed(0))]
+    short = [5, 6, 7]
+    seq = [EOS] + doc + [EOS]
+    expected = []
+    with torch.no_grad():
+        for t in range(1, len(seq)):
+            # the first window (starts 0, stride, 2 stride, ...) that holds target t scores it
+            start = max(0, (t - context) // stride + 1) * stride
+            ids = torch.tensor([seq[start: t]])  # the history; its last logits predict seq[t]
+            assert ids.shape[1] < context and (start == 0 or ids.shape[1] >= context - stride)
+            logits = model(input_ids=ids).logits
+            expected.append(-logits[0, -1].log_softmax(-1)[seq[t]].item())
+    scored = Counter(begin + j for begin, w, new in windows(seq, context) for j in range(len(w) - new, len(w)))
+    assert scored == Counter(range(1, len(seq)))  # every target of the 98 exactly once
+    nll = token_nll(model, [short, doc], EOS, batch_size=3)
+    assert len(nll[1]) == len(doc) + 1
+    assert nll[1] == pytest.approx(expected, rel=1e-5)
+    assert document_nll(model, [doc], EOS)[0] == pytest.approx(sum(expected), rel=1e-5)
+    with torch.no_grad():  # a document that fits is scored in one pass, as before
+        ids = torch.tensor([[EOS] + short + [EOS]])
+        one = -model(input_ids=ids).logits[0, :-1].log_softmax(-1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+    assert nll[0] == pytest.approx(one.numpy(), rel=1e-5)
 
 
 def test_perplexity_arithmetic():
@@ -279,8 +316,7 @@ def test_evaluate_adds_band_perplexity_confidence_and_relative_recall(evaluator,
     for band in ("rare", "middle", "common"):
         assert row[f"heldout_ppl_{band}"] is None or row[f"heldout_ppl_{band}"] == pytest.approx(300, rel=1e-5)
     assert row["self_ppl"] == pytest.approx(300, rel=1e-5) and row["gen0_ppl"] == pytest.approx(300, rel=1e-5)
-    reference = ev.reference(seed=0)
-    assert row["rare_token_recall_rel"] == pytest.approx(row["rare_token_recall"] / reference["rare_token_recall"])
+    assert row["rare_token_recall_rel"] is None  # the reference is not comparable: see the test below
     assert row["doc_tokens_p50"] == 2.0 and row["rare_bigram_types"] == 5
     assert "gen0_ppl" not in ev.evaluate(model, ["the cat", "a dog"], samples, seed=0)
 
@@ -302,10 +338,34 @@ def test_relative_recall():
            "recall_by_band": {"rare": 0.2, "middle": 0.9, "common": 1.0}}
     ref = {"rare_token_recall": 0.8, "rare_mass_recall": 0.6, "rare_bigram_recall": 0.4, "rare_id_recall": 0.0,
            "recall_by_band": {"rare": 0.8, "middle": 0.9, "common": 1.0}}
-    out = relative(row, ref)
+    out = relative(row, {**ref, "comparable": True})
     assert out["rare_token_recall_rel"] == pytest.approx(0.25) and out["rare_mass_recall_rel"] == pytest.approx(0.5)
     assert out["rare_id_recall_rel"] is None  # human text recalls none: no ratio
     assert out["recall_by_band_rel"] == {"rare": pytest.approx(0.25), "middle": 1.0, "common": 1.0}
+    out = relative(row, {**ref, "comparable": False})
+    assert all(out[f"{k}_rel"] is None for k in RECALLS) and set(out["recall_by_band_rel"].values()) == {None}
+
+
+@pytest.mark.parametrize("sample_words", [7, 8])  # the held-out split has 7 words
+def test_evaluate_relative_recall_only_against_a_comparable_reference(evaluator, make_model, sample_words):
+    _, tokenizer = evaluator
+    cfg = load_config(None, ["data.source=local", "data.path=unused.txt", f"eval.sample_words={sample_words}",
+                             "eval.rare_max_count=1", "eval.heldout_docs=2"])
+    ev = Evaluator(cfg, tokenizer, ["the cat sat", "the dog ran far"], ["The fox ran.", "Owls hoot at night!"])
+    reference = ev.reference(seed=0)
+    assert reference["comparable"] is (sample_words == 7)
+    row = ev.evaluate(make_model(vocab=len(tokenizer)), ["the cat ran", "a dog sat far"], [Sample([0], [5], True)], seed=0)
+    rel = {k: row[f"{k}_rel"] for k in RECALLS} | {f"band_{b}": v for b, v in row["recall_by_band_rel"].items()}
+    assert len(rel) == len(RECALLS) + 3
+    if sample_words == 8:
+        assert set(rel.values()) == {None}
+    else:
+        for k in RECALLS:
+            assert rel[k] == (pytest.approx(row[k] / reference[k]) if reference[k] else None)
+        for b, v in row["recall_by_band_rel"].items():
+            human = reference["recall_by_band"][b]
+            assert v == (pytest.approx(row["recall_by_band"][b] / human) if human else None)
+        assert rel["rare_token_recall"] == pytest.approx(row["rare_token_recall"] / (1 / 5))  # the reference: "ran"
 
 
 def test_reference_is_computed_once_per_seed(evaluator):
@@ -314,3 +374,55 @@ def test_reference_is_computed_once_per_seed(evaluator):
     first["source"] = "changed by the caller"
     assert ev.reference(seed=5)["source"] == "held-out split"
     assert ev.reference(seed=5)["mean_doc_tokens"] > 0
+
+
+def test_ratio_se_hand_computed():
+    # Equal lengths: the SE of the mean. [1, 3]: sd sqrt(2), over sqrt(2) stories.
+    assert ratio_se([1.0, 3.0], [1, 1]) == pytest.approx(1.0)
+    # R = 6 / 4 = 1.5; residuals 2 - 1.5, 4 - 3, 0 - 1.5 = 0.5, 1, -1.5, squares summing to 3.5;
+    # sqrt(3.5 / (3 * 2)) over the mean length 4 / 3.
+    assert ratio_se([2.0, 4.0, 0.0], [1, 2, 1]) == pytest.approx(math.sqrt(3.5 / 6) * 3 / 4)
+    assert ratio_se([2.0, 4.0], [1, 2]) == 0.0  # excess exactly proportional to length: no spread
+    assert ratio_se([5.0], [10]) is None  # one story: no spread to measure
+
+
+@pytest.fixture(scope="module")
+def story_evaluator():
+    world = StoryWorld()
+    train = world.sample(300, 1)
+    cfg = load_config(None, ["eval.sample_words=2000", "eval.truth_docs=6", "eval.rare_max_count=3"])
+    tokenizer = train_tokenizer(train, 300)
+    return Evaluator(cfg, tokenizer, train, world.sample(4, 2)), tokenizer
+
+
+def test_storyworld_validity_figures(story_evaluator):
+    ev, _ = story_evaluator
+    story = StoryWorld().sample(1, 41)[0]
+    toks = tokenize(story)
+    hero = toks[toks.index("named") + 1]
+    assert hero == "jake" and "tom" in BOY_NAMES  # another boy's name keeps the pronouns right
+    first = story.index("Jake") + len("Jake")
+    renamed = story[:first] + re.sub(r"\bJake\b", "Tom", story[first:])
+    slip = toks.index(hero, toks.index("named") + 2)  # the hero's name, repeated: the first wrong token
+    row = ev.corpus_metrics([story, renamed, "Once upon a time there"], seed=0)
+    assert row["validity_rate"] == pytest.approx(1 / 3)
+    assert row["grammar_rate"] == pytest.approx(2 / 3)
+    # 1 for the true story; the renamed one up to its first repeat; "upon a time ," breaks at the comma (4 of 5)
+    assert row["valid_prefix"] == pytest.approx((1 + slip / len(toks) + 4 / 5) / 3)
+    ref = ev.reference(seed=0)
+    assert ref["validity_rate"] == ref["grammar_rate"] == ref["valid_prefix"] == 1.0
+
+
+def test_storyworld_excess_ce_and_its_standard_error(story_evaluator, make_model):
+    ev, tokenizer = story_evaluator
+    vocab = len(tokenizer)
+    model = make_model(vocab=vocab)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # uniform: every predicted token costs ln(vocab)
+    tokens = [len(ids) + 1 for ids in ev.truth_ids]
+    excess = [n * math.log(vocab) - p for n, p in zip(tokens, ev.truth_nll)]
+    row = ev.model_metrics(model)
+    assert row["true_excess_ce"] == pytest.approx(sum(excess) / sum(tokens), rel=1e-5)
+    assert row["true_excess_nats_per_story"] == pytest.approx(sum(excess) / 6, rel=1e-5)
+    assert row["true_excess_ce_se"] == pytest.approx(ratio_se(excess, tokens), rel=1e-4)
+    assert 0 < row["true_excess_ce_se"] < row["true_excess_ce"]

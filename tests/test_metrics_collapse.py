@@ -16,7 +16,7 @@ DOWN = ["tail_mass", "rare_token_recall", "rare_mass_recall", "rare_bigram_recal
 @pytest.mark.slow
 def test_quickstart_generations_move_the_collapse_way(quickstart_run):
     from testbed.config import load_config
-    from testbed.loop import stage_seed
+    from testbed.seeds import stage_seed
     from testbed.corpus.sources import load_documents, source_name
     from testbed.corpus.split import split_documents
     from testbed.metrics.suite import Evaluator

@@ -61,11 +61,18 @@ def test_fixed_anchor_set_is_identical_across_generations():
     assert anchors[0] == anchors[1] == anchors[2] and len(anchors[0]) == 10
 
 
-def test_fresh_anchor_differs_with_the_anchor_seed():
+def test_fresh_anchor_is_new_human_text_never_the_training_split():
     cfg = MixConfig(regime="anchor", anchor_fraction=0.25, anchor_set="fresh")
-    a = {d for label, d in training_set(1, HUMAN_DOCS, SYNTH, cfg, seed=0, anchor_seed=1) if label == HUMAN}
-    b = {d for label, d in training_set(2, HUMAN_DOCS, SYNTH, cfg, seed=0, anchor_seed=2) if label == HUMAN}
-    assert a != b
+    asked = []
+
+    def fresh(n):
+        asked.append(n)
+        return [f"fresh{len(asked)}-{i}" for i in range(n)]
+
+    out = training_set(1, HUMAN_DOCS, SYNTH, cfg, seed=0, anchor_seed=1, fresh=fresh)
+    anchor = [d for label, d in out if label == HUMAN]
+    assert asked == [len(anchor)] and anchor == [f"fresh1-{i}" for i in range(len(anchor))]
+    assert not set(anchor) & set(HUMAN_DOCS)
 
 
 def test_anchor_with_fixed_size_uses_mix_docs():

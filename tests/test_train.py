@@ -123,3 +123,28 @@ def test_train_same_seed_same_weights(make_model):
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)  # the order seed matters
+
+
+def rows_seen(model):
+    """Every input row the model is trained on, as a tuple."""
+    seen = []
+    model.transformer.wte.register_forward_hook(lambda m, args, out: seen.extend(map(tuple, args[0].tolist())))
+    return seen
+
+
+def test_epochs_policy_sees_every_block_of_a_pool_the_token_policy_only_samples(make_model):
+    """compute=epochs is accumulate as Gerstgrasser et al. ran it (all data); compute=tokens with a budget
+    below the pool is the accumulate-subsample of Kazdan et al. (part of it)."""
+    blocks = torch.randint(1, 64, (40, 32), generator=torch.Generator().manual_seed(0))
+    everything = set(map(tuple, blocks.tolist()))
+    model = make_model()
+    seen = rows_seen(model)
+    result = train(model, blocks, tcfg(compute="epochs", epochs=1.0), Accelerator(cpu=True), seed=0)
+    assert set(seen) == everything and result["passes"] == pytest.approx(1.0)
+    model = make_model()
+    seen = rows_seen(model)
+    result = train(model, blocks, tcfg(tokens=10 * 32), Accelerator(cpu=True), seed=0)
+    assert len(set(seen)) < len(everything) and result["passes"] == pytest.approx(12 / 40)  # 3 steps of 4 blocks
+    model = make_model()
+    result = train(model, blocks, tcfg(compute="epochs", epochs=2.5), Accelerator(cpu=True), seed=0)
+    assert result["steps"] == 25 and result["passes"] == pytest.approx(2.5)

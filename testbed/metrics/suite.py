@@ -36,7 +36,7 @@ def setting(cfg, name: str):
 
 class Evaluator:
     headline = ["heldout_ppl", "self_ppl", "distinct_2", "rare_token_recall", "rare_bigram_recall", "true_excess_ce",
-                "validity_rate", "true_tail_recall"]
+                "validity_rate", "grammar_rate", "valid_prefix", "true_tail_recall"]
 
     def __init__(self, cfg, tokenizer, train_texts: list[str], heldout_texts: list[str], autocast=None,
                  truth_seed: int = 0, reference_seed: int | None = None):
@@ -60,7 +60,7 @@ class Evaluator:
             # Fresh stories, the same ones every generation, drawn apart from the training corpus.
             truth = self.world.sample_with_logprob(cfg.eval.truth_docs, truth_seed)
             self.truth_ids = encode(tokenizer, [t for t, _ in truth])
-            self.truth_nll = -sum(lp for _, lp in truth)
+            self.truth_nll = [-lp for _, lp in truth]
             self.true_rare = self.world.rare_words(DEFAULT_RARE_MAX_PROB)
 
     def _human(self, train_texts: list[str]) -> None:
@@ -88,10 +88,12 @@ class Evaluator:
             bands = perplexity.band_perplexity(nll, self.heldout, self.eos, self.id_band, tail.BANDS)
             row.update({f"heldout_ppl_{b}": v for b, v in bands.items()})
         if self.world is not None:
-            model_nll = sum(self._nll(model, self.truth_ids))
-            tokens = sum(len(d) + 1 for d in self.truth_ids)
+            excess = [q - p for q, p in zip(self._nll(model, self.truth_ids), self.truth_nll)]
+            tokens = [len(d) + 1 for d in self.truth_ids]
             # KL(truth || model) per token, estimated on fresh true stories: E[log p - log q] / tokens.
-            row["true_excess_ce"] = (model_nll - self.truth_nll) / tokens
+            row["true_excess_ce"] = sum(excess) / sum(tokens)
+            row["true_excess_ce_se"] = ratio_se(excess, tokens)
+            row["true_excess_nats_per_story"] = sum(excess) / len(excess)
         return row
 
     def corpus_perplexity(self, model, texts: list[str], seed: int) -> float:
@@ -125,6 +127,8 @@ class Evaluator:
             row["true_tail_recall"] = len(hit) / len(self.true_rare)
             row["true_tail_mass_recall"] = sum(self.true_rare[w] for w in hit) / sum(self.true_rare.values())
             row["validity_rate"] = sum(map(self.world.is_valid, texts)) / len(texts)
+            row["grammar_rate"] = sum(map(self.world.is_grammatical, texts)) / len(texts)
+            row["valid_prefix"] = sum(map(self.world.valid_prefix, texts)) / len(texts)
         return row
 
     def semantic_diversity(self, texts: list[str], seed: int) -> float:
@@ -183,10 +187,28 @@ class Evaluator:
         return row
 
 
+def ratio_se(num: list[float], den: list[float]) -> float | None:
+    """Standard error of the ratio estimator sum(num) / sum(den) over independent pairs (None below two).
+
+    Delta method: the residuals num_i - R den_i carry the error, so
+    se = sqrt(sum(r_i^2) / (N (N - 1))) / mean(den). Stories, not tokens, are the
+    independent draws: the tokens inside one story are not.
+    """
+    n = len(num)
+    if n < 2:
+        return None
+    r = sum(num) / sum(den)
+    return math.sqrt(sum((x - r * d) ** 2 for x, d in zip(num, den)) / (n * (n - 1))) / (sum(den) / n)
+
+
 def relative(row: dict, reference: dict) -> dict:
-    """Each recall over the same recall of human text of the same size (1: as much of the tail as human text keeps)."""
+    """Each recall over the same recall of human text of the same size (1: as much of the tail as human text keeps).
+
+    All None when the reference is not comparable (fewer words than eval.sample_words):
+    recall grows with sample size, so a ratio across sizes would measure the sizes, not the tail.
+    """
     def ratio(a, b):
-        return a / b if b else None
+        return a / b if b and reference["comparable"] else None
 
     out = {f"{k}_rel": ratio(row[k], reference[k]) for k in RECALLS}
     out["recall_by_band_rel"] = {b: ratio(row["recall_by_band"][b], reference["recall_by_band"][b]) for b in tail.BANDS}

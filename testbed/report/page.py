@@ -23,7 +23,7 @@ from testbed import TestbedError, __version__
 from testbed.config import load_config
 from testbed.corpus.sources import load_documents
 from testbed.corpus.split import checksum
-from testbed.loop import stage_seed
+from testbed.seeds import stage_seed
 from testbed.metrics.diversity import fixed_size_sample
 from testbed.metrics.tail import Human
 from testbed.metrics.suite import numbers

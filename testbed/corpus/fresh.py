@@ -1,0 +1,43 @@
+"""Fresh human text for mix.anchor_set=fresh: documents no earlier stage has seen.
+
+"The web filling up with AI text" means each generation's human share is new
+human writing, not another draw from what generation 0 trained on. storyworld
+writes new stories from a seed stream of their own; other corpora give each
+generation its own slice of the reserve that split_documents set aside
+(data.fresh_docs), never reused.
+"""
+from testbed import TestbedError
+from testbed.config import Config
+from testbed.seeds import stage_seed
+
+
+def per_generation(cfg: Config, train_docs: int) -> int:
+    """Human documents the anchor regime asks of one generation, at most (fewer when samples are dropped)."""
+    m = cfg.mix
+    total = (m.docs if m.docs is not None else train_docs) if m.size == "fixed" else cfg.sample.size
+    return min(round(m.anchor_fraction * total), train_docs)
+
+
+def check_reserve(cfg: Config, train_docs: int) -> None:
+    """Stop before a run starts that would run out of fresh documents part way."""
+    if cfg.data.source == "storyworld" or cfg.mix.regime != "anchor" or cfg.mix.anchor_set != "fresh":
+        return
+    if cfg.sample.unit == "tokens" and cfg.mix.size == "grow":
+        raise TestbedError("mix.anchor_set=fresh on a non-storyworld corpus needs a known pool size: "
+                           "set sample.unit=docs or mix.size=fixed")
+    need = per_generation(cfg, train_docs) * cfg.generations
+    if cfg.data.fresh_docs < need:
+        raise TestbedError(
+            f"mix.anchor_set=fresh needs {need:,} fresh human documents ({per_generation(cfg, train_docs):,} per generation "
+            f"x {cfg.generations} generations) but data.fresh_docs={cfg.data.fresh_docs:,}; set data.fresh_docs={need}")
+
+
+def fresh_texts(cfg: Config, reserve: list[str], train_docs: int, generation: int, n: int) -> list[str]:
+    """n human documents for `generation` (>= 1) that training, held-out, truth and reference never saw."""
+    if cfg.data.source == "storyworld":
+        from testbed.corpus.storyworld import StoryWorld
+
+        return StoryWorld().sample(n, stage_seed(cfg.seed, generation, "fresh"))
+    # Slots of a fixed size, so a run extended with more generations keeps the earlier ones' documents.
+    start = (generation - 1) * per_generation(cfg, train_docs)
+    return reserve[start:start + n]
