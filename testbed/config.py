@@ -6,6 +6,7 @@ with the run and is its identity.
 """
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ class DataConfig:
     separator: str = "line"  # .txt documents: "line", "paragraph" (blank line) or a literal string such as <|endoftext|>
     max_docs: int | None = None  # take the first N documents (hub: streamed, so only N are downloaded)
     docs: int = 4000  # storyworld: how many stories to write
+    # storyworld: standard, or small (24 names per name class instead of ~130; the same
+    # grammar and object tail), which a CPU-sized model learns within the quickstart's budget.
+    world: Literal["small", "standard"] = "standard"
     heldout_docs: int = 400  # documents held out from training, for evaluation
     # local / hub: documents set aside, never trained on or evaluated, as the new human text of
     # mix.anchor_set=fresh (each generation its own). storyworld writes new stories instead.
@@ -205,11 +209,15 @@ class EvalConfig:
     # Size-sensitive metrics (distinct-n, rare-token recall) are computed on a
     # seeded sample of exactly this many words, every generation.
     sample_words: int = 20_000
-    rare_max_count: int = 2  # a word type is rare if it occurs at most this often in the human training split
+    # A word type (id, bigram) is rare if its count in the human training split is at most
+    # floor(rare_max_freq * the split's total count): storyworld's true-rare relative frequency
+    # (DEFAULT_RARE_MAX_PROB), the same on every corpus, so figures under one rule compare across
+    # corpora. A split too small for any count to qualify has an empty rare band.
+    rare_max_freq: float = 5e-5
     heldout_docs: int | None = None  # cap on held-out documents scored for perplexity
     truth_docs: int = 300  # storyworld: fresh true stories scored for the excess cross-entropy
     batch_size: int = 32
-    rare_quantile: float | None = None  # when set, rare = the least frequent types up to this quantile (replaces rare_max_count)
+    rare_quantile: float | None = None  # when set, rare = the least frequent types up to this quantile (replaces rare_max_freq)
     common_mass: float = 0.5  # common band: the most frequent types covering this share of occurrences
     sample_tokens: int | None = None  # fixed size of the token-id sample; default: sample_words
     self_bleu_pairs: int = 500
@@ -245,7 +253,7 @@ class Config:
             "sample.size": 1, "sample.batch_size": 1, "sample.prompt_tokens": 1,
             "curate.heuristics.min_words": 0, "curate.dedup.num_perm": 16, "curate.dedup.shingle": 1,
             "curate.detector.train_docs": 2,
-            "eval.sample_words": 1, "eval.self_bleu_pairs": 1, "eval.confidence_docs": 1, "eval.embedding_docs": 2, "eval.truth_docs": 1, "eval.batch_size": 1, "eval.rare_max_count": 1,
+            "eval.sample_words": 1, "eval.self_bleu_pairs": 1, "eval.confidence_docs": 1, "eval.embedding_docs": 2, "eval.truth_docs": 1, "eval.batch_size": 1,
         }
         for key, low in minimum.items():
             if _get(self, key) < low:
@@ -277,8 +285,10 @@ class Config:
         if self.curate.perplexity.low >= self.curate.perplexity.high:
             raise TestbedError(f"curate.perplexity.low={self.curate.perplexity.low} must be below "
                                f"curate.perplexity.high={self.curate.perplexity.high}")
+        if not 0 < self.eval.rare_max_freq < 1:
+            raise TestbedError(f"eval.rare_max_freq={self.eval.rare_max_freq} must be in (0, 1)")
         if self.eval.rare_quantile is not None and not 0 < self.eval.rare_quantile < 1:
-            raise TestbedError(f"eval.rare_quantile={self.eval.rare_quantile} must be in (0, 1) (or null: use eval.rare_max_count)")
+            raise TestbedError(f"eval.rare_quantile={self.eval.rare_quantile} must be in (0, 1) (or null: use eval.rare_max_freq)")
         if not 0 < self.eval.common_mass <= 1:
             raise TestbedError(f"eval.common_mass={self.eval.common_mass} must be in (0, 1]")
         if not self.eval.kl_alpha > 0:
@@ -413,6 +423,14 @@ def _coerce(tp, value, key: str):
         return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads 5e-5 (no dot) as a string; a number is what the user meant.
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):

@@ -156,6 +156,7 @@ def test_negative_sizes_rejected_with_the_key(override, needle):
     ("sample.top_p=0", "sample.top_p"), ("sample.top_p=1.5", "sample.top_p"),
     ("mix.anchor_fraction=1.1", "mix.anchor_fraction"), ("train.warmup=1", "train.warmup"),
     ("train.min_lr_ratio=-0.1", "train.min_lr_ratio"), ("data.separator=''", "data.separator"),
+    ("eval.rare_max_freq=0", "eval.rare_max_freq"), ("eval.rare_max_freq=1", "eval.rare_max_freq"),
 ])
 def test_out_of_range_values_name_the_key(override, key):
     with pytest.raises(TestbedError, match=key.replace(".", r"\.")):
@@ -167,6 +168,7 @@ def test_out_of_range_values_name_the_key(override, key):
     "train.lr=.nan",
     "sample.top_p=.nan",
     "mix.anchor_fraction=.nan",
+    "eval.rare_max_freq=.nan",
 ])
 def test_nan_is_rejected(override):
     with pytest.raises(TestbedError, match=override.split("=")[0].replace(".", r"\.")):
@@ -283,6 +285,18 @@ def test_every_strategy_config_loads_on_top_of_the_quickstart():
         assert all(k.split(".")[0] in ("run_dir", "mix", "curate", "sample") for k in changed), (name, changed)
 
 
+def test_every_shipped_config_shares_the_one_rare_band_rule():
+    from testbed.config import EvalConfig
+    from testbed.corpus.storyworld import DEFAULT_RARE_MAX_PROB
+
+    # Figures compare across configs only where the rare band is the same rule.
+    assert EvalConfig().rare_max_freq == DEFAULT_RARE_MAX_PROB
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for path in [*CONFIGS, *sorted((root / "strategies").glob("*.yaml"))]:
+        ev = load_config(path).eval
+        assert (ev.rare_max_freq, ev.rare_quantile) == (EvalConfig().rare_max_freq, None), path.name
+
+
 def test_track_is_off_by_default_and_takes_a_list_of_trackers():
     assert load_config(None).track == []
     assert load_config(None, ["track=[tensorboard, wandb]"]).track == ["tensorboard", "wandb"]
@@ -296,3 +310,15 @@ def test_track_is_off_by_default_and_takes_a_list_of_trackers():
 def test_unknown_trackers_are_rejected_naming_the_allowed_ones(override, message):
     with pytest.raises(TestbedError, match=message):
         load_config(None, [override])
+
+
+def test_floats_in_exponent_form_without_a_dot(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("eval:\n  rare_max_freq: 5e-5\n")
+    assert load_config(path, ["train.lr=3e-4"]).eval.rare_max_freq == 5e-5
+    assert load_config(None, ["train.lr=3e-4"]).train.lr == 3e-4
+    with pytest.raises(TestbedError, match=r"train.lr='fast' has the wrong type: expected float"):
+        load_config(None, ["train.lr=fast"])
+    for word in ("inf", "nan", "-inf"):
+        with pytest.raises(TestbedError, match=rf"train.lr='{word}' has the wrong type"):
+            load_config(None, [f"train.lr={word}"])

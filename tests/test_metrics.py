@@ -232,8 +232,9 @@ def test_words():
 
 @pytest.fixture(scope="module")
 def evaluator(words_corpus):
+    # 0.25 of the 7 human words (5 bigrams): a rare threshold of count 1 on both
     cfg = load_config(None, ["data.source=local", "data.path=unused.txt", "eval.sample_words=8",
-                             "eval.rare_max_count=1", "eval.heldout_docs=2"])
+                             "eval.rare_max_freq=0.25", "eval.heldout_docs=2"])
     tokenizer = train_tokenizer(words_corpus, 300)
     train_texts = ["the cat sat", "the dog ran far"]  # the: 2; cat, sat, dog, ran, far: 1 each
     heldout = ["The fox ran.", "Owls hoot at night!", "not scored: beyond eval.heldout_docs"]
@@ -282,7 +283,7 @@ def test_corpus_metrics_shape_and_tail_hand_computed(evaluator):
     ev, tokenizer = evaluator
     texts = ["The cat, the cat.", "A dog"]
     row = ev.corpus_metrics(texts, seed=0)
-    # sample: the cat the cat | a dog. Human: the 2; cat, sat, dog, ran, far 1 (all rare at rare_max_count=1)
+    # sample: the cat the cat | a dog. Human: the 2; cat, sat, dog, ran, far 1 (all rare: threshold 1)
     assert row["distinct_4"] == pytest.approx(1 / 1)  # (the cat the cat)
     assert row["vocab_used"] == 4
     assert row["entropy_1"] == pytest.approx(2 / 3 * math.log2(3) + 1 / 3 * math.log2(6))  # 2/6 2/6 1/6 1/6
@@ -350,7 +351,7 @@ def test_relative_recall():
 def test_evaluate_relative_recall_only_against_a_comparable_reference(evaluator, make_model, sample_words):
     _, tokenizer = evaluator
     cfg = load_config(None, ["data.source=local", "data.path=unused.txt", f"eval.sample_words={sample_words}",
-                             "eval.rare_max_count=1", "eval.heldout_docs=2"])
+                             "eval.rare_max_freq=0.25", "eval.heldout_docs=2"])  # threshold 1, as in evaluator
     ev = Evaluator(cfg, tokenizer, ["the cat sat", "the dog ran far"], ["The fox ran.", "Owls hoot at night!"])
     reference = ev.reference(seed=0)
     assert reference["comparable"] is (sample_words == 7)
@@ -390,7 +391,8 @@ def test_ratio_se_hand_computed():
 def story_evaluator():
     world = StoryWorld()
     train = world.sample(300, 1)
-    cfg = load_config(None, ["eval.sample_words=2000", "eval.truth_docs=6", "eval.rare_max_count=3"])
+    # 1.2e-4 of the ~28,000 training words: a rare threshold of count 3
+    cfg = load_config(None, ["eval.sample_words=2000", "eval.truth_docs=6", "eval.rare_max_freq=0.00012"])
     tokenizer = train_tokenizer(train, 300)
     return Evaluator(cfg, tokenizer, train, world.sample(4, 2)), tokenizer
 
@@ -426,3 +428,18 @@ def test_storyworld_excess_ce_and_its_standard_error(story_evaluator, make_model
     assert row["true_excess_nats_per_story"] == pytest.approx(sum(excess) / 6, rel=1e-5)
     assert row["true_excess_ce_se"] == pytest.approx(ratio_se(excess, tokens), rel=1e-4)
     assert 0 < row["true_excess_ce_se"] < row["true_excess_ce"]
+
+
+def test_a_human_prompt_is_not_counted_as_what_the_model_wrote(story_evaluator, make_model):
+    ev, tokenizer = story_evaluator
+    stories = StoryWorld().sample(3, 43)
+    ids = encode(tokenizer, stories)
+    eos = tokenizer.eos_token_id
+    prompted = [Sample([eos] + d[:8], d[8:], True) for d in ids]
+    model = make_model(vocab=len(tokenizer))
+    row = ev.evaluate(model, stories, prompted, seed=0)
+    written = sum(len(words(tokenizer.decode(d[8:]))) for d in ids)
+    assert row["eval_words"] == written < sum(len(words(s)) for s in stories)
+    assert row["validity_rate"] == 1.0  # the grammar reads whole stories, prompt included
+    unprompted = ev.evaluate(model, stories, [Sample([eos], d, True) for d in ids], seed=0)
+    assert unprompted["eval_words"] == sum(len(words(s)) for s in stories)

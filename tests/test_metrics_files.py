@@ -40,8 +40,9 @@ def test_read_texts(run_like):
 
 def test_eval_command(run_like, capsys):
     root, tokenizer = run_like
+    # HUMAN has 17 words (14 bigrams): 0.1 of them is a threshold of count 1 on both
     assert main(["eval", "--model", str(root / "gen_000" / "model"), "--text", str(root / "synthetic.jsonl"),
-                 "--human", str(root / "human.txt"), "eval.sample_words=100", "eval.rare_max_count=1"]) == 0
+                 "--human", str(root / "human.txt"), "eval.sample_words=100", "eval.rare_max_freq=0.1"]) == 0
     out = capsys.readouterr()
     row = json.loads(out.out)
     assert "semantic_diversity off" in out.err
@@ -77,11 +78,12 @@ def test_evaluate_modules_match_the_functions(run_like):
     human = [words(t) for t in HUMAN]
     got = hf.load("collapse_diversity").compute(data=SYNTHETIC, sample_words=100, self_bleu_pairs=20)
     assert got == {**diversity.report(sample, 20, 0), "eval_words": 18}
-    got = hf.load("collapse_shape").compute(data=SYNTHETIC, human=HUMAN, sample_words=100, rare_max_count=1)
+    # rare_max_freq 0.1 of HUMAN's 17 words (14 bigrams): a threshold of count 1
+    got = hf.load("collapse_shape").compute(data=SYNTHETIC, human=HUMAN, sample_words=100, rare_max_freq=0.1)
     counts = tail.word_counts(human)
     assert got == shape.report(tail.word_counts(sample), counts, tail.rare_types(counts, 1))
-    got = hf.load("collapse_tail").compute(data=SYNTHETIC, human=HUMAN, sample_words=100, rare_max_count=1)
-    assert got == tail.report(tail.Human(human, 1), sample)
+    got = hf.load("collapse_tail").compute(data=SYNTHETIC, human=HUMAN, sample_words=100, rare_max_freq=0.1)
+    assert got == tail.report(tail.Human(human, 0.1), sample)
     got = hf.load("collapse_degeneration").compute(data=SYNTHETIC, sample_words=100)
     assert got["loop_rate"] == degeneration.loop_rate(sample) and got["doc_words_p50"] == 6.0  # of 6, 3 and 9 words
     got = hf.load("collapse_perplexity").compute(data=SYNTHETIC, model=str(root / "gen_000" / "model"), device="cpu")

@@ -12,13 +12,33 @@ def test_ngrams_and_counts():
     assert word_counts([["a", "b"], ["a", "b", "a"]], 2) == Counter({("a", "b"): 2, ("b", "a"): 1})
 
 
-def test_rare_threshold_by_count_or_quantile():
-    counts = Counter(a=10, b=5, c=1, d=1, e=2)
-    assert rare_threshold(counts, 3) == 3
+def test_rare_threshold_by_share_or_quantile():
+    counts = Counter(a=10, b=5, c=1, d=1, e=2)  # 19 occurrences
+    assert rare_threshold(counts, 0.16) == 3  # floor(3.04)
     # sorted counts 1 1 2 5 10: the 40% quantile is the 2nd, count 1; 50% rounds up to the 3rd, count 2
-    assert rare_threshold(counts, 3, quantile=0.4) == 1
-    assert rare_threshold(counts, 3, quantile=0.5) == 2
-    assert rare_types(counts, rare_threshold(counts, 3, 0.5)) == {"c", "d", "e"}
+    assert rare_threshold(counts, 0.16, quantile=0.4) == 1
+    assert rare_threshold(counts, 0.16, quantile=0.5) == 2
+    assert rare_types(counts, rare_threshold(counts, 0.16, 0.5)) == {"c", "d", "e"}
+
+
+def test_the_same_share_transfers_across_corpus_sizes():
+    counts = Counter(once=1, twice=2, thrice=3, fifty=50, filler=9944)  # 10,000 words
+    assert rare_threshold(counts, 2e-4) == 2
+    docs = [[w for w, c in counts.items() for _ in range(c)]]
+    assert Human(docs, 2e-4).rare == {"once", "twice"}
+    bigger = Counter({w: 10 * c for w, c in counts.items()})  # 100,000 words: the same rule asks for 20
+    assert rare_threshold(bigger, 2e-4) == 20
+    assert rare_types(bigger, rare_threshold(bigger, 2e-4)) == {"once", "twice"}
+    assert rare_threshold(counts, 3e-4) == 3  # 3e-4 * 10,000 is 2.9999999999999996 in floats
+
+
+def test_a_corpus_too_small_for_the_share_has_an_empty_rare_band():
+    h = Human([["the", "cat", "sat", "on", "the", "mat"]], 5e-5)  # 5e-5 of 6 words: no count qualifies
+    assert rare_threshold(h.counts, 5e-5) == 0 and h.rare == set() and h.rare_bigrams == set()
+    assert "rare" not in h.band_of.values()
+    row = report(h, [["the", "cat"]])
+    assert row["rare_token_recall"] == row["rare_mass_recall"] == row["rare_bigram_recall"] == 0.0
+    assert row["recall_by_band"]["rare"] == 0.0
 
 
 def test_head_and_bands():
@@ -46,7 +66,7 @@ def test_bigram_recall():
 
 def test_dropping_every_rare_token_drives_recall_to_zero():
     human = [("the cat sat on the mat the end " * 5 + "zebra quokka the narwhal sat").split()]
-    bands_ = Human(human, max_count=1)
+    bands_ = Human(human, max_freq=0.03)  # of 45 words (44 bigrams): a threshold of count 1
     assert bands_.rare == {"zebra", "quokka", "narwhal"}
     sample = [human[0]]
     full = report(bands_, sample)
@@ -60,7 +80,7 @@ def test_dropping_every_rare_token_drives_recall_to_zero():
 
 def test_human_bands_with_a_quantile():
     docs = [["a"] * 6 + ["b"] * 3 + ["c", "c", "d"]]  # 12 words: a 6, b 3, c 2, d 1
-    h = Human(docs, max_count=0, quantile=0.5, common_mass=0.5)
+    h = Human(docs, max_freq=5e-5, quantile=0.5, common_mass=0.5)
     assert h.rare == {"c", "d"}  # the lower half of 4 types: counts <= 2
     assert h.band_of == {"a": "common", "b": "middle", "c": "rare", "d": "rare"}
     assert report(h, [["a", "b", "d"]])["recall_by_band"] == {"rare": 0.5, "middle": 1.0, "common": 1.0}

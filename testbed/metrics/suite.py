@@ -56,7 +56,7 @@ class Evaluator:
         if cfg.data.source == "storyworld":
             from testbed.corpus.storyworld import DEFAULT_RARE_MAX_PROB, StoryWorld
 
-            self.world = StoryWorld()
+            self.world = StoryWorld(cfg.data.world)
             # Fresh stories, the same ones every generation, drawn apart from the training corpus.
             truth = self.world.sample_with_logprob(cfg.eval.truth_docs, truth_seed)
             self.truth_ids = encode(tokenizer, [t for t, _ in truth])
@@ -66,13 +66,13 @@ class Evaluator:
     def _human(self, train_texts: list[str]) -> None:
         """Frequency bands of the human training split: over words and word bigrams, and over token ids."""
         quantile, mass = setting(self.cfg, "rare_quantile"), setting(self.cfg, "common_mass")
-        self.human = tail.Human([words(t) for t in train_texts], self.cfg.rare_max_count, quantile, mass)
+        self.human = tail.Human([words(t) for t in train_texts], self.cfg.rare_max_freq, quantile, mass)
         self.rare = self.human.rare
         ids = encode(self.tokenizer, train_texts)
         id_counts = tail.word_counts(ids)
-        self.rare_ids = tail.rare_types(id_counts, tail.rare_threshold(id_counts, self.cfg.rare_max_count, quantile))
+        self.rare_ids = tail.rare_types(id_counts, tail.rare_threshold(id_counts, self.cfg.rare_max_freq, quantile))
         id_counts[self.eos] += len(ids)  # every training document ends with one
-        id_max = tail.rare_threshold(id_counts, self.cfg.rare_max_count, quantile)
+        id_max = tail.rare_threshold(id_counts, self.cfg.rare_max_freq, quantile)
         id_min = tail.head_min_count(id_counts, mass)
         # An id the human split never uses is rarer than rare.
         self.id_band = np.array([tail.BANDS.index(tail.band(id_counts.get(i, 0), id_max, id_min))
@@ -105,8 +105,10 @@ class Evaluator:
     def _nll(self, model, ids: list[list[int]]) -> list[float]:
         return perplexity.document_nll(model, ids, self.eos, self.cfg.batch_size, self.autocast)
 
-    def corpus_metrics(self, texts: list[str], seed: int) -> dict:
+    def corpus_metrics(self, texts: list[str], seed: int, whole: list[str] | None = None) -> dict:
+        """Figures of a corpus's text; whole: the same documents with their prompts, which the grammar needs."""
         cfg = self.cfg
+        whole = texts if whole is None else whole
         sample = diversity.fixed_size_sample(texts, cfg.sample_words, seed)
         counts = tail.word_counts(sample)
         human = self.human.counts
@@ -126,9 +128,9 @@ class Evaluator:
             hit = [w for w in self.true_rare if w in counts]
             row["true_tail_recall"] = len(hit) / len(self.true_rare)
             row["true_tail_mass_recall"] = sum(self.true_rare[w] for w in hit) / sum(self.true_rare.values())
-            row["validity_rate"] = sum(map(self.world.is_valid, texts)) / len(texts)
-            row["grammar_rate"] = sum(map(self.world.is_grammatical, texts)) / len(texts)
-            row["valid_prefix"] = sum(map(self.world.valid_prefix, texts)) / len(texts)
+            row["validity_rate"] = sum(map(self.world.is_valid, whole)) / len(whole)
+            row["grammar_rate"] = sum(map(self.world.is_grammatical, whole)) / len(whole)
+            row["valid_prefix"] = sum(map(self.world.valid_prefix, whole)) / len(whole)
         return row
 
     def semantic_diversity(self, texts: list[str], seed: int) -> float:
@@ -178,7 +180,10 @@ class Evaluator:
         if gen0_texts is not None:
             same = gen0_texts is texts or gen0_texts == texts  # generation 0 itself
             row["gen0_ppl"] = row["self_ppl"] if same else self.corpus_perplexity(model, gen0_texts, seed)
-        row.update(self.corpus_metrics(texts, seed))
+        # A human prompt is not what the model wrote: the corpus figures count only its continuation.
+        prompted = any(len(s.prompt) > 1 for s in samples)
+        written = [self.tokenizer.decode(s.tokens) for s in samples] if prompted else texts
+        row.update(self.corpus_metrics(written, seed, whole=texts))
         if self.human.counts:
             row.update(relative(row, self.reference(self.reference_seed if self.reference_seed is not None else seed)))
         row.update(self._rare_sizes())

@@ -1,10 +1,11 @@
 """Rare-token recall: how much of the human tail a model still writes.
 
 Rare is defined on the human training split: types seen at least once and at
-most a threshold number of times, the threshold given directly or as a
-quantile of the types' counts. The same definitions serve words (the
-headline, see testbed.text), word bigrams (collapse loses rare combinations
-before rare words) and tokenizer ids.
+most a threshold number of times, the threshold a share of all occurrences
+(the same relative frequency on every corpus, so bands compare across corpora
+of any size) or a quantile of the types' counts. The same definitions serve
+words (the headline, see testbed.text), word bigrams (collapse loses rare
+combinations before rare words) and tokenizer ids.
 """
 import math
 from collections import Counter
@@ -25,10 +26,12 @@ def word_counts(docs: list[list], n: int = 1) -> Counter:
     return counts
 
 
-def rare_threshold(counts: Counter, max_count: int, quantile: float | None = None) -> int:
-    """The count at or below which a type is rare: max_count, or the count at `quantile` of the sorted type counts."""
+def rare_threshold(counts: Counter, max_freq: float, quantile: float | None = None) -> int:
+    """The count at or below which a type is rare: floor(max_freq * all occurrences), or the count at
+    `quantile` of the sorted type counts. 0 (an empty rare band) where the counts are too few for any to qualify."""
     if quantile is None:
-        return max_count
+        # Rounded first so that float noise (3e-4 * 10_000 = 2.9999999999999996) cannot lose a whole count.
+        return math.floor(round(max_freq * sum(counts.values()), 6))
     ordered = sorted(c for c in counts.values() if c > 0)
     return ordered[max(0, math.ceil(quantile * len(ordered)) - 1)] if ordered else 0
 
@@ -84,13 +87,13 @@ def band_recall(band_of: dict, present: set) -> dict:
 class Human:
     """The human training split's rare types and frequency bands, over words and word bigrams."""
 
-    def __init__(self, docs: list[list[str]], max_count: int, quantile: float | None = None, common_mass: float = 0.5):
+    def __init__(self, docs: list[list[str]], max_freq: float, quantile: float | None = None, common_mass: float = 0.5):
         self.counts = word_counts(docs)
-        rare_max = rare_threshold(self.counts, max_count, quantile)
+        rare_max = rare_threshold(self.counts, max_freq, quantile)
         self.rare = rare_types(self.counts, rare_max)
         self.band_of = bands(self.counts, rare_max, head_min_count(self.counts, common_mass))
         bigrams = word_counts(docs, 2)
-        self.rare_bigrams = rare_types(bigrams, rare_threshold(bigrams, max_count, quantile))
+        self.rare_bigrams = rare_types(bigrams, rare_threshold(bigrams, max_freq, quantile))
 
 
 def report(human: Human, sample: list[list[str]]) -> dict:

@@ -123,7 +123,7 @@ def _human(run: dict) -> dict:
             run["human"] = {"error": str(e)}
             return run["human"]
         ev = run["config"]["eval"]
-        tail = Human([words(t) for t in texts], ev["rare_max_count"], ev["rare_quantile"], ev["common_mass"])
+        tail = Human([words(t) for t in texts], ev["rare_max_freq"], ev["rare_quantile"], ev["common_mass"])
         run["human"] = {"texts": texts, "counts": tail.counts, "rare": tail.rare}
     return run["human"]
 
@@ -330,7 +330,7 @@ def page(runs, groups, headline, figures, metrics, words_section, text_section) 
 
     parts.append("<h2>Sample text</h2><p>The same document positions of generation 0's corpus and the last finished "
                  "generation's; <mark>marked</mark> words are in the human rare band (at most "
-                 "<code>eval.rare_max_count</code> occurrences in the human training split).</p>")
+                 "<code>eval.rare_max_freq</code> of the human training split's words).</p>")
     for t in text_section:
         parts.append(f"<h3>{e(t['run'])}</h3><div class='samples'>")
         for col in t["columns"]:

@@ -11,7 +11,7 @@ Args:
     human (list of str): human training text, which defines the rare band and the frequency bands.
     sample_words (int): size of the seeded sample (default 20000).
     seed (int): seed of the sample (default 0).
-    rare_max_count (int): a human type seen at most this often is rare (default 2).
+    rare_max_freq (float): rare = human words (bigrams) seen at most floor(rare_max_freq * their total) times (default 5e-5).
     rare_quantile (float, optional): instead, rare = types up to this quantile of the human type counts.
     common_mass (float): common = the most frequent types covering this share of human words (default 0.5).
 Returns:
@@ -25,6 +25,6 @@ class CollapseTail(evaluate.Measurement):
                                         inputs_description=_INPUTS,
                                         features=datasets.Features({"data": datasets.Value("string")}))
 
-    def _compute(self, data, human, sample_words=20_000, seed=0, rare_max_count=2, rare_quantile=None, common_mass=0.5):
-        bands = tail.Human([words(t) for t in human], rare_max_count, rare_quantile, common_mass)
+    def _compute(self, data, human, sample_words=20_000, seed=0, rare_max_freq=5e-5, rare_quantile=None, common_mass=0.5):
+        bands = tail.Human([words(t) for t in human], rare_max_freq, rare_quantile, common_mass)
         return tail.report(bands, diversity.fixed_size_sample(data, sample_words, seed))
