@@ -28,9 +28,6 @@ class DataConfig:
     separator: str = "line"  # .txt documents: "line", "paragraph" (blank line) or a literal string such as <|endoftext|>
     max_docs: int | None = None  # take the first N documents (hub: streamed, so only N are downloaded)
     docs: int = 4000  # storyworld: how many stories to write
-    # storyworld: standard, or small (24 names per name class instead of ~130; the same
-    # grammar and object tail), which a CPU-sized model learns within the quickstart's budget.
-    world: Literal["small", "standard"] = "standard"
     heldout_docs: int = 400  # documents held out from training, for evaluation
     # local / hub: documents set aside, never trained on or evaluated, as the new human text of
     # mix.anchor_set=fresh (each generation its own). storyworld writes new stories instead.

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from testbed.corpus.storyworld import (
-    BOY_NAMES, DEFAULT_RARE_MAX_PROB, GIRL_NAMES, PET_NAMES, Bind, Choice, Lit, Ref, Seq, StoryWorld, Word, render,
-    tokenize)
+    DEFAULT_RARE_MAX_PROB, Bind, Choice, Lit, Ref, Seq, StoryWorld, Word, render, tokenize)
 from testbed.text import words
 
 N_STAT = 5000  # stories for the statistical checks
@@ -350,20 +349,3 @@ def test_evaluator_reference_draws_true_stories_of_the_full_size():
     assert row["eval_words"] == 5000 and row["comparable"] is True
     assert row["validity_rate"] == 1.0 and 0 < row["true_tail_recall"] < 1
 
-
-def test_the_small_world_keeps_the_grammar_and_a_real_tail():
-    from testbed.corpus.storyworld import SMALL_NAMES
-
-    small, standard = StoryWorld("small"), StoryWorld("standard")
-    assert sum(p < 1e-4 for p in small.unigram().values()) >= 100  # the tail a collapse can lose
-    assert len(small.unigram()) < len(standard.unigram())
-    names = [w for w in small.unigram() if w in set(GIRL_NAMES + BOY_NAMES + PET_NAMES)]
-    assert len(names) == 3 * SMALL_NAMES
-    for text in small.sample(50, 3):
-        assert small.is_valid(text) and small.logprob(text) <= 0
-    # A story naming a hero the small world lacks is a standard-world story only.
-    dropped = set(GIRL_NAMES[SMALL_NAMES:] + BOY_NAMES[SMALL_NAMES:] + PET_NAMES[SMALL_NAMES:])
-    story = next(s for s in standard.sample(2000, 5) if dropped & set(tokenize(s)))
-    assert standard.is_valid(story) and not small.is_valid(story)
-    with pytest.raises(ValueError, match="unknown storyworld world"):
-        StoryWorld("huge")

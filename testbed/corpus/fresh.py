@@ -37,7 +37,7 @@ def fresh_texts(cfg: Config, reserve: list[str], train_docs: int, generation: in
     if cfg.data.source == "storyworld":
         from testbed.corpus.storyworld import StoryWorld
 
-        return StoryWorld(cfg.data.world).sample(n, stage_seed(cfg.seed, generation, "fresh"))
+        return StoryWorld().sample(n, stage_seed(cfg.seed, generation, "fresh"))
     # Slots of a fixed size, so a run extended with more generations keeps the earlier ones' documents.
     start = (generation - 1) * per_generation(cfg, train_docs)
     return reserve[start:start + n]

@@ -54,7 +54,7 @@ def _storyworld(data: DataConfig, seed: int):
 
     from testbed.corpus.storyworld import StoryWorld
 
-    return Dataset.from_dict({data.text_field: StoryWorld(data.world).sample(data.docs, seed)})
+    return Dataset.from_dict({data.text_field: StoryWorld().sample(data.docs, seed)})
 
 
 def _local(data: DataConfig):

@@ -349,14 +349,7 @@ _TEMPLATE = re.compile(r"\{(\w+)\}|\$([SOD])|([A-Za-z]+(?:'[A-Za-z]+)*|[.,!?\"])
 _PRONOUNS = {"she": {"S": "she", "O": "her", "D": "her"}, "he": {"S": "he", "O": "him", "D": "his"}}
 
 
-# The small world keeps this many of each name class (the most frequent): a
-# small model then learns which names are girls', boys' and pets' within the
-# quickstart's budget, while the object classes keep the whole tail.
-SMALL_NAMES = 24
-WORLDS = ("small", "standard")
-
-
-def _build(world: str = "standard"):
+def _build():
     g = {}
     for name, vocab in [
         ("girl_name", GIRL_NAMES), ("boy_name", BOY_NAMES), ("pet_name", PET_NAMES),
@@ -367,8 +360,6 @@ def _build(world: str = "standard"):
         ("wind", WIND), ("clothes", CLOTHES), ("body", BODY), ("food", FOODS), ("hobby", HOBBIES),
         ("played", PLAYED), ("meet", MEET), ("fix", FIX), ("tale", TALES), ("animal", ANIMALS),
     ]:
-        if world == "small" and name.endswith("_name"):
-            vocab = vocab[:SMALL_NAMES]
         g[name] = Word(name, vocab)
 
     pron = {}
@@ -456,8 +447,8 @@ def _build(world: str = "standard"):
 # Static analysis: FIRST sets, the LL(1) check, and the exact statistics.
 
 class Grammar:
-    def __init__(self, world: str = "standard"):
-        self.root = _build(world)
+    def __init__(self):
+        self.root = _build()
         self._first, self._null = {}, {}
         self.nodes = []  # every distinct node, for the "probabilities sum to one" test
         self._collect(self.root, set())
@@ -614,9 +605,9 @@ class Grammar:
         return (st.stop if end < 0 else end) / len(toks)
 
 
-@lru_cache(maxsize=None)
-def _grammar(world: str) -> Grammar:
-    return Grammar(world)
+@lru_cache(maxsize=1)
+def _grammar() -> Grammar:
+    return Grammar()
 
 
 # ---------------------------------------------------------------------------
@@ -624,11 +615,8 @@ def _grammar(world: str) -> Grammar:
 class StoryWorld:
     """The story distribution: sampling, exact log-probabilities and exact word statistics."""
 
-    def __init__(self, world: str = "standard") -> None:
-        if world not in WORLDS:
-            raise ValueError(f"unknown storyworld world {world!r}")
-        self.world = world
-        self.g = _grammar(world)  # built and checked once per process
+    def __init__(self) -> None:
+        self.g = _grammar()  # built and checked once per process
 
     def sample(self, n: int, seed: int) -> list[str]:
         return [text for text, _ in self.sample_with_logprob(n, seed)]

@@ -36,7 +36,7 @@ class Curator:
         self.cfg, self.curate = cfg, cfg.curate
         self.human, self.vocab_size, self.eos = human, vocab_size, eos_id
         self.model_dir, self.device, self.autocast, self.seed = model_dir, device, autocast, seed
-        self.verifier = (verify.get_verifier(self.curate.verifier.name, [d.text for d in human], cfg.data.world)
+        self.verifier = (verify.get_verifier(self.curate.verifier.name, [d.text for d in human])
                          if self.curate.verifier.enabled else None)
         self._background = None
         if self.curate.dedup.near:

@@ -43,10 +43,10 @@ def load_callable(name: str) -> Verifier:
     return fn
 
 
-def get_verifier(name: str, human_texts: list[str], world: str = "standard") -> Verifier:
+def get_verifier(name: str, human_texts: list[str]) -> Verifier:
     if name == "storyworld":
         from testbed.corpus.storyworld import StoryWorld
-        return StoryWorld(world).is_valid
+        return StoryWorld().is_valid
     if name == "lexicon":
         return lexicon_verifier(human_texts)
     module_name, sep, attr = name.partition(":")

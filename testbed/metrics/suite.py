@@ -56,7 +56,7 @@ class Evaluator:
         if cfg.data.source == "storyworld":
             from testbed.corpus.storyworld import DEFAULT_RARE_MAX_PROB, StoryWorld
 
-            self.world = StoryWorld(cfg.data.world)
+            self.world = StoryWorld()
             # Fresh stories, the same ones every generation, drawn apart from the training corpus.
             truth = self.world.sample_with_logprob(cfg.eval.truth_docs, truth_seed)
             self.truth_ids = encode(tokenizer, [t for t, _ in truth])
