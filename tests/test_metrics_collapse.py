@@ -1,4 +1,4 @@
-"""The suite on a real collapsing run: every tail and distance metric moves the way README's table says.
+"""The suite on a real collapsing run: every tail and distance metric moves the way docs/metrics.md says.
 
 It rescores the slow tests' quickstart run (models and corpora of 4
 generations) in about a minute more; `pytest -m slow`.

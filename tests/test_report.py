@@ -74,14 +74,17 @@ def test_the_cli_writes_the_report_and_replaces_only_a_report(runs, tmp_path, ca
     out = tmp_path / "report"
     assert main(["compare", str(runs / "replace"), str(runs / "accumulate"), "--out", str(out), "--samples", "1"]) == 0
     assert f"report: {out / 'index.html'}" in capsys.readouterr().out
+    # A plot an earlier report drew (its manifest lists it) and this one does not: rebuilt whole, it is gone.
+    manifest = json.loads((out / "report.json").read_text())
+    (out / "report.json").write_text(json.dumps({**manifest, "files": manifest["files"] + ["stale.png"]}))
     (out / "stale.png").write_bytes(b"")
-    assert main(["compare", str(runs / "replace"), "--out", str(out)]) == 0  # rebuilt whole: the old file is gone
+    assert main(["compare", str(runs / "replace"), "--out", str(out)]) == 0
     assert not (out / "stale.png").exists() and (out / "index.html").exists()
     other = tmp_path / "notes"
     other.mkdir()
     (other / "mine.txt").write_text("keep")
     assert main(["compare", str(runs / "replace"), "--out", str(other)]) == 2
-    assert "exists and is not a testbed report" in capsys.readouterr().err
+    assert "exists and is not a report this testbed wrote" in capsys.readouterr().err
     assert (other / "mine.txt").read_text() == "keep" and not list(tmp_path.glob(".*.tmp"))
 
 
@@ -135,3 +138,24 @@ def test_seed_groups_join_runs_that_differ_only_in_seed():
     # A seeds-only sweep's runs are named seed=N; the group takes the sweep folder's name.
     sweep = [{**fake(f"seed={s}", s, "replace"), "path": Path("runs/none") / f"seed={s}"} for s in (0, 1)]
     assert [g["label"] for g in seed_groups(sweep)] == ["none (2 seeds: 0, 1)"]
+
+
+def test_out_replaces_only_a_report_it_wrote_and_never_a_users_files(runs, tmp_path):
+    loaded = [load_run(runs / "replace")]
+    out = tmp_path / "report"
+    build(loaded, out, samples=1)
+    listed = json.loads((out / "report.json").read_text())["files"]
+    assert "index.html" in listed and sorted(p.name for p in out.iterdir()) == sorted(listed + ["report.json"])
+    build(loaded, out, samples=1)  # its own report: replaced
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(TestbedError, match=r"holds files the report did not write \(notes.txt\)"):
+        build(loaded, out, samples=1)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "index.html").exists()
+    # A user's folder that merely has a report.json of its own is not a report.
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "report.json").write_text('{"quarterly": 1}')
+    (mine / "data" / "x.csv").write_text("1")
+    with pytest.raises(TestbedError, match=r"not a report this testbed wrote"):
+        build(loaded, mine, samples=1)
+    assert (mine / "data" / "x.csv").read_text() == "1" and (mine / "report.json").read_text() == '{"quarterly": 1}'

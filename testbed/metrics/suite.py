@@ -3,8 +3,8 @@
 Model metrics score model g on held-out human text and on samples; corpus
 metrics score what model g wrote, cut to eval.sample_words words (and
 eval.sample_tokens tokens for the figures over tokenizer ids) so every
-generation and every run is measured at the same size. README.md's metrics
-section documents every key: what it measures, its formula, and which way
+generation and every run is measured at the same size. docs/metrics.md
+documents every key: what it measures, its formula, and which way
 collapse moves it.
 """
 import math

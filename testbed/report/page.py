@@ -37,9 +37,11 @@ MORE = ["heldout_ppl_rare", "gen0_ppl", "self_ppl", "unigram_kl", "rare_bigram_r
 
 
 def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, samples: int = 4) -> Path:
+    """Write the report to `out`, replacing an earlier report there, and nothing else: a folder that
+    holds a file the earlier report's manifest does not list is the user's, and is refused."""
     out = Path(out)
-    if out.exists() and not (out / "report.json").is_file():
-        raise TestbedError(f"--out {out}: exists and is not a testbed report; choose a new folder")
+    if out.exists():
+        _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -52,6 +54,20 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out / "index.html"
+
+
+def _check_replaceable(out: Path) -> None:
+    try:
+        listed = set(json.loads((out / "report.json").read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TestbedError(f"--out {out}: exists and is not a report this testbed wrote (no report.json listing its "
+                           "files); choose a new folder") from None
+    foreign = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                     if not p.is_dir() and str(p.relative_to(out)) not in listed | {"report.json"})
+    if foreign or any(p.is_dir() for p in out.iterdir()):
+        found = ", ".join(foreign[:3]) or "a subfolder"
+        raise TestbedError(f"--out {out}: holds files the report did not write ({found}); "
+                           "choose a new folder, or move them out first")
 
 
 def _write(runs, folder: Path, metrics, samples) -> None:
@@ -72,12 +88,14 @@ def _write(runs, folder: Path, metrics, samples) -> None:
     text_section = [sample_text(run, samples) for run in runs]
     rows = flat_rows(runs)
     _write_csv(folder / "metrics.csv", rows)
+    (folder / "index.html").write_text(page(runs, groups, headline, figures, metrics, words_section, text_section))
+    # The manifest: what a later report in this folder may replace.
+    files = sorted(p.name for p in folder.iterdir())
     (folder / "report.json").write_text(json.dumps({
-        "created": _now(), "testbed": __version__, "differing_keys": differing_keys(runs),
+        "created": _now(), "testbed": __version__, "files": files, "differing_keys": differing_keys(runs),
         "runs": [{"name": r["name"], "path": str(r["path"]), "planned": r["planned"], "finished": r["finished"],
                   "missing": r["missing"], "unfinished": r["unfinished"], "environment": r["environment"],
                   "rows": r["rows"]} for r in runs]}, indent=1, default=str) + "\n")
-    (folder / "index.html").write_text(page(runs, groups, headline, figures, metrics, words_section, text_section))
 
 
 # --- the data ----------------------------------------------------------------------------------------------
@@ -308,7 +326,7 @@ def page(runs, groups, headline, figures, metrics, words_section, text_section) 
 
     parts.append("<h2>Metrics by generation</h2><p>One line per run; runs that differ only in seed are one line, their "
                  "mean, with a band from the lowest to the highest seed. The red arrow points the way collapse moves "
-                 "the metric. <code>README.md</code> defines every metric.</p>")
+                 "the metric. <code>docs/metrics.md</code> defines every metric.</p>")
     if headline:
         parts.append("<figure><img src='overview.png' alt='headline metrics by generation'></figure><p>Each on its own: "
                      + ", ".join(f"<a href='{f}'>{e(m)}</a>" for m, f in figures if m in headline) + ".</p>")
