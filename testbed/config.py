@@ -252,6 +252,9 @@ class Config:
             "curate.detector.train_docs": 2,
             "eval.sample_words": 1, "eval.self_bleu_pairs": 1, "eval.confidence_docs": 1, "eval.embedding_docs": 2, "eval.truth_docs": 1, "eval.batch_size": 1,
         }
+        for key, value in _leaves(self):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TestbedError(f"{key}={value} must be a finite number")
         for key, low in minimum.items():
             if _get(self, key) < low:
                 raise TestbedError(f"{key}={_get(self, key)} must be >= {low}")
@@ -442,6 +445,16 @@ def _is_text(tp) -> bool:
     if typing.get_origin(tp) is Literal:
         return all(isinstance(a, str) for a in args)
     return all(a is str for a in args)
+
+
+def _leaves(cfg, prefix: str = ""):
+    """(dotted key, value) of every setting."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, value
 
 
 def _get(cfg, dotted: str):

@@ -84,6 +84,10 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
             if step % 10 == 0 or step == steps:
                 first = step - len(pending) + 1
                 for i, value in enumerate(torch.stack(pending).tolist()):
+                    if not math.isfinite(value):
+                        raise TestbedError(
+                            f"{desc}: the loss became {value} at step {first + i} of {steps}: training diverged; "
+                            f"lower train.lr (now {cfg.lr:g}) or raise train.warmup (now {cfg.warmup:g})")
                     ema = value if ema is None else 0.95 * ema + 0.05 * value
                     # To the trackers the loop opened for this generation, on the main process; without `track`, to none.
                     accelerator.log({"train/loss": value, "train/lr": lrs[i]}, step=first + i)

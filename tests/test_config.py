@@ -324,3 +324,10 @@ def test_floats_in_exponent_form_without_a_dot(tmp_path):
     for word in ("inf", "nan", "-inf"):
         with pytest.raises(TestbedError, match=rf"train.lr='{word}' has the wrong type"):
             load_config(None, [f"train.lr={word}"])
+
+
+@pytest.mark.parametrize("override", ["train.lr=.inf", "sample.temperature=.nan", "eval.kl_alpha=-.inf"])
+def test_non_finite_numbers_are_refused(override):
+    key = override.split("=")[0]
+    with pytest.raises(TestbedError, match=rf"{key}=(-?inf|nan) must be a finite number"):
+        load_config(None, [override])

@@ -148,3 +148,11 @@ def test_epochs_policy_sees_every_block_of_a_pool_the_token_policy_only_samples(
     model = make_model()
     result = train(model, blocks, tcfg(compute="epochs", epochs=2.5), Accelerator(cpu=True), seed=0)
     assert result["steps"] == 25 and result["passes"] == pytest.approx(2.5)
+
+
+def test_a_diverging_loss_stops_training_with_the_step_and_a_hint(make_model):
+    blocks = torch.randint(1, 64, (40, 32), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TestbedError, match=r"gen 2/3 train: the loss became (nan|inf) at step \d+ of 20: training "
+                                           r"diverged; lower train.lr \(now 1e\+30\)"):
+        train(make_model(), blocks, tcfg(tokens=20 * 4 * 32, lr=1e30, warmup=0.0), Accelerator(cpu=True), seed=0,
+              desc="gen 2/3 train")
