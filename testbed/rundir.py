@@ -3,9 +3,9 @@
 runs/<name>/
   config.yaml     the resolved config: the run's identity
   split.json      which human documents are held out
-  tokenizer/      the run's BPE (PreTrainedTokenizerFast files)
+  tokenizer/      the run's tokenizer (PreTrainedTokenizerFast files)
   reference.json  the human text's own scores at the evaluation sizes
-  gen_000/        model/, corpus.jsonl, metrics.json, train.json, log.txt, DONE
+  gen_000/        model/, corpus.jsonl, corpus.json, train.json, [curation.json], metrics.json, log.txt, DONE
   metrics.jsonl   one row per finished generation, rebuilt from gen_*/metrics.json
 
 A generation is built in gen_NNN.partial/ and renamed to gen_NNN/ only after
@@ -90,6 +90,29 @@ class RunDir:
         shutil.rmtree(part, ignore_errors=True)
         part.mkdir()
         return part
+
+    def model(self, g: int) -> Path:
+        return self.gen(g) / "model"
+
+    def corpus(self, g: int) -> list[dict]:
+        """What model g wrote, one row per document."""
+        return read_jsonl(self.gen(g) / "corpus.jsonl")
+
+    @staticmethod
+    def log(part: Path):
+        """A function that appends a line to the generation's log.txt."""
+        def log(line: str) -> None:
+            with open(part / "log.txt", "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        return log
+
+    @staticmethod
+    def save(part: Path, documents: list[dict], **records) -> None:
+        """A generation's artifacts: the documents model g wrote as corpus.jsonl, and each record as
+        NAME.json (corpus, train, curation, metrics)."""
+        write_jsonl(part / "corpus.jsonl", documents)
+        for name, record in records.items():
+            write_json(part / f"{name}.json", record)
 
     def finish(self, g: int, part: Path) -> Path:
         (part / "DONE").write_text("")

@@ -109,3 +109,24 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
 def budget_tokens(cfg: TrainConfig, set_tokens: int) -> float:
     """Tokens to train on, before rounding up to whole optimizer steps."""
     return cfg.tokens if cfg.compute == "tokens" else cfg.epochs * set_tokens
+
+
+def precision(mode: str) -> str:
+    """accelerate's name for the configured precision."""
+    if mode == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return "no" if mode == "fp32" else mode
+
+
+def environment(accelerator) -> dict:
+    """Where and with what a generation was made: a resumed run may finish on another machine or stack."""
+    import importlib.metadata as meta
+    import platform
+    from datetime import datetime, timezone
+
+    device = accelerator.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": f"{device.type}: {name}",
+            "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
+            "versions": {"python": platform.python_version(),
+                         **{p: meta.version(p) for p in ("testbed", "torch", "transformers", "accelerate", "datasets", "tokenizers")}}}

@@ -51,3 +51,18 @@ def test_tail_mass_and_report():
                    "vocab_used": 3}
     full = report(counts, Counter(the=6, zebra=1, quokka=1), {"zebra"})
     assert full["unigram_kl"] == pytest.approx(0.0, abs=1e-12) and full["tail_mass"] == pytest.approx(1 / 8)
+
+
+def test_divergences_do_not_depend_on_the_hash_seed():
+    """The README promises bit-for-bit results: no figure may change with PYTHONHASHSEED."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import random; from collections import Counter; from testbed.metrics.shape import kl_divergence, js_divergence;"
+            "r = random.Random(0); words = [f'w{i}' for i in range(3000)];"
+            "p = Counter(r.choices(words, k=20000)); q = Counter(r.choices(words, k=20000));"
+            "print(repr(kl_divergence(p, q)), repr(js_divergence(p, q)))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(8)}
+    assert len(outs) == 1, outs

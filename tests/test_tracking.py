@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 import testbed.loop as loop
+import testbed.tracking as tracking
 from testbed import TestbedError
 from testbed.cli import main
 from testbed.config import load_config
@@ -72,7 +73,7 @@ def test_tensorboard_gets_each_generations_curve_and_the_metrics_once_across_a_r
 
 @pytest.mark.parametrize("tracker", ["tensorboard", "wandb"])
 def test_a_missing_tracker_package_stops_the_run_before_anything_is_written(tmp_path, monkeypatch, capsys, tracker):
-    monkeypatch.setattr(loop, f"is_{tracker}_available", lambda: False)
+    monkeypatch.setattr(tracking, f"is_{tracker}_available", lambda: False)
     cfg = load_config(QUICKSTART, [f"run_dir={tmp_path / 'run'}", f"track=[{tracker}]"])
     with pytest.raises(TestbedError, match=rf'track: {tracker} needs the {tracker} package.*pip install -e "\.\[{tracker}\]"'):
         loop.run(cfg, say=quiet)

@@ -21,7 +21,8 @@ def entropy(counts: Counter) -> float:
 
 
 def _aligned(p: Counter, q: Counter) -> tuple[np.ndarray, np.ndarray]:
-    keys = list(p.keys() | q.keys())
+    # Sorted: a sum in set order would depend on Python's hash seed in its last digits.
+    keys = sorted(p.keys() | q.keys(), key=str)
     return (np.array([p.get(k, 0) for k in keys], dtype=np.float64),
             np.array([q.get(k, 0) for k in keys], dtype=np.float64))
 
