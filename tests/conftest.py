@@ -84,7 +84,7 @@ def tiny_run():
 
 @pytest.fixture(scope="session")
 def quickstart_run(tmp_path_factory):
-    """The quickstart as a user runs it, once per session for the slow tests (about 6 minutes on 2 cores)."""
+    """The quickstart as a user runs it, once per session for the slow tests (about 13 minutes: tests run torch on one thread)."""
     from testbed.cli import main
 
     run_dir = tmp_path_factory.mktemp("quickstart") / "run"

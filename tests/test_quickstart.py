@@ -1,5 +1,5 @@
 """The quickstart as a user runs it: a competent generation 0, then the collapse it must show
-(about 8 minutes on 2 cores, shared with test_metrics_collapse through the quickstart_run fixture)."""
+(about 13 minutes at one thread, shared with test_metrics_collapse through the quickstart_run fixture)."""
 import json
 
 import pytest
