@@ -56,7 +56,12 @@ def run(cfg: Config, say=print) -> list[dict]:
     new_run = not rundir.root.exists()
     r = _start(cfg, rundir, new_run, say)
     done = rundir.finished_generations()
-    if done == list(range(cfg.generations + 1)):
+    if r.accelerator.is_main_process and done:
+        rundir.rebuild_metrics()  # metrics.jsonl is derived from the generations: a cut or lost one is made again
+    if done and done[-1] > cfg.generations:
+        r.say(f"the run holds {done[-1] + 1} finished generations, more than generations={cfg.generations} asks for: "
+              "nothing to do")
+    elif done == list(range(cfg.generations + 1)):
         r.say(f"all {cfg.generations + 1} generations are finished; raise generations= to extend the run")
     elif done:
         r.say(f"resuming after generation {done[-1]} (finished: {', '.join(map(str, done))})")
@@ -279,12 +284,13 @@ def _initial_model(g: int, r: _Run, eos: int):
 
 
 def _check_same_run(rundir: RunDir, cfg: Config, split: dict) -> None:
-    """Resume only the same experiment; `generations` may grow, to extend a run, and `track` change."""
+    """Resume only the same experiment: its config, not the spelling of its folder (a moved or copied run
+    resumes too); `generations` may grow, to extend a run, and `track` change."""
     saved_path = rundir.root / "config.yaml"
     if not saved_path.exists():
         raise TestbedError(f"run_dir={rundir.root} exists but is not a testbed run (no config.yaml); choose another run_dir")
     saved = load_config(saved_path)
-    changed = [k for k in diff(to_dict(saved), to_dict(cfg)) if k not in ("generations", "track")]
+    changed = [k for k in diff(to_dict(saved), to_dict(cfg)) if k not in ("run_dir", "generations", "track")]
     if changed:
         raise TestbedError(
             f"run_dir={rundir.root} holds a run with a different config (changed: {', '.join(changed)}); "

@@ -85,9 +85,12 @@ class RunDir:
             raise TestbedError(f"run_dir={self.root} is in use by another testbed run; wait for it or choose another run_dir") from None
 
     def begin(self, g: int) -> Path:
-        """A clean working folder for generation g; leftovers of a killed attempt are removed."""
+        """A clean working folder for generation g; leftovers of a killed attempt are removed, and so is a
+        gen_NNN without its DONE marker: it is not finished, whatever it holds, and would block the rename."""
         part = self.root / f"gen_{g:03d}.partial"
         shutil.rmtree(part, ignore_errors=True)
+        if self.gen(g).exists() and not self.finished(g):
+            shutil.rmtree(self.gen(g))
         part.mkdir()
         return part
 

@@ -147,3 +147,37 @@ def test_fresh_human_text_is_new_each_generation_and_never_the_training_split(tm
         run(tiny_run(tmp_path / "more", "generations=3", "mix.regime=anchor", "mix.anchor_fraction=0.25",
                      "mix.anchor_set=fresh", "data.fresh_docs=40"), say=quiet)
     assert not (tmp_path / "more").exists()
+
+
+def test_bookkeeping_is_rebuilt_from_the_generations_and_an_unmarked_one_redone(tmp_path, tiny_run):
+    root = tmp_path / "run"
+    cfg = tiny_run(root, "generations=1")
+    reference = run(cfg, say=quiet)
+    lines = (root / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (root / "metrics.jsonl").write_text(lines[0])  # the last row lost
+    assert run(cfg, say=quiet) == reference
+    (root / "metrics.jsonl").unlink()
+    assert run(cfg, say=quiet) == reference
+    (root / "gen_001" / "DONE").unlink()  # not finished, whatever it holds: redone, not a dead end
+    said = []
+    assert [r["heldout_ppl"] for r in run(cfg, say=said.append)] == [r["heldout_ppl"] for r in reference]
+    assert any(line.startswith("gen 1/1 · train") for line in said) and (root / "gen_001" / "DONE").exists()
+
+
+def test_a_run_is_its_config_not_the_spelling_of_its_folder(tmp_path, tiny_run):
+    import shutil
+
+    root = tmp_path / "runs" / "x"
+    first = run(tiny_run(root, "generations=0"), say=quiet)
+    for spelling in (f"{root}/", str(tmp_path / "runs" / "." / "x")):
+        said = []
+        assert run(tiny_run(spelling, "generations=0"), say=said.append) == first
+        assert any("all 1 generations are finished" in line for line in said)
+    shutil.copytree(root, tmp_path / "copy")
+    assert run(tiny_run(tmp_path / "copy", "generations=0"), say=quiet) == first
+    said = []
+    run(tiny_run(root, "generations=0"), say=quiet)
+    run(tiny_run(tmp_path / "copy", "generations=1"), say=quiet)
+    run(tiny_run(tmp_path / "copy", "generations=0"), say=said.append)
+    assert any("holds 2 finished generations, more than generations=0 asks for" in line for line in said)
+    assert not any("resuming" in line for line in said)

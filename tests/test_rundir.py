@@ -154,3 +154,17 @@ def test_create_leaves_nothing_when_a_fill_fails(tmp_path):
     with pytest.raises(RuntimeError, match="tokenizer failed"):
         create(root, {"config.yaml": "seed: 0\n"}, {"tokenizer": fill})
     assert os.listdir(tmp_path) == []
+
+
+def test_begin_removes_a_generation_folder_without_its_marker(tmp_path):
+    rd = RunDir(tmp_path)
+    (tmp_path / "gen_001" / "model").mkdir(parents=True)  # DONE lost, or never written
+    part = rd.begin(1)
+    assert not (tmp_path / "gen_001").exists() and part.is_dir()
+    (part / "metrics.json").write_text('{"generation": 1}')
+    rd.finish(1, part)
+    assert rd.finished(1)
+    (tmp_path / "gen_002").mkdir()
+    (tmp_path / "gen_002" / "DONE").write_text("")
+    rd.begin(2)  # a finished generation is never removed
+    assert rd.finished(2)
