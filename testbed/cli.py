@@ -1,4 +1,4 @@
-"""testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed sweep`, `testbed compare RUN_DIR...`, `testbed eval`."""
+"""testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed sweep`, `testbed compare RUN_DIR...`, `testbed eval`, `testbed lab`."""
 import argparse
 import os
 import sys
@@ -29,6 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--tokenizer", help="default: the run's tokenizer when --model lies in a run directory")
     ev.add_argument("--seed", type=int, default=0, help="seed of the fixed-size samples")
     ev.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.sample_words=100000 data.source=storyworld")
+    lab = commands.add_parser("lab", help="teaching labs: one question each, its runs over seeds, and a verdict")
+    labs = lab.add_subparsers(dest="lab_command", required=True)
+    labs.add_parser("list", help="each lab's name, stated time and question")
+    lab_run = labs.add_parser("run", help="run every arm x seed of a lab (resumable), then the report and the verdict")
+    lab_run.add_argument("name", help="a lab from `testbed lab list`, or the path of a lab YAML file")
+    lab_run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1 (default: the lab's)")
+    lab_run.add_argument("--out", metavar="DIR", help="the lab's folder (default: runs/labs/NAME, or NAME-SIZE)")
+    lab_run.add_argument("--size", choices=["default", "reduced", "gpu"], default="default",
+                         help="reduced: seconds a run, checks the pipeline only; gpu: a bigger model for one GPU")
     # key=value overrides may come before or after options such as --set; argparse alone stops at the first option.
     args, rest = parser.parse_known_args(argv)
     if rest and (not hasattr(args, "overrides") or any(r.startswith("-") for r in rest)):
@@ -57,6 +66,26 @@ def main(argv: list[str] | None = None) -> int:
             from testbed.sweep import sweep
 
             print(f"report: {sweep(args.config, args.overrides, args.set, args.seeds)}")
+            return 0
+        if args.command == "lab":
+            from testbed.labs import listing, load, render_text, run_lab
+            from testbed.sweep import parse_seeds
+
+            if args.lab_command == "list":
+                print(listing())
+                return 0
+            verdict = run_lab(load(args.name), args.size, parse_seeds(args.seeds), args.out)
+            print(render_text(verdict))
+            print(f"wrote {verdict['out']}/verdict.md and verdict.json" + (f"; report: {verdict['report']}" if "report" in verdict else ""))
+            if verdict["missing"]:
+                print(f"error: lab {args.name}: runs missing or unfinished: {', '.join(verdict['missing'])}; their checks "
+                      "were not run; run the same command again to resume", file=sys.stderr)
+                return 1
+            undecided = [u for c in verdict["checks"] for u in c["undefined"]]
+            if undecided:
+                print(f"error: lab {args.name}: {len(undecided)} figure(s) undefined, so their checks were not run: "
+                      f"{undecided[0]}", file=sys.stderr)
+                return 1
             return 0
         if args.command == "eval":
             import json

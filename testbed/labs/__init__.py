@@ -1,0 +1,210 @@
+"""Teaching labs: one question each, its runs over seeds, and a verdict a student can trust.
+
+A lab is a YAML file in labs/ whose keys are the field names of Lab below,
+the one definition the command line and a notebook share: the runs (a base
+config, one arm per run with its overrides, at a size), the seeds, the
+expected outcomes as checks over the metrics rows (testbed/labs/verdict.py)
+and the text a student reads. `testbed lab run NAME` runs every arm x seed
+as an ordinary run in OUT/<arm>/seed=<s>/ (so a rerun resumes, as a sweep's
+does), builds the comparison report in OUT/report/, and writes the verdict
+to OUT/verdict.json and OUT/verdict.md.
+"""
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from testbed import TestbedError
+from testbed.config import Config, _build, load_config
+from testbed.labs.verdict import INTERVAL, Check, judge, reads, render_markdown, render_text, summary, validate
+
+LABS = Path(__file__).resolve().parents[2] / "labs"  # beside configs/, which lab files name as their base
+SIZES = ("default", "reduced", "gpu")
+
+
+@dataclass
+class Arm:
+    name: str = ""  # its runs' folder: OUT/<name>/seed=<s>/
+    overrides: list[str] = field(default_factory=list)  # key=value, over the base and the size
+
+
+@dataclass
+class Sizes:
+    default: list[str] = field(default_factory=list)  # the lab as a lecture runs it
+    reduced: list[str] = field(default_factory=list)  # seconds a run: checks the pipeline, not the science
+    gpu: list[str] = field(default_factory=list)  # a bigger model and budget for one GPU
+
+
+@dataclass
+class Text:
+    predict: str = ""  # asks the student to write a prediction before running
+    look_at: str = ""  # which figures and report plots answer the question
+    discuss: list[str] = field(default_factory=list)
+    extend: str = ""  # one extension to try
+
+
+@dataclass
+class Lab:
+    name: str = ""  # the file's name
+    title: str = ""
+    question: str = ""  # the one question the lab answers, as a student would ask it
+    time: float = 0.0  # minutes for one seed at the default size on a 2-core CPU, as stated by the lab
+    base: str = ""  # the config every arm starts from, relative to the lab file (resolved when loaded)
+    arms: list[Arm] = field(default_factory=list)
+    sizes: Sizes = field(default_factory=Sizes)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    checks: list[Check] = field(default_factory=list)
+    text: Text = field(default_factory=Text)
+
+
+@dataclass
+class Planned:
+    arm: str
+    seed: int
+    config: Config
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in LABS.glob("*.yaml"))
+
+
+def find(name: str) -> Path:
+    """A lab by name (a file in labs/), or by the path of a lab file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise TestbedError(f"lab file not found: {path}")
+        return path
+    if not (LABS / f"{name}.yaml").is_file():
+        raise TestbedError(f"no lab named {name!r}; the labs: {', '.join(names()) or f'none (no {LABS})'} "
+                           "(or give the path of a lab file)")
+    return LABS / f"{name}.yaml"
+
+
+def load(name: str) -> Lab:
+    path = find(name)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise TestbedError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise TestbedError(f"{path}: the top level must be a mapping of keys to values")
+    try:
+        lab = _build(Lab, raw, "")  # the config's own builder: the same type checks and did-you-mean lines
+    except TestbedError as e:
+        raise TestbedError(f"{path}: {str(e).replace('unknown config key', 'unknown lab key')}") from None
+    for key in ("name", "title", "question", "base"):
+        if not getattr(lab, key):
+            raise TestbedError(f"{path}: {key} is missing; every lab states its name, title, question and base config")
+    if lab.name != path.stem:
+        raise TestbedError(f"{path}: name={lab.name!r} must be the file's name, {path.stem!r}")
+    if not lab.time > 0:
+        raise TestbedError(f"{path}: time={lab.time} must be > 0 (minutes for one seed at the default size)")
+    base = path.parent / lab.base
+    if not base.is_file():
+        raise TestbedError(f"{path}: base={lab.base!r}: no such config file (the path is relative to the lab file)")
+    lab.base = str(base.resolve())
+    arms = [a.name for a in lab.arms]
+    if not arms:
+        raise TestbedError(f"{path}: arms is empty; give at least one {{name, overrides}}")
+    for arm in arms:
+        if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*", arm) or arm == "report":
+            raise TestbedError(f"{path}: arm name {arm!r} must be letters, digits, _ . - (and not 'report'): it names a folder")
+    if len(set(arms)) != len(arms):
+        raise TestbedError(f"{path}: arm names repeat ({', '.join(arms)}); each arm names its own folder")
+    if not lab.seeds or len(set(lab.seeds)) != len(lab.seeds):
+        raise TestbedError(f"{path}: seeds={lab.seeds} must list at least one seed, none twice")
+    if not lab.checks:
+        raise TestbedError(f"{path}: checks is empty; a lab states at least one expected outcome")
+    for i, (check, keys) in enumerate(zip(lab.checks, raw["checks"])):
+        validate(check, set(keys), arms, f"{path}: checks[{i}]")
+    return lab
+
+
+def default_out(lab: Lab, size: str) -> Path:
+    return Path("runs/labs") / (lab.name if size == "default" else f"{lab.name}-{size}")
+
+
+def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None) -> tuple[Path, list[Planned]]:
+    """The lab's folder and the config of every arm x seed, all built and checked before any run starts."""
+    if size not in SIZES:
+        raise TestbedError(f"--size {size!r} is not allowed; choose one of: {', '.join(SIZES)}")
+    out = Path(out) if out is not None else default_out(lab, size)
+    if (out / "config.yaml").exists():
+        raise TestbedError(f"--out {out} holds a single run; give the lab a folder of its own")
+    planned = []
+    for arm in lab.arms:
+        for seed in seeds or lab.seeds:
+            try:
+                cfg = load_config(lab.base, [*getattr(lab.sizes, size), *arm.overrides, f"seed={seed}",
+                                             f"run_dir={out / arm.name / f'seed={seed}'}"])
+            except TestbedError as e:
+                raise TestbedError(f"lab {lab.name}, arm {arm.name}, size {size}: {e}") from None
+            planned.append(Planned(arm.name, seed, cfg))
+    generations = {p.arm: p.config.generations for p in planned}
+    for i, c in enumerate(lab.checks):
+        where = f"lab {lab.name}, size {size}: checks[{i}]"
+        for arm in reads(c):
+            last = generations[arm]
+            if c.kind == "trend" and c.since >= last:
+                raise TestbedError(f"{where}: since={c.since} leaves no generation after it (arm {arm} runs to {last})")
+            g = last if c.generation == "last" else int(c.generation)
+            if c.kind != "trend" and g > last:
+                raise TestbedError(f"{where}: generation={c.generation} is past arm {arm}'s last generation ({last})")
+            if c.kind == "before" and g == 0:
+                raise TestbedError(f"{where}: arm {arm} has no generation after 0 to measure a change at")
+    return out, planned
+
+
+def listing() -> str:
+    labs = [load(n) for n in names()]
+    width = max((len(lab.name) for lab in labs), default=0)
+    lines = [f"{lab.name:<{width}}  {lab.time:>4g} min  {lab.question}" for lab in labs]
+    return "\n".join([*lines, "(stated minutes for one seed at the default size on a 2-core CPU, estimates until "
+                              "measured; `testbed lab run NAME` runs every seed of the lab)"])
+
+
+def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None, say=print) -> dict:
+    """Run (or resume) every arm x seed, then write the report and the verdict; returns the verdict."""
+    from testbed import loop
+    from testbed.report.compare import load_runs
+    from testbed.report.page import build
+    from testbed.rundir import write_json, write_text
+
+    seeds = seeds or lab.seeds
+    out, planned = plan(lab, size, seeds, out)
+    failed = {}
+    for i, p in enumerate(planned, 1):
+        say(f"lab {lab.name} {i}/{len(planned)}: {p.arm}/seed={p.seed}")
+        try:
+            loop.run(p.config, say=say)
+        except TestbedError as e:  # the other runs still answer the checks that do not read this one
+            failed[(p.arm, p.seed)] = f"stopped: {e}"
+            say(f"lab {lab.name}: {p.arm}/seed={p.seed} stopped: {e}")
+    runs = load_runs([p.config.run_dir for p in planned if (Path(p.config.run_dir) / "config.yaml").is_file()])
+    by_path = {Path(r["path"]).resolve(): r for r in runs}
+    rows, missing = {}, {}
+    for p in planned:
+        key, run = (p.arm, p.seed), by_path.get(Path(p.config.run_dir).resolve())
+        if run is None:
+            missing[key] = failed.get(key, "no run directory")
+        elif run["partial"]:
+            missing[key] = failed.get(key, f"unfinished: {len(run['finished'])} of {run['planned'] + 1} generations")
+        else:
+            rows[key] = run["rows"]
+    results = judge(lab.checks, seeds, rows, missing)
+    verdict = {"lab": lab.name, "title": lab.title, "question": lab.question, "size": size, "seeds": seeds,
+               "out": str(out), "summary": summary(results), "checks": results,
+               "missing": {f"{a}/seed={s}": why for (a, s), why in missing.items()},
+               "interval": INTERVAL}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "verdict.json", verdict)
+    write_text(out / "verdict.md", render_markdown(verdict))
+    if runs:
+        verdict["report"] = str(build(runs, out / "report"))
+    return verdict
+
+
+__all__ = ["Arm", "Check", "Lab", "Planned", "Sizes", "Text", "find", "listing", "load", "names", "plan", "render_text",
+           "run_lab"]
