@@ -44,6 +44,8 @@ class TokenizerConfig:
 
 @dataclass
 class ModelConfig:
+    # gpt2: learned positions, LayerNorm, GELU; llama: RoPE, RMSNorm, SwiGLU (transformers' LlamaConfig).
+    family: Literal["gpt2", "llama"] = "gpt2"
     preset: Literal["nano", "tiny", "small", "medium", "large"] = "tiny"
     # Each of these, when set, overrides the preset.
     n_layer: int | None = None

@@ -25,7 +25,7 @@ from testbed.curate.curator import Curator, summary as curation_summary
 from testbed.curate.watermark import make_processor
 from testbed.metrics.suite import Evaluator, numbers
 from testbed.mix import HUMAN, Doc, composition, synthetic_label, training_set
-from testbed.model import build_model, load_model, n_params, resolve, save_model
+from testbed.model import build_model, context_length, load_model, n_params, resolve, save_model
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
 from testbed.sample import max_new_tokens, sample_corpus
 from testbed.seeds import stage_seed
@@ -183,7 +183,7 @@ def _train(g: int, r: _Run, examples, part, tag: str):
     cfg, eos = r.cfg, r.tokenizer.eos_token_id
     set_seed(_seed(r, g, "init"))
     model = _initial_model(g, r, eos)
-    blocks = pack([d.ids for _, d in examples], eos, model.config.n_positions, _seed(r, g, "pack"))
+    blocks = pack([d.ids for _, d in examples], eos, context_length(model), _seed(r, g, "pack"))
     set_seed(_seed(r, g, "train"))
     r.tracking.open(f"gen_{g:03d}")
     trained = train(model, blocks, cfg.train, r.accelerator, _seed(r, g, "order"),

@@ -1,19 +1,22 @@
-"""GPT-2 decoders in named sizes, saved and loaded in Hugging Face format.
+"""Decoders in named sizes, GPT-2 or Llama, saved and loaded in Hugging Face format.
 
-GPT-2 rather than Llama: at these sizes the two train alike, GPT-2 has the
-fewest moving parts (learned positions, LayerNorm, GELU), and it is the
-architecture nanoGPT and most published collapse loops use, so results
-compare with theirs.
+GPT-2 by default: at these sizes the two train alike, GPT-2 has the fewest
+moving parts (learned positions, LayerNorm, GELU), and it is the architecture
+nanoGPT and many published collapse loops use. Llama (RoPE, RMSNorm, SwiGLU)
+is what Gerstgrasser et al. ran their accumulate-or-replace study on, and
+what most current small models look like. A preset gives both families the
+same depth, width, heads and context; Llama's SwiGLU is sized to GPT-2's MLP
+parameter count.
 """
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from testbed import TestbedError
 from testbed.config import ModelConfig
 
-# Parameter counts are for vocab 2048 (embeddings tied with the output layer).
+# Parameter counts are for GPT-2 with vocab 2048 (embeddings tied with the output layer).
 PRESETS = {
     "nano": dict(n_layer=2, n_embd=96, n_head=2, context=128),  # ~0.4M
     "tiny": dict(n_layer=4, n_embd=128, n_head=4, context=128),  # ~1.1M
@@ -31,32 +34,42 @@ def resolve(cfg: ModelConfig) -> dict:
             dims[key] = getattr(cfg, key)
     if dims["n_embd"] % dims["n_head"]:
         raise TestbedError(f"model.n_embd={dims['n_embd']} must be divisible by model.n_head={dims['n_head']}")
+    if cfg.family == "llama" and (dims["n_embd"] // dims["n_head"]) % 2:
+        raise TestbedError(f"model.family=llama: model.n_embd / model.n_head = {dims['n_embd'] // dims['n_head']} must be "
+                           "even (RoPE rotates pairs of dimensions); change model.n_embd or model.n_head")
     return dims
 
 
-def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int) -> GPT2LMHeadModel:
+def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int):
     dims = resolve(cfg)
+    ids = dict(vocab_size=vocab_size, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
+    if cfg.family == "llama":
+        # SwiGLU has three matrices where GPT-2's MLP has two of 4 x n_embd: 8/3 x n_embd matches its parameters.
+        hidden = -(-8 * dims["n_embd"] // 3 // 32) * 32
+        return LlamaForCausalLM(LlamaConfig(
+            hidden_size=dims["n_embd"], intermediate_size=hidden, num_hidden_layers=dims["n_layer"],
+            num_attention_heads=dims["n_head"], num_key_value_heads=dims["n_head"],
+            max_position_embeddings=dims["context"], tie_word_embeddings=True, attention_dropout=0.0, **ids))
     config = GPT2Config(
-        vocab_size=vocab_size,
         n_positions=dims["context"],
         n_embd=dims["n_embd"],
         n_layer=dims["n_layer"],
         n_head=dims["n_head"],
-        bos_token_id=eos_id,
-        eos_token_id=eos_id,
-        pad_token_id=eos_id,
         # GPT-2's tanh GELU, from torch's C++ kernel rather than transformers' Python one (3x faster).
         activation_function="gelu_pytorch_tanh",
         # Dropout only slows a model that sees each token once or twice.
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
+        **ids,
     )
     return GPT2LMHeadModel(config)
 
 
 def context_length(model) -> int:
-    return model.config.n_positions
+    """The longest sequence the model takes, whatever its family calls it."""
+    config = model.config
+    return config.n_positions if hasattr(config, "n_positions") else config.max_position_embeddings
 
 
 def n_params(model) -> int:

@@ -15,6 +15,7 @@ from transformers import DynamicCache
 
 from testbed import TestbedError
 from testbed.config import SampleConfig
+from testbed.model import context_length
 
 # Drop ended rows once this share of the batch has ended: compacting the cache
 # costs a copy, so doing it every step would cost more than it saves.
@@ -121,7 +122,7 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    max_new = max_new_tokens(cfg, model.config.n_positions)
+    max_new = max_new_tokens(cfg, context_length(model))
     if cfg.prompt == "human":
         pool = [d[: cfg.prompt_tokens] for d in (human_prompts or []) if len(d) >= cfg.prompt_tokens]
         if not pool:

@@ -22,10 +22,10 @@ VOCAB = 64
 
 @pytest.fixture
 def make_model():
-    """A random 1-layer GPT-2 (context 32, vocab 64, EOS id 0), seeded."""
-    def make(seed: int = 0, vocab: int = VOCAB, context: int = 32):
+    """A random 1-layer GPT-2 (or family="llama") model (context 32, vocab 64, EOS id 0), seeded."""
+    def make(seed: int = 0, vocab: int = VOCAB, context: int = 32, family: str = "gpt2"):
         torch.manual_seed(seed)
-        return build_model(ModelConfig(n_layer=1, n_embd=32, n_head=2, context=context), vocab, EOS_ID).eval()
+        return build_model(ModelConfig(family=family, n_layer=1, n_embd=32, n_head=2, context=context), vocab, EOS_ID).eval()
     return make
 
 

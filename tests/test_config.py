@@ -91,7 +91,7 @@ def test_unknown_nested_key_names_it_and_the_allowed_keys():
         load_config(None, ["model.n_layers=2"])
     msg = str(e.value)
     assert "unknown config key model.n_layers" in msg and "did you mean model.n_layer?" in msg
-    assert "allowed keys: model.preset, model.n_layer, model.n_embd, model.n_head, model.context" in msg
+    assert "allowed keys: model.family, model.preset, model.n_layer, model.n_embd, model.n_head, model.context" in msg
 
 
 def test_unknown_key_in_a_file(tmp_path):
@@ -227,7 +227,7 @@ def test_diff_lists_dotted_keys_that_differ():
 def test_to_dict_is_plain_and_complete():
     d = to_dict(Config())
     assert set(d) == {f.name for f in dataclasses.fields(Config)}
-    assert d["model"] == {"preset": "tiny", "n_layer": None, "n_embd": None, "n_head": None, "context": None}
+    assert d["model"] == {"family": "gpt2", "preset": "tiny", "n_layer": None, "n_embd": None, "n_head": None, "context": None}
 
 
 def test_base_file_supplies_every_key_the_file_does_not_set(tmp_path):

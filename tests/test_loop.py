@@ -181,3 +181,10 @@ def test_a_run_is_its_config_not_the_spelling_of_its_folder(tmp_path, tiny_run):
     run(tiny_run(tmp_path / "copy", "generations=0"), say=said.append)
     assert any("holds 2 finished generations, more than generations=0 asks for" in line for line in said)
     assert not any("resuming" in line for line in said)
+
+
+def test_the_loop_runs_with_the_llama_family(tmp_path, tiny_run):
+    rows = run(tiny_run(tmp_path / "run", "generations=1", "model.family=llama"), say=quiet)
+    assert [r["generation"] for r in rows] == [0, 1] and all(r["heldout_ppl"] > 1 for r in rows)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "gen_001" / "model")
+    assert model.config.model_type == "llama" and model.config.max_position_embeddings == 64

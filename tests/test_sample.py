@@ -197,11 +197,12 @@ def test_human_prompts_none_long_enough(make_model):
         sample_corpus(make_model(), cfg(size=2, prompt="human", prompt_tokens=3), EOS, seed=0, human_prompts=[[1, 2]])
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("prompt_len", [1, 3])
-def test_kv_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch, prompt_len):
+def test_kv_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch, prompt_len, family):
     """Every step's distribution, computed with the cache, equals a full no-cache forward over
     the row's prefix, before and after ended rows are dropped from the batch (and the cache)."""
-    model = make_model(seed=1)
+    model = make_model(seed=1, family=family)
     eos_bias(model, 2.5)  # ~15% of rows end per step, so the batch is compacted several times
     events = []  # ("probs", tensor) / ("draw", tensor) / ("keep", tensor), in call order
     ntd, drw = sample_mod.next_token_distribution, sample_mod.draw

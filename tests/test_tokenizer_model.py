@@ -122,3 +122,26 @@ def test_literal_end_token_in_a_document_is_text(words_corpus):
     tok = train_tokenizer(words_corpus, 300)
     (ids,) = encode(tok, ["a <|endoftext|> b"])
     assert tok.eos_token_id not in ids and tok.decode(ids) == "a <|endoftext|> b"
+
+
+def test_llama_family_builds_saves_and_reloads(tmp_path):
+    from transformers import LlamaForCausalLM
+
+    gpt2 = build_model(ModelConfig(preset="tiny"), 2048, 0)
+    llama = build_model(ModelConfig(family="llama", preset="tiny"), 2048, 0)
+    assert isinstance(llama, LlamaForCausalLM) and context_length(llama) == PRESETS["tiny"]["context"]
+    c = llama.config
+    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads) == (4, 128, 4)
+    assert llama.lm_head.weight.data_ptr() == llama.model.embed_tokens.weight.data_ptr()  # tied, as GPT-2's
+    # The same size class: SwiGLU sized to GPT-2's MLP; GPT-2 adds learned positions and biases.
+    assert abs(n_params(llama) - n_params(gpt2)) / n_params(gpt2) < 0.1
+    save_model(llama, tmp_path / "m")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    assert isinstance(loaded, LlamaForCausalLM) and (tmp_path / "m" / "model.safetensors").exists()
+    x = torch.tensor([[0, 5, 9, 3]])
+    assert torch.allclose(llama.eval()(input_ids=x).logits, loaded.eval()(input_ids=x).logits)
+
+
+def test_llama_needs_an_even_head_size():
+    with pytest.raises(TestbedError, match=r"model.family=llama: model.n_embd / model.n_head = 33 must be even"):
+        resolve(ModelConfig(family="llama", n_embd=66, n_head=2))

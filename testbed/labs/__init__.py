@@ -93,7 +93,9 @@ def load(name: str) -> Lab:
     try:
         lab = _build(Lab, raw, "")  # the config's own builder: the same type checks and did-you-mean lines
     except TestbedError as e:
-        raise TestbedError(f"{path}: {str(e).replace('unknown config key', 'unknown lab key')}") from None
+        # Its lines speak of config keys and whitelist examples; a lab file's reader needs neither.
+        message = str(e).replace("unknown config key", "unknown lab key").replace(" such as [human]", "")
+        raise TestbedError(f"{path}: {message}") from None
     for key in ("name", "title", "question", "base"):
         if not getattr(lab, key):
             raise TestbedError(f"{path}: {key} is missing; every lab states its name, title, question and base config")

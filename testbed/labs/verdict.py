@@ -264,11 +264,10 @@ def mean_line(result: dict) -> str:
     if result["mean"] is None:
         return "no figure"
     rel, n = result["relative"], len([p for p in result["per_seed"] if "figure" in p])
-    text = f"mean {_number(result['mean'], rel)}"
-    if result["ci95"]:
-        lo, hi = result["ci95"]
-        text += f", 95% interval [{_number(lo, rel)}, {_number(hi, rel)}]"
-    return text + f" over {n} seed{'s' * (n != 1)}"
+    if not result["ci95"]:
+        return f"{_number(result['mean'], rel)} from one seed (no interval)"
+    lo, hi = result["ci95"]
+    return f"mean {_number(result['mean'], rel)}, 95% interval [{_number(lo, rel)}, {_number(hi, rel)}] over {n} seeds"
 
 
 def summary(results: list[dict]) -> str:
@@ -285,7 +284,7 @@ def render_text(verdict: dict) -> str:
         lines.append(f"{'':9}figure: {r['figure']}")
         lines += [f"{'':9}{seed_line(r, p)}" for p in r["per_seed"]]
         lines.append(f"{'':9}{mean_line(r)}")
-    lines.append(f"verdict: {verdict['summary']}")
+    lines += [f"intervals: {INTERVAL}", f"verdict: {verdict['summary']}"]
     return "\n".join(lines)
 
 

@@ -15,6 +15,8 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from testbed.model import context_length
+
 
 def windows(seq: list[int], context: int) -> list[tuple[int, list[int], int]]:
     """(start, window, new): window is seq[start: start + len(window)]; its last `new` targets are scored."""
@@ -34,7 +36,7 @@ def windows(seq: list[int], context: int) -> list[tuple[int, list[int], int]]:
 @torch.no_grad()
 def token_nll(model, docs: list[list[int]], eos_id: int, batch_size: int = 32, autocast=None) -> list[np.ndarray]:
     """-log p (nats) of each document's predicted tokens: its tokens and the closing EOS, len(doc) + 1 of them."""
-    context = model.config.n_positions
+    context = context_length(model)
     device = next(model.parameters()).device
     chunks = [(d, begin, w, new) for d, doc in enumerate(docs)
               for begin, w, new in windows([eos_id] + doc + [eos_id], context)]

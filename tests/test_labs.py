@@ -1,0 +1,251 @@
+"""Teaching labs: every lab file parses and its configs validate at every size; the verdict logic on
+hand-built metrics rows; one lab end to end at its reduced size."""
+import json
+import math
+import re
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+
+from testbed import TestbedError
+from testbed.cli import main
+from testbed.labs import SIZES, load, names, plan
+from testbed.labs.verdict import T975, Check, interval, judge, metric_keys
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+# Nested metrics rows: a check addresses their parts as recall_by_band.rare.
+NESTED = {"recall_by_band": {"rare", "middle", "common"}, "recall_by_band_rel": {"rare", "middle", "common"}}
+NOT_NUMBERS = {"train_mix", "curation", "detector_in_distribution"}
+
+
+def documented_metrics() -> set[str]:
+    """The keys docs/metrics.md lists in its table of metrics.jsonl keys (tests/test_docs.py keeps it complete)."""
+    text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    table = text.split("## The keys", 1)[1].split("\n## ", 1)[0]
+    firsts = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    return {k for cell in firsts for k in re.findall(r"`([a-z0-9_]+)`", cell)}
+
+
+def test_the_documented_metric_keys_are_read():
+    keys = documented_metrics()
+    assert {"heldout_ppl", "heldout_ppl_rare", "recall_by_band", "true_excess_ce", "detector_roc_auc"} <= keys
+
+
+@pytest.mark.parametrize("name", names())
+def test_every_lab_parses_and_its_configs_validate_at_every_size(name, tmp_path):
+    lab = load(name)
+    assert lab.name == name and lab.title and lab.question.endswith("?") and lab.time > 0
+    assert lab.text.predict and lab.text.look_at and lab.text.discuss and lab.text.extend
+    for size in SIZES:
+        out, planned = plan(lab, size, None, tmp_path / size)
+        assert [(p.arm, p.seed) for p in planned] == [(a.name, s) for a in lab.arms for s in lab.seeds]
+        assert {p.config.run_dir for p in planned} == {str(out / a.name / f"seed={s}") for a in lab.arms for s in lab.seeds}
+    assert not list(tmp_path.iterdir()), "planning a lab wrote something"
+    known = documented_metrics() - NOT_NUMBERS
+    for check in lab.checks:
+        for key in metric_keys(check):
+            top, _, part = key.partition(".")
+            assert top in known, f"{name}: {key} is no metrics.jsonl key in docs/metrics.md"
+            assert (part in NESTED[top]) if part else top not in NESTED, f"{name}: {key} does not name a number"
+
+
+def test_docs_list_every_lab_with_its_question_and_time():
+    text = (ROOT / "docs" / "labs.md").read_text(encoding="utf-8")
+    assert "](../README.md" in text
+    for name in names():
+        lab = load(name)
+        section = text.split(f"### {name}\n", 1)
+        assert len(section) == 2, f"docs/labs.md has no section ### {name}"
+        body = section[1].split("\n### ", 1)[0]
+        assert lab.question in body and f"{lab.time:g} min" in body, name
+        for arm in lab.arms:
+            assert f"`{arm.name}`" in body, (name, arm.name)
+
+
+def lab_file(tmp_path, text: str, name: str = "mine") -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\n"
+                    "arms: [{name: a, overrides: []}, {name: b, overrides: [sample.top_k=20]}]\n" + text)
+    return str(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("checks: [{kind: compare, metric: heldout_ppl, lowr: a, than: b}]", "unknown lab key checks[0].lowr (did you mean checks[0].lower?)"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: c}]", "checks[0]: no arm named 'c'; the lab's arms: a, b"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, higher: b, than: b}]", "exactly one of lower: ARM or higher: ARM"),
+    ("checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: up, than: b}]", "kind trend does not read than"),
+    ("checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: sideways}]", "checks[0].direction='sideways' is not allowed"),
+    ("checks: [{kind: before, arm: a, faster: x, slower: y, direction: flat}]", "choose one of: up, down"),
+    ("checks: [{kind: slope, arm: a}]", "checks[0].kind='slope' is not allowed; choose one of: compare, trend, before"),
+    ("checks: [{kind: compare, metric: m, lower: a, than: b, generation: first}]", "must be last or a generation number"),
+    ("checks: [{kind: compare, metric: m, lower: a, than: b, share: 0}]", "checks[0].share=0.0 must be in (0, 1]"),
+    ("checks: []", "checks is empty"),
+    ("seeds: [0, 0]\nchecks: [{kind: compare, metric: m, lower: a, than: b}]", "seeds=[0, 0]"),
+])
+def test_a_bad_lab_file_is_one_line_naming_the_key(tmp_path, text, message):
+    with pytest.raises(TestbedError) as e:
+        load(lab_file(tmp_path, text))
+    assert message in str(e.value) and "mine.yaml" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_check_past_the_last_generation_or_a_bad_arm_config_fails_at_planning(tmp_path):
+    lab = load(lab_file(tmp_path, "checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: up, since: 3}]"))
+    with pytest.raises(TestbedError, match=r"since=3 leaves no generation after it \(arm a runs to 3\)"):
+        plan(lab, "default", None, tmp_path / "out")
+    lab = load(lab_file(tmp_path, "checks: [{kind: compare, metric: m, lower: a, than: b, generation: 4}]"))
+    with pytest.raises(TestbedError, match="generation=4 is past arm a's last generation"):
+        plan(lab, "default", None, tmp_path / "out")
+    lab.arms[1].overrides = ["sample.top_k=-1"]
+    with pytest.raises(TestbedError, match="lab mine, arm b, size reduced: sample.top_k=-1 must be >= 0"):
+        plan(lab, "reduced", None, tmp_path / "out")
+    with pytest.raises(TestbedError, match="no lab named 'nope'"):
+        load("nope")
+
+
+# --- the verdict on hand-built rows --------------------------------------------------------------------------
+
+
+def rows(*values, metric="heldout_ppl", **more):
+    """A run's metrics rows: values[g] of metric at generation g, and more[key][g] of other keys."""
+    return [{"generation": g, metric: v, **{k: vs[g] for k, vs in more.items()}} for g, v in enumerate(values)]
+
+
+def test_a_comparison_that_holds_in_every_seed_and_one_that_fails_in_one():
+    runs = {("low", 0): rows(2.0, 2.1), ("high", 0): rows(2.0, 2.5),
+            ("low", 1): rows(2.0, 2.2), ("high", 1): rows(2.0, 2.4),
+            ("low", 2): rows(2.0, 2.6), ("high", 2): rows(2.0, 2.3)}
+    holds = Check(kind="compare", metric="heldout_ppl", lower="low", than="high")
+    [result] = judge([holds], [0, 1], runs)
+    assert result["status"] == "held" and result["held_seeds"] == 2
+    assert [p["figure"] for p in result["per_seed"]] == pytest.approx([-0.4, -0.2])
+    assert result["per_seed"][0]["values"] == {"low": 2.1, "high": 2.5}
+    [result] = judge([holds], [0, 1, 2], runs)
+    assert result["status"] == "failed" and result["held_seeds"] == 2
+    assert [p["held"] for p in result["per_seed"]] == [True, True, False]
+    [result] = judge([Check(kind="compare", metric="heldout_ppl", lower="low", than="high", share=0.6)], [0, 1, 2], runs)
+    assert result["status"] == "held", "2 of 3 seeds meet a stated share of 60%"
+    [result] = judge([Check(kind="compare", metric="heldout_ppl", higher="high", than="low", generation="0")], [0], runs)
+    assert result["status"] == "failed" and result["per_seed"][0]["figure"] == 0, "a tie is not higher"
+    # A margin: at most 10% above the other still holds ("nearly as good as").
+    [result] = judge([Check(kind="compare", metric="heldout_ppl", lower="high", than="low", margin=0.1)], [1], runs)
+    assert result["status"] == "held"
+
+
+def test_a_trend_every_generation_and_from_a_later_generation():
+    runs = {("r", 0): rows(2.0, 2.2, 2.4, 2.5), ("r", 1): rows(2.0, 2.3, 2.2, 2.6)}
+    up = Check(kind="trend", arm="r", metric="heldout_ppl", direction="up")
+    every = Check(kind="trend", arm="r", metric="heldout_ppl", direction="up", every_generation=True)
+    flat = Check(kind="trend", arm="r", metric="heldout_ppl", direction="flat", since=2, within=0.05)
+    first, second, third = judge([up, every, flat], [0, 1], runs)
+    assert first["status"] == "held" and first["per_seed"][0]["figure"] == pytest.approx(0.25)
+    assert first["per_seed"][0]["values"] == {"series": [2.0, 2.2, 2.4, 2.5]}
+    assert second["status"] == "failed" and [p["held"] for p in second["per_seed"]] == [True, False]
+    assert third["status"] == "failed" and [p["held"] for p in third["per_seed"]] == [True, False]
+    assert third["per_seed"][0]["figure"] == pytest.approx(0.1 / 2.4) and third["per_seed"][0]["values"]["series"] == [2.4, 2.5]
+
+
+def test_the_tail_goes_first_on_nested_and_flat_keys():
+    band = [{"rare": 0.8, "middle": 0.95, "common": 1.0}, {"rare": 0.6, "middle": 0.94, "common": 0.99},
+            {"rare": 0.5, "middle": 0.9, "common": 0.99}]
+    runs = {("r", 0): rows(400.0, 1200.0, 3000.0, metric="heldout_ppl_rare", heldout_ppl_common=[1.05, 1.06, 1.07],
+                           recall_by_band=band)}
+    recall = Check(kind="before", arm="r", metric="recall_by_band", faster="rare", slower="common", direction="down",
+                   generation="1")
+    ppl = Check(kind="before", arm="r", faster="heldout_ppl_rare", slower="heldout_ppl_common", direction="up")
+    backwards = Check(kind="before", arm="r", faster="heldout_ppl_common", slower="heldout_ppl_rare", direction="up")
+    first, second, third = judge([recall, ppl, backwards], [0], runs)
+    assert first["status"] == "held"
+    assert first["per_seed"][0]["values"] == pytest.approx({"recall_by_band.rare": -0.25, "recall_by_band.common": -0.01})
+    assert first["per_seed"][0]["figure"] == pytest.approx(0.24), "falls read as positive under direction down"
+    assert second["status"] == "held" and second["per_seed"][0]["figure"] == pytest.approx(6.5 - 0.02 / 1.05)
+    assert third["status"] == "failed"
+
+
+def test_a_missing_run_makes_its_checks_not_run_and_leaves_the_others():
+    runs = {("a", 0): rows(2.0, 2.5), ("b", 0): rows(2.0, 2.1), ("a", 1): rows(2.0, 2.4)}
+    reads_b = Check(kind="compare", metric="heldout_ppl", lower="b", than="a")
+    reads_a = Check(kind="trend", arm="a", metric="heldout_ppl", direction="up")
+    on_b, on_a = judge([reads_b, reads_a], [0, 1], runs, {("b", 1): "unfinished: 1 of 2 generations"})
+    assert on_b["status"] == "not run" and on_b["held_seeds"] == 1
+    assert on_b["missing"] == ["b/seed=1"]
+    assert on_b["per_seed"][1] == {"seed": 1, "missing": "b/seed=1 (unfinished: 1 of 2 generations)"}
+    assert on_b["mean"] == pytest.approx(-0.4) and on_b["ci95"] is None, "the figures there are, marked as one seed"
+    assert on_a["status"] == "held" and not on_a["missing"]
+
+
+def test_a_null_metric_or_a_zero_start_is_undefined_not_failed():
+    runs = {("a", 0): rows(None, 2.0), ("b", 0): rows(0.0, 0.5)}
+    null = Check(kind="compare", metric="heldout_ppl", lower="a", than="b", generation="0")
+    zero = Check(kind="trend", arm="b", metric="heldout_ppl", direction="up")
+    absent = Check(kind="compare", metric="recall_by_band.rare", lower="a", than="b")
+    for result in judge([null, zero, absent], [0], runs):
+        assert result["status"] == "not run" and result["undefined"] and not result["missing"], result
+    first, second, third = judge([null, zero, absent], [0], runs)
+    assert "heldout_ppl at generation 0 of a/seed=0 is None" in first["undefined"][0]
+    assert "starts at 0" in second["undefined"][0]
+
+
+def test_the_95_percent_interval_by_hand_for_three_seeds():
+    mean, (lo, hi) = interval([-0.1, -0.2, -0.3])
+    half = 4.3027 * 0.1 / math.sqrt(3)  # t(0.975, 2 df) x sd / sqrt(n); sd of -0.1, -0.2, -0.3 is 0.1
+    assert mean == pytest.approx(-0.2) and (lo, hi) == pytest.approx((-0.2 - half, -0.2 + half))
+    assert interval([0.5]) == (0.5, None)
+    many = [float(i) for i in range(40)]
+    mean, (lo, hi) = interval(many)
+    assert hi - mean == pytest.approx(1.959964 * statistics.stdev(many) / math.sqrt(40)), "the normal quantile past 30 seeds"
+    runs = {(arm, s): rows(1.0, v) for s, (a, b) in enumerate([(2.0, 2.1), (2.0, 2.2), (2.0, 2.3)])
+            for arm, v in (("a", a), ("b", b))}
+    [result] = judge([Check(kind="compare", metric="heldout_ppl", lower="a", than="b")], [0, 1, 2], runs)
+    assert result["mean"] == pytest.approx(-0.2) and result["ci95"] == pytest.approx([-0.2 - half, -0.2 + half])
+
+
+def test_the_t_table_is_students():
+    stats = pytest.importorskip("scipy.stats")
+    assert T975 == pytest.approx([stats.t.ppf(0.975, df) for df in range(1, 30)], abs=6e-5)
+
+
+# --- end to end --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "lab"
+    args = ["lab", "run", "sampling", "--size", "reduced", "--seeds", "0", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    lab = load("sampling")
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(a.name for a in lab.arms), "report", "verdict.json", "verdict.md"])
+    assert (out / "report" / "index.html").is_file() and (out / "pure" / "seed=0" / "gen_001" / "DONE").exists()
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["seeds"] == [0] and verdict["size"] == "reduced" and not verdict["missing"]
+    assert len(verdict["checks"]) == len(lab.checks)
+    for check in verdict["checks"]:
+        assert check["status"] in ("held", "failed") and len(check["per_seed"]) == 1, check
+        assert f"{check['status']:<8} {check['check']}" in printed
+    assert f"verdict: {verdict['summary']}" in printed and "| expected outcome |" in (out / "verdict.md").read_text()
+
+    import testbed.loop
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+    monkeypatch.setattr(testbed.loop, "train", no_training)
+    assert main(args) == 0  # the same lab again: every run is finished, only the report and verdict are rebuilt
+    assert "all 2 generations are finished" in capsys.readouterr().out
+
+    shutil.rmtree(out / "top_k_20")
+
+    def stops(cfg, say=print):
+        if "top_k_20" in cfg.run_dir:
+            raise TestbedError("generation 0: a stand-in failure")
+    monkeypatch.setattr(testbed.loop, "run", stops)
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("error: lab sampling: runs missing or unfinished: top_k_20/seed=0") and "\n" not in err
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["missing"] == {"top_k_20/seed=0": "stopped: generation 0: a stand-in failure"}
+    for check in verdict["checks"]:
+        assert (check["status"] == "not run") == ("top_k_20" in check["check"]), check
