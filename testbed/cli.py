@@ -1,4 +1,5 @@
-"""testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed sweep`, `testbed compare RUN_DIR...`, `testbed eval`, `testbed lab`."""
+"""testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed sweep`, `testbed compare RUN_DIR...`,
+`testbed eval`, `testbed lab`."""
 import argparse
 import os
 import sys
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             verdict = run_lab(load(args.name), args.size, parse_seeds(args.seeds), args.out)
             print(render_text(verdict))
-            print(f"wrote {verdict['out']}/verdict.md and verdict.json" + (f"; report: {verdict['report']}" if "report" in verdict else ""))
+            report = f"; report: {verdict['report']}" if "report" in verdict else ""
+            print(f"wrote {verdict['out']}/verdict.md and verdict.json{report}")
             if verdict["missing"]:
                 print(f"error: lab {args.name}: runs missing or unfinished: {', '.join(verdict['missing'])}; their checks "
                       "were not run; run the same command again to resume", file=sys.stderr)

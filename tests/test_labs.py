@@ -52,6 +52,15 @@ def test_every_lab_parses_and_its_configs_validate_at_every_size(name, tmp_path)
             assert (part in NESTED[top]) if part else top not in NESTED, f"{name}: {key} does not name a number"
 
 
+def test_lab_list_prints_every_lab_with_its_time_and_question(capsys):
+    assert main(["lab", "list"]) == 0
+    printed = capsys.readouterr().out
+    for name in names():
+        lab = load(name)
+        assert re.search(rf"^{re.escape(name)} +{lab.time:g} min  {re.escape(lab.question)}$", printed, re.M), name
+    assert "estimates" in printed
+
+
 def test_docs_list_every_lab_with_its_question_and_time():
     text = (ROOT / "docs" / "labs.md").read_text(encoding="utf-8")
     assert "](../README.md" in text
@@ -73,11 +82,11 @@ def lab_file(tmp_path, text: str, name: str = "mine") -> str:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("checks: [{kind: compare, metric: heldout_ppl, lowr: a, than: b}]", "unknown lab key checks[0].lowr (did you mean checks[0].lower?)"),
-    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: c}]", "checks[0]: no arm named 'c'; the lab's arms: a, b"),
-    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, higher: b, than: b}]", "exactly one of lower: ARM or higher: ARM"),
-    ("checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: up, than: b}]", "kind trend does not read than"),
-    ("checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: sideways}]", "checks[0].direction='sideways' is not allowed"),
+    ("checks: [{kind: compare, metric: m, lowr: a, than: b}]", "unknown lab key checks[0].lowr (did you mean checks[0].lower?)"),
+    ("checks: [{kind: compare, metric: m, lower: a, than: c}]", "checks[0]: no arm named 'c'; the lab's arms: a, b"),
+    ("checks: [{kind: compare, metric: m, lower: a, higher: b, than: b}]", "exactly one of lower: ARM or higher: ARM"),
+    ("checks: [{kind: trend, arm: a, metric: m, direction: up, than: b}]", "kind trend does not read than"),
+    ("checks: [{kind: trend, arm: a, metric: m, direction: sideways}]", "checks[0].direction='sideways' is not allowed"),
     ("checks: [{kind: before, arm: a, faster: x, slower: y, direction: flat}]", "choose one of: up, down"),
     ("checks: [{kind: slope, arm: a}]", "checks[0].kind='slope' is not allowed; choose one of: compare, trend, before"),
     ("checks: [{kind: compare, metric: m, lower: a, than: b, generation: first}]", "must be last or a generation number"),

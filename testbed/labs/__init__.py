@@ -112,7 +112,8 @@ def load(name: str) -> Lab:
         raise TestbedError(f"{path}: arms is empty; give at least one {{name, overrides}}")
     for arm in arms:
         if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*", arm) or arm == "report":
-            raise TestbedError(f"{path}: arm name {arm!r} must be letters, digits, _ . - (and not 'report'): it names a folder")
+            raise TestbedError(f"{path}: arm name {arm!r} must be letters, digits, _ . - (and not 'report'): "
+                               "it names a folder")
     if len(set(arms)) != len(arms):
         raise TestbedError(f"{path}: arm names repeat ({', '.join(arms)}); each arm names its own folder")
     if not lab.seeds or len(set(lab.seeds)) != len(lab.seeds):
@@ -189,10 +190,12 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
     rows, missing = {}, {}
     for p in planned:
         key, run = (p.arm, p.seed), by_path.get(Path(p.config.run_dir).resolve())
-        if run is None:
-            missing[key] = failed.get(key, "no run directory")
+        if key in failed:  # its folder may hold an older run of another config, which answers nothing here
+            missing[key] = failed[key]
+        elif run is None:
+            missing[key] = "no run directory"
         elif run["partial"]:
-            missing[key] = failed.get(key, f"unfinished: {len(run['finished'])} of {run['planned'] + 1} generations")
+            missing[key] = f"unfinished: {len(run['finished'])} of {run['planned'] + 1} generations"
         else:
             rows[key] = run["rows"]
     results = judge(lab.checks, seeds, rows, missing)
