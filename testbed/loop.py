@@ -107,7 +107,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
         return [Doc(ids, text) for ids, text in zip(encode(tokenizer, texts), texts)]
     # Built before anything is written: a verifier that does not import, or a
     # dedup setting datasketch cannot band, is bad input like any other.
-    curator = Curator(cfg, human, len(tokenizer), tokenizer.eos_token_id, rundir.model, accelerator.device,
+    curator = Curator(cfg, human, len(tokenizer), tokenizer.eos_token_id, rundir, accelerator.device,
                       accelerator.autocast, lambda g, stage: stage_seed(cfg.seed, g, "curate:" + stage))
     if new_run and main:
         create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(split) + "\n"},

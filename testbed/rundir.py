@@ -13,6 +13,7 @@ its DONE marker is written, so a killed run never leaves a generation that
 looks finished; the next run deletes the partial one and starts it again.
 """
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -95,11 +96,29 @@ class RunDir:
         return part
 
     def model(self, g: int) -> Path:
+        self.verify(g, "model/")
         return self.gen(g) / "model"
 
     def corpus(self, g: int) -> list[dict]:
         """What model g wrote, one row per document."""
+        self.verify(g, "corpus.jsonl")
         return read_jsonl(self.gen(g) / "corpus.jsonl")
+
+    def verify(self, g: int, prefix: str = "") -> None:
+        """Stop with one line if a file of finished generation g under `prefix` differs from what DONE recorded."""
+        done = self.gen(g) / "DONE"
+        try:
+            listed = json.loads(done.read_text(encoding="utf-8") or "{}")  # an empty marker: made before checksums
+        except (OSError, ValueError):
+            listed = None
+        if not isinstance(listed, dict):
+            raise TestbedError(f"{done}: the marker is damaged; delete {self.gen(g)} to make generation {g} again")
+        for name, expected in listed.items():
+            if name.startswith(prefix):
+                path = self.gen(g) / name
+                if not path.is_file() or _fingerprint(path) != expected:
+                    raise TestbedError(f"{path}: {'missing' if not path.is_file() else 'damaged (size or checksum differs from DONE)'}"
+                                       f"; delete {self.gen(g)} to make generation {g} again")
 
     @staticmethod
     def log(part: Path):
@@ -118,14 +137,28 @@ class RunDir:
             write_json(part / f"{name}.json", record)
 
     def finish(self, g: int, part: Path) -> Path:
-        (part / "DONE").write_text("")
+        # The marker lists every file with its size and checksum: what a later run, eval or compare reads
+        # of this generation is checked against it, so a damaged file is caught rather than used.
+        write_json(part / "DONE", {str(p.relative_to(part)): _fingerprint(p) for p in sorted(part.rglob("*"))
+                                   if p.is_file() and p.name != "DONE"})
         os.replace(part, self.gen(g))
         self.rebuild_metrics()
         return self.gen(g)
 
     def rebuild_metrics(self) -> None:
-        rows = [read_json(self.gen(g) / "metrics.json") for g in self.finished_generations()]
+        rows = []
+        for g in self.finished_generations():
+            self.verify(g, "metrics.json")
+            rows.append(read_json(self.gen(g) / "metrics.json"))
         write_jsonl(self.root / "metrics.jsonl", rows)
+
+
+def _fingerprint(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def create(root: Path, files: dict[str, str], dirs: dict[str, callable]) -> None:

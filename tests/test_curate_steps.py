@@ -22,7 +22,7 @@ from testbed.curate.whitelist import claimed_sources, whitelist_keep
 from testbed.metrics.perplexity import document_nll
 from testbed.mix import HUMAN, Doc
 from testbed.model import load_model, save_model
-from testbed.rundir import write_jsonl
+from testbed.rundir import RunDir, write_jsonl
 from testbed.sample import sample_corpus
 
 EOS = 0  # the conftest models' EOS id
@@ -311,11 +311,12 @@ def detector_run(tmp_path, make_model, *overrides):
     for g, texts in corpora.items():
         save_model(make_model(seed=g), tmp_path / f"gen_{g:03d}" / "model")
         write_jsonl(tmp_path / f"gen_{g:03d}" / "corpus.jsonl", ({"text": t} for t in texts))
+        (tmp_path / f"gen_{g:03d}" / "DONE").write_text("")
     rng = random.Random(0)
     doc = lambda text: Doc([rng.randrange(1, 64) for _ in range(12)], text)  # noqa: E731
     human = [doc(t) for t in random_docs(CATS, 60, 20, seed=4)]
     written = {g: [doc(t) for t in texts] for g, texts in corpora.items()}
-    curator = Curator(cfg, human, 64, EOS, lambda g: tmp_path / f"gen_{g:03d}" / "model")
+    curator = Curator(cfg, human, 64, EOS, RunDir(tmp_path))
     return curator, human, written
 
 

@@ -188,3 +188,31 @@ def test_the_loop_runs_with_the_llama_family(tmp_path, tiny_run):
     assert [r["generation"] for r in rows] == [0, 1] and all(r["heldout_ppl"] > 1 for r in rows)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "gen_001" / "model")
     assert model.config.model_type == "llama" and model.config.max_position_embeddings == 64
+
+
+def test_a_damaged_generation_is_named_never_used(tmp_path, tiny_run):
+    from testbed.report.compare import load_run
+
+    root = tmp_path / "run"
+    run(tiny_run(root, "generations=0", "train.init=previous"), say=quiet)  # generation 1 would start from model 0
+    done = json.loads((root / "gen_000" / "DONE").read_text())
+    assert {"corpus.jsonl", "metrics.json", "model/model.safetensors"} <= set(done)
+    corpus = root / "gen_000" / "corpus.jsonl"
+    intact = corpus.read_bytes()
+    corpus.write_text("".join(corpus.read_text().splitlines(keepends=True)[:10]))  # cut to 10 of its lines
+    extend = tiny_run(root, "generations=1", "train.init=previous")
+    with pytest.raises(TestbedError, match=r"gen_000/corpus.jsonl: damaged .*; delete .*gen_000 to make generation 0 again"):
+        run(extend, say=quiet)
+    assert not (root / "gen_001").exists()
+    with pytest.raises(TestbedError, match=r"gen_000/corpus.jsonl: damaged"):
+        load_run(root)
+    corpus.write_bytes(intact)
+    weights = root / "gen_000" / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100:] = bytes(100)  # tensor bytes zeroed: same size, other checksum
+    weights.write_bytes(bytes(data))
+    with pytest.raises(TestbedError, match=r"model.safetensors: damaged"):
+        run(extend, say=quiet)
+    weights.unlink()
+    with pytest.raises(TestbedError, match=r"model.safetensors: missing"):
+        load_run(root)

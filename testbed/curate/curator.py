@@ -15,14 +15,13 @@ and how many synthetic documents it removed, not only how many in all.
 """
 import random
 import time
-from pathlib import Path
 
 from testbed import TestbedError
 from testbed.config import Config
 from testbed.curate import dedup, detect, heuristics, perplexity_band, verify, watermark, whitelist
 from testbed.mix import HUMAN, Doc
 from testbed.model import load_model
-from testbed.rundir import read_jsonl
+from testbed.rundir import RunDir
 
 
 def is_synthetic(label: str) -> bool:
@@ -30,12 +29,12 @@ def is_synthetic(label: str) -> bool:
 
 
 class Curator:
-    def __init__(self, cfg: Config, human: list[Doc], vocab_size: int, eos_id: int, model_dir, device="cpu",
+    def __init__(self, cfg: Config, human: list[Doc], vocab_size: int, eos_id: int, rundir: RunDir, device="cpu",
                  autocast=None, seed=lambda generation, stage: 0):
-        """model_dir(g): the folder of generation g's saved model; seed(g, stage): the stage seed."""
+        """rundir: the run's finished generations (models and corpora, checked); seed(g, stage): the stage seed."""
         self.cfg, self.curate = cfg, cfg.curate
         self.human, self.vocab_size, self.eos = human, vocab_size, eos_id
-        self.model_dir, self.device, self.autocast, self.seed = model_dir, device, autocast, seed
+        self.rundir, self.device, self.autocast, self.seed = rundir, device, autocast, seed
         self.verifier = (verify.get_verifier(self.curate.verifier.name, [d.text for d in human])
                          if self.curate.verifier.enabled else None)
         self._background = None
@@ -108,8 +107,7 @@ class Curator:
             # read here, from beside its model; the pool's copies (accumulate) are
             # other objects, matched by text.
             pool_texts = {d.text for _, d in pool}
-            synthetic = [r["text"] for r in read_jsonl(Path(self.model_dir(source)).parent / "corpus.jsonl")
-                         if r["text"] not in pool_texts]
+            synthetic = [r["text"] for r in self.rundir.corpus(source) if r["text"] not in pool_texts]
         else:
             synthetic = []
         if len(human) < 2 or (c.kind == "classifier" and len(synthetic) < 2):
@@ -124,7 +122,7 @@ class Curator:
             classifier = detect.NgramClassifier().fit([d.text for d in human], synthetic, self.seed(g, "detector_fit"))
             scores, threshold = classifier.score(texts), c.threshold
         else:
-            model = load_model(Path(self.model_dir(source)), self.device)
+            model = load_model(self.rundir.model(source), self.device)
             if self._background is None:
                 self._background = detect.unigram_logprobs([d.ids for d in self.human], self.vocab_size, self.eos)
             score = lambda docs: detect.likelihood_ratio_scores(  # noqa: E731
@@ -140,7 +138,7 @@ class Curator:
     def _perplexity(self, g, pool, newest):
         c = self.curate.perplexity
         reference = 0 if c.reference == "first" else g - 1
-        model = load_model(Path(self.model_dir(reference)), self.device)
+        model = load_model(self.rundir.model(reference), self.device)
         nll = perplexity_band.mean_token_nll(model, [d.ids for _, d in pool], self.eos, self.cfg.eval.batch_size, self.autocast)
         return perplexity_band.band_keep(nll, c.low, c.high), {"reference": f"gen_{reference:03d}"}
 

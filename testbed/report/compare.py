@@ -28,7 +28,10 @@ def load_run(path: str | Path) -> dict:
         raise TestbedError(f"{root}: not a testbed run directory (no config.yaml)")
     cfg = load_config(root / "config.yaml")
     rows = read_jsonl(root / "metrics.jsonl") if (root / "metrics.jsonl").exists() else []
-    finished = RunDir(root).finished_generations()
+    rundir = RunDir(root)
+    finished = rundir.finished_generations()
+    for g in finished:
+        rundir.verify(g)  # a report of a damaged generation would be a wrong report
     rows = [r for r in rows if r["generation"] in finished]
     planned = list(range(cfg.generations + 1))
     made = [read_json(root / f"gen_{g:03d}" / "train.json") for g in finished]
