@@ -350,18 +350,24 @@ def _read(path: Path, seen: tuple) -> dict:
         raise TestbedError(f"config file not found: {path}")
     if path.resolve() in seen:
         raise TestbedError(f"{path}: base: files include each other in a cycle")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise TestbedError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise TestbedError(f"{path}: the top level must be a mapping of keys to values")
+    raw = read_mapping(path)
     base = raw.pop("base", None)
     if base is None:
         return raw
     if not isinstance(base, str):
         raise TestbedError(f"{path}: base={base!r} must be the path of another config file")
     return _merge(_read(path.parent / base, seen + (path.resolve(),)), raw)
+
+
+def read_mapping(path: Path) -> dict:
+    """A YAML file whose top level is a mapping of keys to values (a config, a lab)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise TestbedError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise TestbedError(f"{path}: the top level must be a mapping of keys to values")
+    return raw
 
 
 def _merge(base: dict, top: dict) -> dict:

@@ -13,10 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from testbed import TestbedError
-from testbed.config import Config, _build, load_config
+from testbed.config import Config, _build, load_config, read_mapping
 from testbed.labs.verdict import INTERVAL, Check, judge, reads, render_markdown, render_text, summary, validate
 
 LABS = Path(__file__).resolve().parents[2] / "labs"  # beside configs/, which lab files name as their base
@@ -84,12 +82,7 @@ def find(name: str) -> Path:
 
 def load(name: str) -> Lab:
     path = find(name)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise TestbedError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise TestbedError(f"{path}: the top level must be a mapping of keys to values")
+    raw = read_mapping(path)
     try:
         lab = _build(Lab, raw, "")  # the config's own builder: the same type checks and did-you-mean lines
     except TestbedError as e:
