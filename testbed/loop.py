@@ -17,17 +17,17 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
 
 from testbed import TestbedError
-from testbed.config import Config, diff, load_config, to_dict, to_yaml
-from testbed.corpus.fresh import check_reserve, fresh_texts
-from testbed.corpus.sources import load_documents, source_name
-from testbed.corpus.split import split_documents
+from testbed.config import Config, to_dict, to_yaml
+from testbed.corpus.fresh import fresh_texts
+from testbed.corpus.human import check_fits, human_corpus
+from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, summary as curation_summary
 from testbed.curate.watermark import make_processor
 from testbed.metrics.suite import Evaluator, numbers
-from testbed.mix import HUMAN, Doc, composition, synthetic_label, training_set
-from testbed.model import build_model, context_length, load_model, n_params, resolve, save_model
-from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
-from testbed.sample import max_new_tokens, sample_corpus
+from testbed.mix import HUMAN, Doc, composition, synthetic_docs, synthetic_label, synthetic_needed, training_set
+from testbed.model import build_model, context_length, load_model, n_params, save_model
+from testbed.rundir import RunDir, create, read_jsonl, write_json
+from testbed.sample import sample_corpus
 from testbed.seeds import stage_seed
 from testbed.tokenizer import encode, load_tokenizer, train_tokenizer
 from testbed.tracking import Tracking, check_trackers
@@ -54,32 +54,37 @@ def run(cfg: Config, say=print) -> list[dict]:
     check_trackers(cfg.track)
     rundir = RunDir(cfg.run_dir)
     new_run = not rundir.root.exists()
-    r = _start(cfg, rundir, new_run, say)
-    done = rundir.finished_generations()
-    if r.accelerator.is_main_process and done:
-        rundir.rebuild_metrics()  # metrics.jsonl is derived from the generations: a cut or lost one is made again
-    if done and done[-1] > cfg.generations:
-        r.say(f"the run holds {done[-1] + 1} finished generations, more than generations={cfg.generations} asks for: "
-              "nothing to do")
-    elif done == list(range(cfg.generations + 1)):
-        r.say(f"all {cfg.generations + 1} generations are finished; raise generations= to extend the run")
-    elif done:
-        r.say(f"resuming after generation {done[-1]} (finished: {', '.join(map(str, done))})")
+    r = None
     try:
+        r = _start(cfg, rundir, new_run, say)
+        _say_progress(r)
         for g in range(cfg.generations + 1):
             if not rundir.finished(g):
                 _generation(g, r)
-    except TestbedError:
-        # A new run that fails before its first generation would otherwise leave a
-        # directory that blocks the corrected command ("different config").
-        if new_run and r.accelerator.is_main_process and not rundir.finished_generations():
+    except BaseException:
+        # Whatever stopped it (a bad value, a full disk, Ctrl-C), a new run without a finished generation
+        # would leave a folder that blocks the corrected command as "a different config".
+        if rundir.created and not rundir.finished_generations():
             shutil.rmtree(rundir.root, ignore_errors=True)
         raise
     finally:
-        r.tracking.close()
+        if r is not None:
+            r.tracking.close()
     rows = read_jsonl(rundir.root / "metrics.jsonl")
     r.say(summary(rows))
     return rows
+
+
+def _say_progress(r: _Run) -> None:
+    done, last = r.rundir.finished_generations(), r.cfg.generations
+    if r.accelerator.is_main_process and done:
+        r.rundir.rebuild_metrics()  # metrics.jsonl is derived from the generations: a cut or lost one is made again
+    if done and done[-1] > last:
+        r.say(f"the run holds {done[-1] + 1} finished generations, more than generations={last} asks for: nothing to do")
+    elif done == list(range(last + 1)):
+        r.say(f"all {last + 1} generations are finished; raise generations= to extend the run")
+    elif done:
+        r.say(f"resuming after generation {done[-1]} (finished: {', '.join(map(str, done))})")
 
 
 def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
@@ -88,34 +93,30 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
                               log_with=cfg.track or None, project_dir=str(rundir.root / "tracking"))
     main = accelerator.is_main_process
     say = say if main else (lambda *a, **k: None)
-    docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
-    split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data),
-                            cfg.data.fresh_docs)
-    train_texts = [docs[i] for i in split["train"]]
-    heldout_texts = [docs[i] for i in split["heldout"]]
-    reserve = [docs[i] for i in split["fresh"]]
+    corpus = human_corpus(cfg)
     if new_run:
-        tokenizer = train_tokenizer(train_texts, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
+        tokenizer = train_tokenizer(corpus.train, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
     else:
-        _check_same_run(rundir, cfg, split)
+        rundir.check_same_run(cfg, corpus.split)
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
-    human = [Doc(ids, text) for ids, text in zip(encode(tokenizer, train_texts), train_texts)]
-    _preflight(cfg, [d.ids for d in human])
+    human = [Doc(ids, text) for ids, text in zip(encode(tokenizer, corpus.train), corpus.train)]
+    check_fits(cfg, [d.ids for d in human])
 
     def new_human(g: int, n: int) -> list[Doc]:
-        texts = fresh_texts(cfg, reserve, len(train_texts), g, n)
+        texts = fresh_texts(cfg, corpus.reserve, len(corpus.train), g, n)
         return [Doc(ids, text) for ids, text in zip(encode(tokenizer, texts), texts)]
     # Built before anything is written: a verifier that does not import, or a
     # dedup setting datasketch cannot band, is bad input like any other.
     curator = Curator(cfg, human, len(tokenizer), tokenizer.eos_token_id, rundir, accelerator.device,
                       accelerator.autocast, lambda g, stage: stage_seed(cfg.seed, g, "curate:" + stage))
     if new_run and main:
-        create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(split) + "\n"},
+        create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(corpus.split) + "\n"},
                {"tokenizer": tokenizer.save_pretrained})
+        rundir.created = True
     accelerator.wait_for_everyone()
     if main:
         rundir.lock()
-    evaluator = Evaluator(cfg, tokenizer, train_texts, heldout_texts, autocast=accelerator.autocast,
+    evaluator = Evaluator(cfg, tokenizer, corpus.train, corpus.heldout, autocast=accelerator.autocast,
                           truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"))
     for note in evaluator.notes:
         say(note)
@@ -125,13 +126,12 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
         if not reference["comparable"]:
             say(f"note: the human reference has {reference['eval_words']:,} words, fewer than eval.sample_words="
                 f"{cfg.eval.sample_words:,}; reference.json is not comparable with the generations")
-    say(f"testbed: {source_name(cfg.data)}, {len(train_texts)} train / {len(heldout_texts)} held-out documents, "
+    say(f"testbed: {source_name(cfg.data)}, {len(corpus.train)} train / {len(corpus.heldout)} held-out documents, "
         f"{sum(len(d.ids) for d in human):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
-    if cfg.track:
-        say(f"tracking: {', '.join(cfg.track)} in {rundir.root / 'tracking'}"
-            + (f" (tensorboard --logdir {rundir.root / 'tracking'})" if "tensorboard" in cfg.track else ""))
-    return _Run(cfg, rundir, accelerator, tokenizer, human, new_human, curator, evaluator,
-                Tracking(accelerator, rundir.root, cfg), say)
+    tracking = Tracking(accelerator, rundir.root, cfg)
+    if tracking.where():
+        say(tracking.where())
+    return _Run(cfg, rundir, accelerator, tokenizer, human, new_human, curator, evaluator, tracking, say)
 
 
 def _generation(g: int, r: _Run) -> None:
@@ -170,7 +170,8 @@ def _seed(r: _Run, g: int, stage: str) -> int:
 def _mix(g: int, r: _Run, tag: str):
     """Generation g's training pool (provenance, document), and the newest synthetic corpus."""
     cfg = r.cfg
-    synthetic = {k: _read_corpus(r.rundir.corpus(k), r.tokenizer, cfg.mix.keep_unfinished) for k in _synthetic_needed(g, cfg)}
+    synthetic = {k: synthetic_docs(r.rundir.corpus(k), r.tokenizer, cfg.mix.keep_unfinished)
+                 for k in synthetic_needed(g, cfg.mix.regime)}
     examples = training_set(g, r.human, synthetic, cfg.mix, _seed(r, g, "mix"), _seed(r, 0, "anchor"),
                             lambda n: r.new_human(g, n))
     counts = ", ".join(f"{k} {v}" for k, v in composition(examples).items())
@@ -248,59 +249,11 @@ def _curate(g: int, examples, newest, r: _Run, tag: str):
     return kept, reports
 
 
-def _read_corpus(rows: list[dict], tokenizer, keep_unfinished: bool) -> list[Doc]:
-    """A synthetic corpus as documents; those cut off at the length cap left out unless kept, since
-    training appends an end token that would teach the cut as an ending."""
-    rows = [r for r in rows if keep_unfinished or r["ended"]]
-    ids = encode(tokenizer, [r["text"] for r in rows])
-    return [Doc(i, r["text"], r["ended"]) for i, r in zip(ids, rows)]
-
-
-def _preflight(cfg: Config, human: list[list[int]]) -> None:
-    """Size checks that need the tokenized corpus, made before anything is written."""
-    context = resolve(cfg.model)["context"]
-    max_new_tokens(cfg.sample, context)
-    tokens = sum(len(d) + 1 for d in human)
-    if tokens < context:
-        raise TestbedError(
-            f"the human training split has {tokens} tokens, fewer than one block of model.context={context}; "
-            "add documents or lower model.context")
-    if cfg.sample.prompt == "human" and not any(len(d) >= cfg.sample.prompt_tokens for d in human):
-        raise TestbedError(f"sample.prompt=human: no human document has sample.prompt_tokens={cfg.sample.prompt_tokens} tokens")
-    check_reserve(cfg, len(human))
-
-
-def _synthetic_needed(g: int, cfg: Config) -> list[int]:
-    if g == 0:
-        return []
-    return list(range(g)) if cfg.mix.regime == "accumulate" else [g - 1]
-
-
 def _initial_model(g: int, r: _Run, eos: int):
     init = r.cfg.train.init
     if g == 0 or init == "scratch":
         return build_model(r.cfg.model, len(r.tokenizer), eos)
     return load_model(r.rundir.model(g - 1 if init == "previous" else 0))
-
-
-def _check_same_run(rundir: RunDir, cfg: Config, split: dict) -> None:
-    """Resume only the same experiment: its config, not the spelling of its folder (a moved or copied run
-    resumes too); `generations` may grow, to extend a run, and `track` change."""
-    saved_path = rundir.root / "config.yaml"
-    if not saved_path.exists():
-        raise TestbedError(f"run_dir={rundir.root} exists but is not a testbed run (no config.yaml); choose another run_dir")
-    saved = load_config(saved_path)
-    changed = [k for k in diff(to_dict(saved), to_dict(cfg)) if k not in ("run_dir", "generations", "track")]
-    if changed:
-        raise TestbedError(
-            f"run_dir={rundir.root} holds a run with a different config (changed: {', '.join(changed)}); "
-            "use a new run_dir, or the saved config to resume")
-    saved_split = read_json(rundir.root / "split.json")
-    if saved_split["sha256"] != split["sha256"]:
-        raise TestbedError(f"the human corpus changed since run_dir={rundir.root} was started (split.json checksum differs)")
-    if saved_split != split:
-        raise TestbedError(f"run_dir={rundir.root} was split by another version of testbed (split.json differs); "
-                           "start it again in a new run_dir")
 
 
 def summary(rows: list[dict]) -> str:

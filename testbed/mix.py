@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 
 from testbed.config import MixConfig
+from testbed.tokenizer import encode
 
 HUMAN = "human"
 
@@ -63,3 +64,18 @@ def composition(examples: list[tuple[str, object]]) -> dict[str, int]:
     for label, _ in examples:
         counts[label] = counts.get(label, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def synthetic_needed(generation: int, regime: str) -> list[int]:
+    """Whose corpora generation `generation` draws on."""
+    if generation == 0:
+        return []
+    return list(range(generation)) if regime == "accumulate" else [generation - 1]
+
+
+def synthetic_docs(rows: list[dict], tokenizer, keep_unfinished: bool) -> list[Doc]:
+    """A synthetic corpus as documents; those cut off at the length cap left out unless kept, since
+    training appends an end token that would teach the cut as an ending."""
+    rows = [r for r in rows if keep_unfinished or r["ended"]]
+    ids = encode(tokenizer, [r["text"] for r in rows])
+    return [Doc(i, r["text"], r["ended"]) for i, r in zip(ids, rows)]

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from testbed import TestbedError
+from testbed.config import Config, diff, load_config, to_dict
 
 
 def write_text(path: Path, text: str) -> None:
@@ -65,6 +66,7 @@ def read_jsonl(path: Path) -> list:
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self.created = False  # by this process: only then may a failure before generation 0 remove it
         self._lock = None
 
     def gen(self, g: int) -> Path:
@@ -94,6 +96,24 @@ class RunDir:
             shutil.rmtree(self.gen(g))
         part.mkdir()
         return part
+
+    def check_same_run(self, cfg: Config, split: dict) -> None:
+        """Resume only the same experiment: its config, not the spelling of its folder (a moved or copied run
+        resumes too); `generations` may grow, to extend a run, and `track` change."""
+        saved_path = self.root / "config.yaml"
+        if not saved_path.exists():
+            raise TestbedError(f"run_dir={self.root} exists but is not a testbed run (no config.yaml); choose another run_dir")
+        changed = [k for k in diff(to_dict(load_config(saved_path)), to_dict(cfg)) if k not in ("run_dir", "generations", "track")]
+        if changed:
+            raise TestbedError(
+                f"run_dir={self.root} holds a run with a different config (changed: {', '.join(changed)}); "
+                "use a new run_dir, or the saved config to resume")
+        saved_split = read_json(self.root / "split.json")
+        if saved_split["sha256"] != split["sha256"]:
+            raise TestbedError(f"the human corpus changed since run_dir={self.root} was started (split.json checksum differs)")
+        if saved_split != split:
+            raise TestbedError(f"run_dir={self.root} was split by another version of testbed (split.json differs); "
+                               "start it again in a new run_dir")
 
     def model(self, g: int) -> Path:
         self.verify(g, "model/")

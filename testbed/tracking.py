@@ -33,6 +33,14 @@ class Tracking:
     def __init__(self, accelerator, root: Path, cfg: Config):
         self.accelerator, self.root, self.cfg = accelerator, root, cfg
 
+    def where(self) -> str | None:
+        """The line that tells the user where the trackers write."""
+        if not self.cfg.track:
+            return None
+        folder = self.root / "tracking"
+        return (f"tracking: {', '.join(self.cfg.track)} in {folder}"
+                + (f" (tensorboard --logdir {folder})" if "tensorboard" in self.cfg.track else ""))
+
     def open(self, name: str, step: int = 0) -> None:
         """Point accelerator.log at tracker run `name` (the current one is closed first)."""
         accelerator = self.accelerator

@@ -67,7 +67,7 @@ def test_tensorboard_gets_each_generations_curve_and_the_metrics_once_across_a_r
         assert [v for _, v in points] == pytest.approx([value(r) for r in rows], rel=1e-6), tag
 
     # Tracking is not part of the run's identity: the run resumes with it turned off.
-    loop._check_same_run(RunDir(root), load_config(root / "config.yaml", ["track=[]"]),
+    RunDir(root).check_same_run(load_config(root / "config.yaml", ["track=[]"]),
                          json.loads((root / "split.json").read_text()))
 
 
