@@ -16,6 +16,7 @@ from typing import Literal
 import yaml
 
 from testbed import TestbedError
+from testbed.curate import CurateConfig, curate_config  # each step's keys live in its file; see testbed/curate/step.py
 
 
 @dataclass
@@ -72,6 +73,9 @@ class TrainConfig:
     mixed_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # How generation g >= 1 starts: fresh weights, generation g-1's, or generation 0's.
     init: Literal["scratch", "previous", "first"] = "scratch"
+    # foreach: the same numbers as torch's per-tensor AdamW, faster; fused: faster again, last bits differ.
+    adamw: Literal["foreach", "fused"] = "foreach"
+    compile: bool = False  # torch.compile the training step (compiled once per run, numbers differ slightly)
 
 
 @dataclass
@@ -100,6 +104,9 @@ class SampleConfig:
     prompt: Literal["eos", "human"] = "eos"
     prompt_tokens: int = 8
     watermark: WatermarkConfig = field(default_factory=WatermarkConfig)
+    # Decode with a fixed-size KV cache, every row kept to the end, and (on CUDA) the step compiled
+    # into a CUDA graph: fixed shapes win on a GPU, dropping ended rows wins on a CPU. auto: on CUDA only.
+    static_cache: Literal["auto", True, False] = "auto"
 
 
 @dataclass
@@ -120,87 +127,6 @@ class MixConfig:
     # Synthetic documents cut off at the length cap: left out of every pool (they would be
     # trained as if the model had ended them there), or kept.
     keep_unfinished: bool = False
-
-
-@dataclass
-class WhitelistConfig:
-    enabled: bool = False
-    sources: list[str] = field(default_factory=lambda: ["human"])  # "human", "synthetic", "synthetic:gen_002"...
-    mislabel: float = 0.0  # share of documents whose provenance label is wrong, as real metadata is
-
-
-@dataclass
-class HeuristicsConfig:
-    enabled: bool = False
-    min_words: int = 0
-    max_words: int | None = None
-    max_repeat: float = 1.0  # drop a document when more than this share of its word 3-grams are repeats
-    max_non_alpha: float = 1.0  # drop when more than this share of its non-space characters are not letters
-    require_end: bool = False  # drop documents the model never ended
-
-
-@dataclass
-class DedupConfig:
-    exact: bool = False  # same text after folding case and whitespace
-    near: bool = False  # MinHash/LSH over word shingles (datasketch)
-    threshold: float = 0.8  # estimated Jaccard similarity at which a later document is a near-duplicate
-    num_perm: int = 128
-    shingle: int = 5
-
-
-@dataclass
-class VerifierConfig:
-    enabled: bool = False
-    # storyworld: the grammar's own validator (a perfect verifier); lexicon: every
-    # word occurs in the human training split and the text ends a sentence;
-    # or package.module:function, any callable text -> bool.
-    name: str = "storyworld"
-
-
-@dataclass
-class WatermarkFilterConfig:
-    enabled: bool = False  # drop documents whose watermark z-score exceeds z_threshold (needs sample.watermark)
-    z_threshold: float = 4.0
-
-
-@dataclass
-class DetectorConfig:
-    enabled: bool = False
-    # classifier: logistic regression on word 1-2 grams, trained each generation
-    # on labelled human and synthetic documents from outside the pool;
-    # likelihood: zero-shot, a model's log-likelihood over a human unigram model's.
-    kind: Literal["classifier", "likelihood"] = "classifier"
-    # The model whose text the classifier learns as synthetic, or that the
-    # likelihood detector scores with. earlier: for the pool model g-1 wrote,
-    # model g-2, as a lab's detector is built on models older than the one
-    # writing the web (g=1 has no earlier model: the writer, reported as
-    # in-distribution); writer: model g-1 itself, in-distribution, an upper bound.
-    train_on: Literal["earlier", "writer"] = "earlier"
-    train_docs: int = 500  # labelled documents per class
-    threshold: float = 0.5  # classifier: flag when P(synthetic) exceeds it
-    fpr: float = 0.05  # likelihood: flag above the score that this share of labelled human text exceeds
-
-
-@dataclass
-class PerplexityFilterConfig:
-    enabled: bool = False
-    reference: Literal["first", "previous"] = "first"  # score with generation 0's model, or the one that wrote the text
-    # Keep documents whose per-token NLL ranks in [low, high] (0 = most likely):
-    # high=0.7 drops the 30% least likely, the usual "quality" filter.
-    low: float = 0.0
-    high: float = 1.0
-
-
-@dataclass
-class CurateConfig:
-    """Steps applied, in this order, to the training pool of each generation g >= 1."""
-    whitelist: WhitelistConfig = field(default_factory=WhitelistConfig)
-    heuristics: HeuristicsConfig = field(default_factory=HeuristicsConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
-    verifier: VerifierConfig = field(default_factory=VerifierConfig)
-    watermark: WatermarkFilterConfig = field(default_factory=WatermarkFilterConfig)
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    perplexity: PerplexityFilterConfig = field(default_factory=PerplexityFilterConfig)
 
 
 @dataclass
@@ -237,7 +163,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     mix: MixConfig = field(default_factory=MixConfig)
-    curate: CurateConfig = field(default_factory=CurateConfig)
+    curate: CurateConfig = field(default_factory=lambda: curate_config()())  # one section per curation step
     eval: EvalConfig = field(default_factory=EvalConfig)
     # Experiment trackers fed through accelerate, writing under <run_dir>/tracking/: training
     # curves per generation and each generation's metrics. Not part of the run's identity.
@@ -250,8 +176,6 @@ class Config:
             "tokenizer.vocab_size": 257,  # the 256 byte symbols plus one merge at least
             "train.tokens": 1, "train.batch_size": 1, "train.grad_accum": 1,
             "sample.size": 1, "sample.batch_size": 1, "sample.prompt_tokens": 1,
-            "curate.heuristics.min_words": 0, "curate.dedup.num_perm": 16, "curate.dedup.shingle": 1,
-            "curate.detector.train_docs": 2,
             "eval.sample_words": 1, "eval.self_bleu_pairs": 1, "eval.confidence_docs": 1, "eval.embedding_docs": 2, "eval.truth_docs": 1, "eval.batch_size": 1,
         }
         for key, value in _leaves(self):
@@ -260,13 +184,29 @@ class Config:
         for key, low in minimum.items():
             if _get(self, key) < low:
                 raise TestbedError(f"{key}={_get(self, key)} must be >= {low}")
+        # Far above any run one machine can hold: a typo such as a billion generations stops here, with
+        # its key, instead of minutes later as an out-of-memory crash.
+        maximum = {
+            "generations": 10_000, "data.docs": 1_000_000, "tokenizer.vocab_size": 1_000_000,
+            "model.n_layer": 1_000, "model.n_embd": 65_536, "model.n_head": 1_024, "model.context": 131_072,
+            "train.tokens": 10**12, "train.epochs": 10_000, "train.batch_size": 65_536, "train.grad_accum": 65_536,
+            "sample.size": 10**9 if self.sample.unit == "tokens" else 10_000_000, "sample.batch_size": 65_536,
+            "sample.prompt_tokens": 131_072, "sample.max_new_tokens": 131_072, "mix.docs": 100_000_000,
+            "curate.dedup.num_perm": 8_192, "curate.dedup.shingle": 1_000, "curate.detector.train_docs": 10_000_000,
+            "eval.sample_words": 10**9, "eval.sample_tokens": 10**9, "eval.truth_docs": 1_000_000,
+            "eval.batch_size": 65_536, "eval.self_bleu_pairs": 10_000_000, "eval.confidence_docs": 10_000_000,
+            "eval.embedding_docs": 10_000_000,
+        }
+        for key, high in maximum.items():
+            value = _get(self, key)
+            if value is not None and value > high:
+                raise TestbedError(f"{key}={value} is too large: at most {high:,}; lower it")
         if not self.train.epochs > 0:
             raise TestbedError(f"train.epochs={self.train.epochs} must be > 0")
         if not self.train.lr > 0:  # written so that NaN fails too
             raise TestbedError(f"train.lr={self.train.lr} must be > 0")
         for key in ("data.max_docs", "model.n_layer", "model.n_embd", "model.n_head", "model.context",
-                    "mix.docs", "eval.heldout_docs", "sample.max_new_tokens", "curate.heuristics.max_words",
-                    "eval.sample_tokens"):
+                    "mix.docs", "eval.heldout_docs", "sample.max_new_tokens", "eval.sample_tokens"):
             value = _get(self, key)
             if value is not None and value <= 0:
                 raise TestbedError(f"{key}={value} must be > 0 (or null for the default)")
@@ -278,15 +218,8 @@ class Config:
             raise TestbedError(f"sample.top_p={self.sample.top_p} must be in (0, 1] (1 turns it off)")
         if not 0 <= self.mix.anchor_fraction <= 1:
             raise TestbedError(f"mix.anchor_fraction={self.mix.anchor_fraction} must be in [0, 1]")
-        shares = ["curate.whitelist.mislabel", "curate.heuristics.max_repeat", "curate.heuristics.max_non_alpha",
-                  "curate.dedup.threshold", "curate.detector.threshold", "curate.detector.fpr",
-                  "curate.perplexity.low", "curate.perplexity.high"]
-        for key in shares:
-            if not 0 <= _get(self, key) <= 1:
-                raise TestbedError(f"{key}={_get(self, key)} must be in [0, 1]")
-        if self.curate.perplexity.low >= self.curate.perplexity.high:
-            raise TestbedError(f"curate.perplexity.low={self.curate.perplexity.low} must be below "
-                               f"curate.perplexity.high={self.curate.perplexity.high}")
+        for section in dataclasses.fields(self.curate):  # each curation step checks its own keys
+            getattr(self.curate, section.name).validate(self)
         if not 0 < self.eval.rare_max_freq < 1:
             raise TestbedError(f"eval.rare_max_freq={self.eval.rare_max_freq} must be in (0, 1)")
         if self.eval.rare_quantile is not None and not 0 < self.eval.rare_quantile < 1:
@@ -300,10 +233,6 @@ class Config:
                                "local sentence-embedding model saved with save_pretrained, or null to turn it off")
         if not 0 < self.sample.watermark.gamma < 1:
             raise TestbedError(f"sample.watermark.gamma={self.sample.watermark.gamma} must be in (0, 1)")
-        if self.curate.watermark.enabled and not self.sample.watermark.enabled:
-            raise TestbedError("curate.watermark.enabled=true detects a watermark nobody wrote: set sample.watermark.enabled=true")
-        if self.curate.whitelist.enabled and not self.curate.whitelist.sources:
-            raise TestbedError("curate.whitelist.sources is empty: it would drop every document; list e.g. [human]")
         if not 0 <= self.train.warmup < 1:
             raise TestbedError(f"train.warmup={self.train.warmup} must be in [0, 1)")
         if not self.train.weight_decay >= 0:
@@ -363,11 +292,20 @@ def read_mapping(path: Path) -> dict:
     """A YAML file whose top level is a mapping of keys to values (a config, a lab)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise TestbedError(f"{path}: not UTF-8 (invalid byte at offset {e.start}); re-encode the file as UTF-8") from None
     except yaml.YAMLError as e:
-        raise TestbedError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise TestbedError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
     if not isinstance(raw, dict):
         raise TestbedError(f"{path}: the top level must be a mapping of keys to values")
     return raw
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """What the parser found, and where: "mapping values are not allowed here at line 4, column 11"."""
+    problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def _merge(base: dict, top: dict) -> dict:
@@ -394,6 +332,8 @@ def _build(cls, raw, prefix: str):
     if not isinstance(raw, dict):
         raise TestbedError(f"{prefix.rstrip('.') or 'config'} must be a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
+    if cls is Config:
+        hints["curate"] = curate_config()  # the steps as registered now, so a step added at run time has its keys
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in raw.items():
@@ -409,7 +349,11 @@ def _coerce(tp, value, key: str):
     if isinstance(value, _Raw):
         quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
         text = _is_text(tp) and not quoted and value.lower() not in ("null", "~", "")
-        value = str(value) if text else yaml.safe_load(value or "null")
+        try:
+            value = str(value) if text else yaml.safe_load(value or "null")
+        except yaml.YAMLError as e:
+            raise TestbedError(f"{key}={value}: not a valid value ({_yaml_problem(e)}); quote it, or write a number, "
+                               "true/false, null or a list such as [a, b]") from None
     if dataclasses.is_dataclass(tp):
         return _build(tp, value if value is not None else {}, key + ".")
     origin = typing.get_origin(tp)
@@ -430,6 +374,8 @@ def _coerce(tp, value, key: str):
             raise TestbedError(f"{key}={value!r} has the wrong type: expected a list such as [{example}]")
         return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 1e308:  # float() would raise OverflowError
+            raise TestbedError(f"{key}={value} is too large for a number")
         return float(value)
     if tp is float and isinstance(value, str):
         # YAML 1.1 reads 5e-5 (no dot) as a string; a number is what the user meant.

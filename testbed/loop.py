@@ -7,6 +7,7 @@ regime, earlier ones and human text). Every stage takes its seed from
 what an uninterrupted run would have.
 """
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from testbed.curate.watermark import make_processor
 from testbed.metrics.suite import Evaluator, numbers
 from testbed.mix import HUMAN, Doc, composition, synthetic_docs, synthetic_label, synthetic_needed, training_set
 from testbed.model import build_model, context_length, load_model, n_params, save_model
+from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_jsonl, write_json
 from testbed.sample import sample_corpus
 from testbed.seeds import stage_seed
@@ -57,7 +59,10 @@ def run(cfg: Config, say=print) -> list[dict]:
     r = None
     try:
         r = _start(cfg, rundir, new_run, say)
-        _say_progress(r)
+        if r.accelerator.is_main_process and rundir.finished_generations():
+            rundir.rebuild_metrics()  # metrics.jsonl is derived from the generations: a cut or lost one is made again
+        if progress := rundir.progress(cfg.generations):
+            r.say(progress)
         for g in range(cfg.generations + 1):
             if not rundir.finished(g):
                 _generation(g, r)
@@ -75,22 +80,14 @@ def run(cfg: Config, say=print) -> list[dict]:
     return rows
 
 
-def _say_progress(r: _Run) -> None:
-    done, last = r.rundir.finished_generations(), r.cfg.generations
-    if r.accelerator.is_main_process and done:
-        r.rundir.rebuild_metrics()  # metrics.jsonl is derived from the generations: a cut or lost one is made again
-    if done and done[-1] > last:
-        r.say(f"the run holds {done[-1] + 1} finished generations, more than generations={last} asks for: nothing to do")
-    elif done == list(range(last + 1)):
-        r.say(f"all {last + 1} generations are finished; raise generations= to extend the run")
-    elif done:
-        r.say(f"resuming after generation {done[-1]} (finished: {', '.join(map(str, done))})")
-
-
 def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     """The human corpus, its split and tokenizer, and a new run directory or the checks that this is the same run."""
     accelerator = Accelerator(mixed_precision=precision(cfg.train.mixed_precision), gradient_accumulation_steps=cfg.train.grad_accum,
                               log_with=cfg.track or None, project_dir=str(rundir.root / "tracking"))
+    if int(os.environ.get("WORLD_SIZE", "1")) > accelerator.num_processes:
+        # Each process would think itself alone and make the same run directory.
+        raise TestbedError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate sees "
+                           f"{accelerator.num_processes}; on a CPU set ACCELERATE_USE_CPU=1 (accelerate launch --multi_gpu)")
     main = accelerator.is_main_process
     say = say if main else (lambda *a, **k: None)
     corpus = human_corpus(cfg)
@@ -121,11 +118,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     for note in evaluator.notes:
         say(note)
     if main and not (rundir.root / "reference.json").exists():
-        reference = evaluator.reference(stage_seed(cfg.seed, 0, "reference"))
-        write_json(rundir.root / "reference.json", reference)
-        if not reference["comparable"]:
-            say(f"note: the human reference has {reference['eval_words']:,} words, fewer than eval.sample_words="
-                f"{cfg.eval.sample_words:,}; reference.json is not comparable with the generations")
+        write_json(rundir.root / "reference.json", evaluator.reference(stage_seed(cfg.seed, 0, "reference"), say))
     say(f"testbed: {source_name(cfg.data)}, {len(corpus.train)} train / {len(corpus.heldout)} held-out documents, "
         f"{sum(len(d.ids) for d in human):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
     tracking = Tracking(accelerator, rundir.root, cfg)
@@ -136,24 +129,20 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
 
 def _generation(g: int, r: _Run) -> None:
     """One generation, as the method section reads: mix, curate, train, sample, evaluate, commit."""
-    main, tag = r.accelerator.is_main_process, f"gen {g}/{r.cfg.generations}"
+    tag = f"gen {g}/{r.cfg.generations}"
     examples, newest = _mix(g, r, tag)
     pool = composition(examples)
     examples, curation = _curate(g, examples, newest, r, tag) if g and r.curator.steps() else (examples, [])
-    part = r.rundir.begin(g) if main else None
+    part = r.rundir.begin(g) if r.accelerator.is_main_process else None
     model, trained = _train(g, r, examples, part, tag)
-    if main:
+    if part:
         save_model(model, part / "model")
         samples, texts, corpus = _sample(g, r, model, tag)
-        start = time.perf_counter()
-        first = texts if g == 0 else [row["text"] for row in r.rundir.corpus(0)]
-        row = {"generation": g, **r.evaluator.evaluate(model, texts, samples, _seed(r, 0, "eval"), gen0_texts=first),
-               "train_mix": composition(examples), "train_tokens": trained["tokens"], "train_passes": trained["passes"],
-               "human_tokens_seen": trained["human_tokens_seen"], "unfinished_docs": corpus["unfinished"]}
+        row = _evaluate(g, r, model, texts, samples, tag)
+        row.update(train_mix=composition(examples), train_tokens=trained["tokens"], train_passes=trained["passes"],
+                   human_tokens_seen=trained["human_tokens_seen"], unfinished_docs=corpus["unfinished"])
         if curation:
             row.update(curation_summary(sum(pool.values()), examples, curation), curation=curation)
-        r.say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
-            f"{k} {row[k]:.4g}" for k in r.evaluator.headline if k in row))
         _commit(g, r, part, texts, samples, corpus=corpus,
                 train={"pool": pool, "mix": row["train_mix"], **trained, "environment": environment(r.accelerator)},
                 curation={"pool": pool, "steps": curation} if curation else None, metrics=row)
@@ -161,6 +150,16 @@ def _generation(g: int, r: _Run) -> None:
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _evaluate(g: int, r: _Run, model, texts, samples, tag: str) -> dict:
+    """Model g and what it wrote, scored against the human text and, for drift, against what model 0 wrote."""
+    start = time.perf_counter()
+    first = texts if g == 0 else [row["text"] for row in r.rundir.corpus(0)]
+    row = {"generation": g, **r.evaluator.evaluate(model, texts, samples, _seed(r, 0, "eval"), gen0_texts=first)}
+    r.say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
+        f"{k} {row[k]:.4g}" for k in r.evaluator.headline if k in row))
+    return row
 
 
 def _seed(r: _Run, g: int, stage: str) -> int:
@@ -186,7 +185,7 @@ def _train(g: int, r: _Run, examples, part, tag: str):
     model = _initial_model(g, r, eos)
     blocks = pack([d.ids for _, d in examples], eos, context_length(model), _seed(r, g, "pack"))
     set_seed(_seed(r, g, "train"))
-    r.tracking.open(f"gen_{g:03d}")
+    r.tracking.open(r.rundir.gen(g).name)
     trained = train(model, blocks, cfg.train, r.accelerator, _seed(r, g, "order"),
                     log=RunDir.log(part) if part else None, desc=f"{tag} train")
     model = trained.pop("model")
@@ -222,7 +221,7 @@ def _sample(g: int, r: _Run, model, tag: str):
     n_tokens = sum(len(s.tokens) + s.ended for s in samples)
     r.say(f"{tag} · sample: {len(samples)} docs, {n_tokens:,} tokens in {seconds:.0f}s ({n_tokens / seconds:,.0f} tok/s), "
           f"{sum(s.ended for s in samples) / len(samples):.0%} ended with EOS")
-    corpus = {"source": synthetic_label(g), "model": f"gen_{g:03d}/model", "documents": len(samples), "tokens": n_tokens,
+    corpus = {"source": synthetic_label(g), "model": f"{r.rundir.gen(g).name}/model", "documents": len(samples), "tokens": n_tokens,
               "unfinished": sum(not s.ended for s in samples), "seed": seed, "sampling": to_dict(cfg)["sample"],
               "seconds": seconds}
     return samples, texts, corpus
@@ -242,10 +241,9 @@ def _curate(g: int, examples, newest, r: _Run, tag: str):
         r.say(f"{tag} · curate {step['step']}: {step['docs_in']} -> {step['docs_out']} docs "
               f"(removed {step['removed_human']} human, {step['removed_synthetic']} synthetic) in {step['seconds']:.1f}s")
     if not kept:
-        emptied = next(step["step"] for step in reports if step["docs_out"] == 0)
-        raise TestbedError(
-            f"generation {g}: curation kept none of {len(examples)} documents (curate.{emptied.split('_')[0]} removed the "
-            "last of them); loosen that step, or mix in human text (mix.regime=anchor)")
+        emptied = r.curator.section(next(step["step"] for step in reports if step["docs_out"] == 0))
+        raise TestbedError(f"generation {g}: curation kept none of {len(examples)} documents (curate.{emptied} removed the "
+                           "last of them); loosen that step, or mix in human text (mix.regime=anchor)")
     return kept, reports
 
 
@@ -254,12 +252,3 @@ def _initial_model(g: int, r: _Run, eos: int):
     if g == 0 or init == "scratch":
         return build_model(r.cfg.model, len(r.tokenizer), eos)
     return load_model(r.rundir.model(g - 1 if init == "previous" else 0))
-
-
-def summary(rows: list[dict]) -> str:
-    keys = ["generation", "heldout_ppl", "distinct_2", "rare_token_recall"]
-    keys += [k for k in ("true_excess_ce", "validity_rate", "grammar_rate", "valid_prefix", "true_tail_recall") if rows and k in rows[0]]
-    lines = ["  ".join(f"{k:>17}" for k in keys)]
-    for r in rows:
-        lines.append("  ".join(f"{r[k]:>17}" if isinstance(r[k], int) else f"{r[k]:>17.4f}" for k in keys))
-    return "\n".join(lines)

@@ -40,30 +40,32 @@ def resolve(cfg: ModelConfig) -> dict:
     return dims
 
 
-def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int):
-    dims = resolve(cfg)
-    ids = dict(vocab_size=vocab_size, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
-    if cfg.family == "llama":
-        # SwiGLU has three matrices where GPT-2's MLP has two of 4 x n_embd: 8/3 x n_embd matches its parameters.
-        hidden = -(-8 * dims["n_embd"] // 3 // 32) * 32
-        return LlamaForCausalLM(LlamaConfig(
-            hidden_size=dims["n_embd"], intermediate_size=hidden, num_hidden_layers=dims["n_layer"],
-            num_attention_heads=dims["n_head"], num_key_value_heads=dims["n_head"],
-            max_position_embeddings=dims["context"], tie_word_embeddings=True, attention_dropout=0.0, **ids))
-    config = GPT2Config(
-        n_positions=dims["context"],
-        n_embd=dims["n_embd"],
-        n_layer=dims["n_layer"],
-        n_head=dims["n_head"],
+def _gpt2(dims: dict, ids: dict):
+    return GPT2LMHeadModel(GPT2Config(
+        n_positions=dims["context"], n_embd=dims["n_embd"], n_layer=dims["n_layer"], n_head=dims["n_head"],
         # GPT-2's tanh GELU, from torch's C++ kernel rather than transformers' Python one (3x faster).
         activation_function="gelu_pytorch_tanh",
         # Dropout only slows a model that sees each token once or twice.
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        **ids,
-    )
-    return GPT2LMHeadModel(config)
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **ids))
+
+
+def _llama(dims: dict, ids: dict):
+    # SwiGLU has three matrices where GPT-2's MLP has two of 4 x n_embd: 8/3 x n_embd matches its parameters.
+    hidden = -(-8 * dims["n_embd"] // 3 // 32) * 32
+    return LlamaForCausalLM(LlamaConfig(
+        hidden_size=dims["n_embd"], intermediate_size=hidden, num_hidden_layers=dims["n_layer"],
+        num_attention_heads=dims["n_head"], num_key_value_heads=dims["n_head"],
+        max_position_embeddings=dims["context"], tie_word_embeddings=True, attention_dropout=0.0, **ids))
+
+
+# model.family -> a function (preset dims, token ids) -> a new transformers model. A new family is a function
+# here and its name in ModelConfig.family; whatever it builds must save and load with AutoModelForCausalLM.
+FAMILIES = {"gpt2": _gpt2, "llama": _llama}
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int):
+    ids = dict(vocab_size=vocab_size, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
+    return FAMILIES[cfg.family](resolve(cfg), ids)
 
 
 def context_length(model) -> int:
@@ -81,4 +83,10 @@ def save_model(model, path: str | Path) -> None:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu"):
-    return AutoModelForCausalLM.from_pretrained(str(path)).to(device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path))
+    except (OSError, ValueError, KeyError) as e:  # transformers' words for a folder that is not a saved model
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TestbedError(f"{path}: could not be loaded as a model ({reason}); give a folder saved by testbed, "
+                           "such as RUN/gen_002/model") from None
+    return model.to(device)

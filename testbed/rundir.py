@@ -79,6 +79,16 @@ class RunDir:
         gens = sorted(int(p.name[4:]) for p in self.root.glob("gen_[0-9][0-9][0-9]") if (p / "DONE").exists())
         return gens
 
+    def progress(self, generations: int) -> str | None:
+        """What a restarted run will do, given the generations it asks for; None for a new one."""
+        done = self.finished_generations()
+        if done and done[-1] > generations:
+            return (f"the run holds {done[-1] + 1} finished generations, more than generations={generations} asks for: "
+                    "nothing to do")
+        if done == list(range(generations + 1)):
+            return f"all {generations + 1} generations are finished; raise generations= to extend the run"
+        return f"resuming after generation {done[-1]} (finished: {', '.join(map(str, done))})" if done else None
+
     def lock(self) -> None:
         """One run per directory: a second process would interleave generations."""
         self._lock = open(self.root / ".lock", "w")

@@ -247,3 +247,60 @@ def test_storyworld_fresh_stories_are_new_and_differ_by_generation():
     training = set(load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus")))
     one, two = fresh_texts(cfg, [], 300, 1, 50), fresh_texts(cfg, [], 300, 2, 50)
     assert len(one) == len(two) == 50 and not (set(one) | set(two)) & training and one != two
+
+
+# --- the source registry and the truth interface -----------------------------------
+
+class CoinWorld:
+    """A test-only generator: 'heads .' or 'tails .', with known probabilities."""
+    P = {"heads .": 0.75, "tails .": 0.25}
+
+    def sample(self, n, seed):
+        import random
+        rng = random.Random(seed)
+        return rng.choices(list(self.P), weights=list(self.P.values()), k=n)
+
+    def sample_with_logprob(self, n, seed):
+        import math
+        return [(t, math.log(self.P[t])) for t in self.sample(n, seed)]
+
+    def rare_words(self):
+        return {"tails": 0.125}
+
+    def expected_words_per_story(self):
+        return 1.0
+
+    def is_valid(self, text):
+        return text in self.P
+
+    is_grammatical = is_valid
+
+    def valid_prefix(self, text):
+        return 1.0 if text in self.P else 0.0
+
+
+def test_a_registered_source_with_a_truth_feeds_loading_fresh_text_and_the_metrics(monkeypatch):
+    from datasets import Dataset
+
+    from testbed.config import load_config
+    from testbed.corpus import sources
+    from testbed.corpus.fresh import fresh_texts
+    from testbed.metrics.suite import Evaluator
+    from testbed.tokenizer import train_tokenizer
+
+    def load(data, seed):
+        return Dataset.from_dict({data.text_field: CoinWorld().sample(data.docs, seed)})
+    monkeypatch.setitem(sources.SOURCES, "coin", sources.Source(load, CoinWorld))
+    cfg = load_config(None, ["data.docs=40", "eval.truth_docs=5", "eval.sample_words=4"])
+    cfg.data.source = "coin"  # DataConfig.source names the shipped sources; the registry is what loading reads
+
+    docs = load_documents(cfg.data, seed=3)
+    assert docs == CoinWorld().sample(40, 3)
+    assert fresh_texts(cfg, [], len(docs), 1, 6) == CoinWorld().sample(6, stage_seed(cfg.seed, 1, "fresh"))
+    ev = Evaluator(cfg, train_tokenizer(docs, 50), docs, docs[:4])
+    assert ev.truth_nll == [-lp for _, lp in CoinWorld().sample_with_logprob(5, 0)]
+    row = ev.corpus_metrics(["heads .", "heads .", "tails", "tails ."], seed=0)
+    assert row["validity_rate"] == 3 / 4 and row["valid_prefix"] == 3 / 4
+    assert row["true_tail_recall"] == 1.0  # "tails" occurs; the only true rare word
+    assert sources.truth(cfg.data).__class__ is CoinWorld
+    assert sources.truth(DataConfig(source="local", path="x.txt")) is None

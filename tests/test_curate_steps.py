@@ -1,13 +1,17 @@
 import math
 import os.path
 import random
+import subprocess
+import sys
+from dataclasses import dataclass
 
 import pytest
 import torch
 from transformers import GPT2Config, WatermarkDetector, WatermarkingConfig
 
+import testbed.curate
 from testbed import TestbedError
-from testbed.config import SampleConfig, load_config
+from testbed.config import SampleConfig, load_config, to_yaml
 from testbed.corpus.storyworld import StoryWorld
 from testbed.curate import curator as curator_module
 from testbed.curate.curator import Curator, summary
@@ -16,6 +20,7 @@ from testbed.curate.detect import (NgramClassifier, detection_report, likelihood
                                    threshold_at_fpr, unigram_logprobs)
 from testbed.curate.heuristics import heuristic_keep, non_alpha_share
 from testbed.curate.perplexity_band import band_keep, mean_token_nll
+from testbed.curate.step import Step
 from testbed.curate.verify import get_verifier, verify_keep
 from testbed.curate.watermark import make_processor, watermark_keep, watermark_z
 from testbed.curate.whitelist import claimed_sources, whitelist_keep
@@ -24,6 +29,7 @@ from testbed.mix import HUMAN, Doc
 from testbed.model import load_model, save_model
 from testbed.rundir import RunDir, write_jsonl
 from testbed.sample import sample_corpus
+from testbed.text import words
 
 EOS = 0  # the conftest models' EOS id
 
@@ -218,11 +224,11 @@ ROCKETS = "rocket launch orbit fuel engine thrust booster payload moon countdown
 def test_classifier_separates_disjoint_vocabularies_on_held_out_text():
     human = random_docs(CATS, 70, 30, seed=0)
     synthetic = random_docs(ROCKETS, 70, 30, seed=1)
-    clf = NgramClassifier().fit(human[:50], synthetic[:50], seed=0)
+    clf = NgramClassifier().fit(human[:50], synthetic[:50])
     scores = clf.score(human[50:] + synthetic[50:])
     assert max(scores[:20]) < 0.5 < min(scores[20:])
     assert roc_auc([False] * 20 + [True] * 20, scores) == 1.0
-    refit = NgramClassifier().fit(human[:50], synthetic[:50], seed=0)
+    refit = NgramClassifier().fit(human[:50], synthetic[:50])
     assert refit.score(human[50:]) == pytest.approx(scores[:20], rel=1e-6)  # rounding varies with the batch
 
 
@@ -230,7 +236,7 @@ def test_classifier_learns_word_order_from_bigrams():
     # Same words, same counts: only the bigrams differ.
     human = ["the cat chased the dog."] * 20
     synthetic = ["the dog chased the cat."] * 20
-    clf = NgramClassifier().fit(human, synthetic, seed=0)
+    clf = NgramClassifier().fit(human, synthetic)
     low, high = clf.score(["the cat chased the dog.", "the dog chased the cat."])
     assert low < 0.5 < high
 
@@ -327,7 +333,7 @@ def test_classifier_learns_from_the_model_train_on_names(tmp_path, make_model, m
                                            "curate.detector.train_docs=40")
     fits = []
     fit = NgramClassifier.fit
-    monkeypatch.setattr(NgramClassifier, "fit", lambda self, h, s, seed=0: fits.append(s) or fit(self, h, s, seed))
+    monkeypatch.setattr(NgramClassifier, "fit", lambda self, h, s: fits.append(s) or fit(self, h, s))
     # Generation 2's pool: model 1's text and human text, plus a copy of one of
     # model 0's stories (as accumulate would hold), which must not be learned from.
     copied = Doc([1], written[0][0].text)
@@ -366,13 +372,13 @@ def test_watermark_is_detected_in_watermarked_samples_only(make_model, eos_bias)
     marked = sample_corpus(model, cfg, EOS, seed=0, watermark=make_processor(64, "cpu", gamma=0.25, delta=4.0))
     plain = sample_corpus(model, cfg, EOS, seed=0)
     assert all(len(s.tokens) == 64 for s in marked + plain)
-    z_marked = watermark_z([s.tokens for s in marked], 64, EOS, gamma=0.25, delta=4.0)
-    z_plain = watermark_z([s.tokens for s in plain], 64, EOS, gamma=0.25, delta=4.0)
+    z_marked = watermark_z([s.tokens for s in marked], 64, EOS, gamma=0.25)
+    z_plain = watermark_z([s.tokens for s in plain], 64, EOS, gamma=0.25)
     assert sum(z > 4.0 for z in z_marked) >= 36
     assert sum(z > 4.0 for z in z_plain) <= 4
     assert watermark_keep(z_marked + z_plain, 4.0) == [z <= 4.0 for z in z_marked + z_plain]
     # Another key draws other green lists: the watermark is not there.
-    z_other_key = watermark_z([s.tokens for s in marked], 64, EOS, gamma=0.25, delta=4.0, key=7)
+    z_other_key = watermark_z([s.tokens for s in marked], 64, EOS, gamma=0.25, key=7)
     assert sum(z > 4.0 for z in z_other_key) <= 4
 
 
@@ -427,3 +433,64 @@ def test_mean_token_nll_divides_by_predicted_tokens(make_model):
     docs = [[3, 4, 5], [6]]
     total = document_nll(model, docs, EOS)
     assert mean_token_nll(model, docs, EOS) == pytest.approx([total[0] / 4, total[1] / 2])
+
+
+# --- the step registry -------------------------------------------------------------
+
+@dataclass
+class BanConfig:
+    enabled: bool = False
+    word: str = "dragon"
+
+    def validate(self, cfg):
+        if words(self.word) != [self.word]:
+            raise TestbedError(f"curate.ban.word={self.word!r} must be one lower-case word")
+
+
+class Ban(Step):
+    """Drops the documents that use a word: a step that exists only in this test."""
+    name = section = "ban"
+    Config = BanConfig
+
+    def keep(self, g, pool, newest):
+        return [self.c.word not in words(d.text) for _, d in pool], {"word": self.c.word}
+
+
+def test_a_step_registered_from_a_test_gets_its_keys_and_runs_in_its_place(tmp_path, monkeypatch):
+    shipped = testbed.curate.STEPS
+    monkeypatch.setattr(testbed.curate, "STEPS", [*shipped[:2], Ban, *shipped[2:]])  # after heuristics
+    cfg = load_config(None, ["curate.heuristics.enabled=true", "curate.heuristics.min_words=2",
+                             "curate.ban.enabled=true", "curate.ban.word=rocket", "curate.dedup.exact=true"])
+    assert cfg.curate.ban == BanConfig(enabled=True, word="rocket")
+    assert "  ban:\n    enabled: true\n    word: rocket\n" in to_yaml(cfg)
+    with pytest.raises(TestbedError, match="curate.ban.word='two words' must be one lower-case word"):
+        load_config(None, ["curate.ban.word=two words"])
+    with pytest.raises(TestbedError, match=r"unknown config key curate.ban.wrd \(did you mean curate.ban.word\?\)"):
+        load_config(None, ["curate.ban.wrd=x"])
+
+    synthetic = "synthetic:gen_000"
+    texts = [(HUMAN, "A rocket launch."), (synthetic, "Rocket!"), (synthetic, "the rocket flew"),
+             (HUMAN, "the cat sat"), (synthetic, "The  cat sat"), (synthetic, "a rocketship")]
+    pool = [(label, Doc([1], text)) for label, text in texts]
+    curator = Curator(cfg, [], 64, EOS, RunDir(tmp_path))
+    assert curator.steps() == ["heuristics", "ban", "dedup_exact"]
+    kept, reports = curator(1, pool, [])
+    assert [d.text for _, d in kept] == ["the cat sat", "a rocketship"]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in reports] == [
+        {"step": "heuristics", "docs_in": 6, "docs_out": 5, "removed_human": 0, "removed_synthetic": 1},
+        {"step": "ban", "docs_in": 5, "docs_out": 3, "removed_human": 1, "removed_synthetic": 1, "word": "rocket"},
+        {"step": "dedup_exact", "docs_in": 3, "docs_out": 2, "removed_human": 0, "removed_synthetic": 1}]
+    off = load_config(None, ["curate.dedup.exact=true"])
+    assert Curator(off, [], 64, EOS, RunDir(tmp_path)).steps() == ["dedup_exact"]
+
+    monkeypatch.undo()  # unregistered, its keys are gone with it
+    with pytest.raises(TestbedError, match="unknown config key curate.ban"):
+        load_config(None, ["curate.ban.enabled=true"])
+
+
+def test_the_config_layer_loads_no_step_machinery():
+    # testbed.config imports every step file for its keys: their heavy imports wait until a step runs.
+    heavy = ("torch", "transformers", "datasketch", "sklearn", "sacrebleu")
+    code = f"import sys, testbed.config; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

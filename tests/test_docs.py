@@ -1,6 +1,7 @@
 """The documentation keeps up with the code: every config key and every metrics key is
 documented, every link resolves, and the README stays short enough to read in five minutes."""
 import dataclasses
+import importlib.util
 import re
 import typing
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from testbed.config import Config
+from testbed.metrics import spec
 from testbed.loop import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +61,19 @@ def metrics_keys(rows: list[dict]) -> set[str]:
 
 
 def assert_documented(keys: set[str]) -> None:
+    undeclared = sorted(k for k in keys if spec.find(k) is None)
+    assert not undeclared, f"metrics keys with no row in testbed/metrics/spec.py: {undeclared}"
     text = (DOCS / "metrics.md").read_text(encoding="utf-8")
     missing = sorted(k for k in keys if f"`{k}`" not in text)
     assert not missing, f"metrics keys with no entry in docs/metrics.md: {missing}"
+
+
+def test_the_metrics_table_is_written_from_the_spec():
+    found = importlib.util.spec_from_file_location("metrics_doc", ROOT / "scripts" / "metrics_doc.py")
+    metrics_doc = importlib.util.module_from_spec(found)
+    found.loader.exec_module(metrics_doc)
+    text = (DOCS / "metrics.md").read_text(encoding="utf-8")
+    assert metrics_doc.rewrite(text) == text, "docs/metrics.md differs from testbed/metrics/spec.py: run scripts/metrics_doc.py"
 
 
 @pytest.mark.e2e

@@ -12,8 +12,9 @@ from PIL import Image
 from testbed import TestbedError
 from testbed.cli import main
 from testbed.loop import run
+from testbed.metrics import spec
 from testbed.report.compare import load_run
-from testbed.report.page import build, highlight, log2_bands, seed_groups
+from testbed.report.page import build, highlight, log2_bands, page_data, render, seed_groups
 
 WORLD = ("data.source=storyworld", "data.docs=300", "data.heldout_docs=30", "generations=1", "eval.truth_docs=20")
 
@@ -64,6 +65,11 @@ def test_report_files_exist_are_valid_and_match_the_runs(runs, tmp_path):
     # The final table: last value, change from generation 0, generation 0's value.
     last, base = first["heldout_ppl"], loaded[0]["rows"][0]["heldout_ppl"]
     assert f"{last:.4g} (" in page and f"gen 0: {base:.4g}" in page
+    # The final table's columns: the metric table's plotted keys the runs have a number for, headline first.
+    have = [k for k in spec.plotted() if any(isinstance(row.get(k), (int, float)) for r in loaded for row in r["rows"])]
+    header = re.findall(r"<th>([^<]+)</th>", re.search(r"<th>run</th><th>generation</th>(.*?)</tr>", page).group(1))
+    assert sorted(header) == sorted(have) and {"grammar_rate", "self_ppl"} <= set(header)
+    assert header[:3] == ["heldout_ppl", "distinct_2", "rare_token_recall"]
     # Two seeds of one config are one line with a band; the other regime is its own.
     assert [g["label"] for g in seed_groups(loaded)] == ["replace (2 seeds: 0, 1)", "accumulate"]
     # Sample text from generation 0 and the last generation of each run.
@@ -114,6 +120,24 @@ def test_unknown_metric_is_refused(runs, tmp_path):
     with pytest.raises(TestbedError, match="no run has 'nope'"):
         build([load_run(runs / "replace")], tmp_path / "report", metrics=["nope"])
     assert not (tmp_path / "report").exists()
+
+
+def test_chosen_metrics_are_drawn_and_shown_beside_the_overview(runs, tmp_path):
+    index = build([load_run(runs / "replace")], tmp_path / "report", metrics=["self_ppl"], samples=1)
+    page = index.read_text()
+    assert {p.name for p in index.parent.glob("*.png")} <= set(referenced(page))
+    assert "overview.png" in referenced(page) and "metric_self_ppl.png" in referenced(page)
+    assert "metric_heldout_ppl.png" not in page
+
+
+def test_the_page_escapes_what_it_shows_but_the_marked_sample_text():
+    run = {"name": "<b>mine</b>", "path": Path("runs/x"), "finished": [0, 1], "planned": 1, "missing": [],
+           "unfinished": [], "environment": [], "config": {},
+           "rows": [{"generation": 0}, {"generation": 1, "heldout_ppl": 2.0}]}
+    text = [{"run": run["name"], "columns": [{"generation": 0, "docs": [highlight("a <i> zebra", {"zebra"})]}]}]
+    page = render(page_data([run], [], [], ["heldout_ppl"], [], text))
+    assert "<b>mine</b>" not in page and page.count("&lt;b&gt;mine&lt;/b&gt;") == 3  # runs table, final table, sample text
+    assert "a &lt;i&gt; <mark>zebra</mark>" in page and "<td>2</td>" in page  # no generation 0 to compare with: the value alone
 
 
 def test_log2_bands_by_hand():

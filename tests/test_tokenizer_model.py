@@ -3,7 +3,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
 from testbed import TestbedError
-from testbed.config import ModelConfig
+from testbed.config import ModelConfig, load_config
 from testbed.model import PRESETS, build_model, context_length, load_model, n_params, resolve, save_model
 from testbed.tokenizer import EOS, encode, load_tokenizer, train_tokenizer
 
@@ -145,3 +145,25 @@ def test_llama_family_builds_saves_and_reloads(tmp_path):
 def test_llama_needs_an_even_head_size():
     with pytest.raises(TestbedError, match=r"model.family=llama: model.n_embd / model.n_head = 33 must be even"):
         resolve(ModelConfig(family="llama", n_embd=66, n_head=2))
+
+
+def test_a_registered_model_family_builds_saves_and_reloads(tmp_path, monkeypatch):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from testbed import model as models
+
+    def mistral(dims, ids):
+        return MistralForCausalLM(MistralConfig(
+            hidden_size=dims["n_embd"], intermediate_size=2 * dims["n_embd"], num_hidden_layers=dims["n_layer"],
+            num_attention_heads=dims["n_head"], num_key_value_heads=1, max_position_embeddings=dims["context"], **ids))
+    monkeypatch.setitem(models.FAMILIES, "mistral", mistral)
+    cfg = load_config(None, ["model.preset=nano", "model.context=32"]).model
+    cfg.family = "mistral"  # ModelConfig.family names the shipped families; building reads the registry
+    torch.manual_seed(0)
+    built = models.build_model(cfg, vocab_size=50, eos_id=0)
+    assert isinstance(built, MistralForCausalLM) and models.context_length(built) == 32
+    models.save_model(built, tmp_path / "m")
+    loaded = models.load_model(tmp_path / "m")
+    ids = torch.tensor([[0, 5, 7, 9]])
+    with torch.no_grad():
+        assert torch.equal(built(ids).logits, loaded(ids).logits)

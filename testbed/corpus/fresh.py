@@ -1,13 +1,14 @@
 """Fresh human text for mix.anchor_set=fresh: documents no earlier stage has seen.
 
 "The web filling up with AI text" means each generation's human share is new
-human writing, not another draw from what generation 0 trained on. storyworld
-writes new stories from a seed stream of their own; other corpora give each
-generation its own slice of the reserve that split_documents set aside
-(data.fresh_docs), never reused.
+human writing, not another draw from what generation 0 trained on. A source
+with a known generator (storyworld) writes new documents from a seed stream of
+their own; other corpora give each generation its own slice of the reserve
+that split_documents set aside (data.fresh_docs), never reused.
 """
 from testbed import TestbedError
 from testbed.config import Config
+from testbed.corpus.sources import truth
 from testbed.seeds import stage_seed
 
 
@@ -20,7 +21,7 @@ def per_generation(cfg: Config, train_docs: int) -> int:
 
 def check_reserve(cfg: Config, train_docs: int) -> None:
     """Stop before a run starts that would run out of fresh documents part way."""
-    if cfg.data.source == "storyworld" or cfg.mix.regime != "anchor" or cfg.mix.anchor_set != "fresh":
+    if truth(cfg.data) is not None or cfg.mix.regime != "anchor" or cfg.mix.anchor_set != "fresh":
         return
     if cfg.sample.unit == "tokens" and cfg.mix.size == "grow":
         raise TestbedError("mix.anchor_set=fresh on a non-storyworld corpus needs a known pool size: "
@@ -34,10 +35,9 @@ def check_reserve(cfg: Config, train_docs: int) -> None:
 
 def fresh_texts(cfg: Config, reserve: list[str], train_docs: int, generation: int, n: int) -> list[str]:
     """n human documents for `generation` (>= 1) that training, held-out, truth and reference never saw."""
-    if cfg.data.source == "storyworld":
-        from testbed.corpus.storyworld import StoryWorld
-
-        return StoryWorld().sample(n, stage_seed(cfg.seed, generation, "fresh"))
+    world = truth(cfg.data)
+    if world is not None:
+        return world.sample(n, stage_seed(cfg.seed, generation, "fresh"))
     # Slots of a fixed size, so a run extended with more generations keeps the earlier ones' documents.
     start = (generation - 1) * per_generation(cfg, train_docs)
     return reserve[start:start + n]

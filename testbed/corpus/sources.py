@@ -4,12 +4,21 @@ Every source goes through `datasets` and comes out as a plain list of
 document strings, so the rest of the run never asks where text came from.
 """
 import codecs
+import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from tqdm.auto import tqdm
 
 from testbed import TestbedError
 from testbed.config import DataConfig
+from testbed.corpus.truth import Truth
 
 _BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "true/false",
+               type(None): "null"}
 _OFFLINE_OPTIONS = "offline options: data.source=storyworld (built in), or data.source=local data.path=FILE"
 
 
@@ -24,40 +33,52 @@ def source_name(data: DataConfig) -> str:
 
 def load_documents(data: DataConfig, seed: int) -> list[str]:
     """The human corpus as non-empty, whitespace-stripped documents."""
-    if data.source == "storyworld":
-        rows = _storyworld(data, seed)
-    elif data.source == "local":
-        rows = _local(data)
-    else:
-        rows = _hub(data)
+    rows = SOURCES[data.source].load(data, seed)
     docs = []
+    # Shown only when loading takes more than a few seconds (a large file, the Hub).
+    bar = tqdm(desc=f"loading {source_name(data)}", unit="docs", total=data.max_docs, delay=3, disable=None,
+               leave=False, file=sys.stderr)
     try:
         for text in _texts(rows, data):
             text = text.strip()
             if text:
                 docs.append(text)
+                bar.update()
                 if data.max_docs is not None and len(docs) >= data.max_docs:
                     break
-    except TestbedError:
-        raise
     except Exception as e:  # streaming parses while iterating: a malformed row surfaces here
+        _raise_bad_line(data)
+        if isinstance(e, TestbedError):
+            raise
         where = f"data.path={data.path}" if data.source == "local" else f"data.name={data.name}"
         raise TestbedError(f"{where}: could not be read after {len(docs)} documents ({_first_line(e)})") from None
+    finally:
+        bar.close()
     if not docs:
         where = data.path if data.source == "local" else source_name(data)
         raise TestbedError(f"{where}: the corpus is empty (no non-blank documents); check data.separator and data.text_field")
     return docs
 
 
+def truth(data: DataConfig) -> Truth | None:
+    """The source's generator when it is known (see testbed/corpus/truth.py), else None."""
+    make = SOURCES[data.source].truth
+    return make() if make else None
+
+
+def _storyworld_truth() -> Truth:
+    from testbed.corpus.storyworld import StoryWorld
+
+    return StoryWorld()
+
+
 def _storyworld(data: DataConfig, seed: int):
     from datasets import Dataset
 
-    from testbed.corpus.storyworld import StoryWorld
-
-    return Dataset.from_dict({data.text_field: StoryWorld().sample(data.docs, seed)})
+    return Dataset.from_dict({data.text_field: _storyworld_truth().sample(data.docs, seed)})
 
 
-def _local(data: DataConfig):
+def _local(data: DataConfig, seed: int):
     from datasets import load_dataset
 
     path = Path(data.path)
@@ -76,10 +97,11 @@ def _local(data: DataConfig):
     try:
         return load_dataset(builder, data_files=str(path), split="train", streaming=True, **kwargs)
     except Exception as e:  # datasets wraps parse errors in several types
+        _raise_bad_line(data)
         raise TestbedError(f"data.path={data.path}: could not be read as {builder} ({_first_line(e)})") from None
 
 
-def _hub(data: DataConfig):
+def _hub(data: DataConfig, seed: int):
     from datasets import load_dataset
 
     try:
@@ -97,18 +119,52 @@ def _hub(data: DataConfig):
 
 
 def _texts(rows, data: DataConfig):
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         if data.text_field not in row:
             raise TestbedError(
                 f"data.text_field={data.text_field}: no such field in {data.path or data.name}; fields: {', '.join(row)}"
             )
         text = row[data.text_field]
         if not isinstance(text, str):
-            raise TestbedError(f"data.text_field={data.text_field}: expected text, found {type(text).__name__}")
+            raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path or data.name} holds "
+                               f"{type(text).__name__}, not text; fix that row or choose another data.text_field")
         if data.source == "local" and Path(data.path).suffix.lower() == ".txt" and data.separator not in ("line", "paragraph"):
             yield from text.split(data.separator)
         else:
             yield text
+
+
+def _raise_bad_line(data: DataConfig) -> None:
+    """After datasets failed on a local .jsonl file: name its first line that is not a JSON object with a text
+    field, since pyarrow counts rows in blocks and never says which line of the file it meant."""
+    if data.source != "local" or Path(data.path).suffix.lower() != ".jsonl":
+        return
+    field = data.text_field
+    rows_before = 0
+    with open(data.path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            fix = "fix or remove that line"
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError) as e:
+                problem = f"is not valid JSON ({e})"
+            else:
+                if not isinstance(row, dict):
+                    problem = f"is a JSON {_JSON_TYPES[type(row)]}, not an object with a {field!r} field"
+                elif field not in row:
+                    if rows_before == 0:
+                        return  # not even the first row has it: the field's name is wrong, which _texts says
+                    problem = f"has no {field!r} field (fields: {', '.join(row) or 'none'})"
+                    fix = "set data.text_field, or " + fix
+                elif not isinstance(row[field], str):
+                    found = "null" if row[field] is None else type(row[field]).__name__
+                    problem = f"data.text_field={field}: expected text, found {found}"
+                else:
+                    rows_before += 1
+                    continue
+            raise TestbedError(f"data.path={data.path}: line {number}{':' if problem.startswith('data.') else ''} {problem}; {fix}")
 
 
 def _check_utf8(path: Path) -> None:
@@ -135,3 +191,13 @@ def _check_utf8(path: Path) -> None:
 def _first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+@dataclass
+class Source:
+    load: Callable[[DataConfig, int], object]  # (data config, seed) -> a datasets.Dataset or IterableDataset
+    truth: Callable[[], Truth] | None = None  # its generator, for sources that have one
+
+
+# data.source -> how to load it. A new source is a loader here (and its name in DataConfig.source).
+SOURCES = {"storyworld": Source(_storyworld, _storyworld_truth), "local": Source(_local), "hub": Source(_hub)}

@@ -7,13 +7,27 @@ already most likely, which is the direction collapse goes.
 """
 import hashlib
 import re
-
-from datasketch import MinHash, MinHashLSH
+from dataclasses import dataclass
 
 from testbed import TestbedError
+from testbed.curate.step import Step, at_least, share
 from testbed.text import words
 
 _SPACE = re.compile(r"\s+")
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = False  # same text after folding case and whitespace
+    near: bool = False  # MinHash/LSH over word shingles (datasketch)
+    threshold: float = 0.8  # estimated Jaccard similarity at which a later document is a near-duplicate
+    num_perm: int = 128
+    shingle: int = 5
+
+    def validate(self, cfg) -> None:
+        at_least("curate.dedup.num_perm", self.num_perm, 16)
+        at_least("curate.dedup.shingle", self.shingle, 1)
+        share("curate.dedup.threshold", self.threshold)
 
 
 def exact_keep(texts: list[str]) -> list[bool]:
@@ -44,6 +58,7 @@ def near_keep(texts: list[str], *, threshold: float = 0.8, num_perm: int = 128, 
     about one near-copy in ten at Jaccard 0.89 was never proposed (threshold
     0.8, 128 permutations). Documents are scanned in order, so the first copy is kept.
     """
+    from datasketch import MinHash, MinHashLSH
     sketches = MinHash.bulk((shingles(t, shingle) for t in texts), num_perm=num_perm, seed=seed)
     try:
         lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.05, 0.95))
@@ -57,3 +72,33 @@ def near_keep(texts: list[str], *, threshold: float = 0.8, num_perm: int = 128, 
             lsh.insert(i, m, check_duplication=False)
         keep.append(not dup)
     return keep
+
+
+class Exact(Step):
+    name, section = "dedup_exact", "dedup"
+    Config = DedupConfig
+
+    @staticmethod
+    def enabled(c):
+        return c.exact
+
+    def keep(self, g, pool, newest):
+        return exact_keep([d.text for _, d in pool]), {}
+
+
+class Near(Step):
+    name, section = "dedup_near", "dedup"
+    Config = DedupConfig
+
+    @staticmethod
+    def enabled(c):
+        return c.near
+
+    def __init__(self, c, curator):
+        super().__init__(c, curator)
+        near_keep([], threshold=c.threshold, num_perm=c.num_perm)  # a threshold datasketch cannot band fails here
+
+    def keep(self, g, pool, newest):
+        c = self.c
+        return near_keep([d.text for _, d in pool], threshold=c.threshold, num_perm=c.num_perm, shingle=c.shingle,
+                         seed=self.curator.seed(g, "dedup")), {}

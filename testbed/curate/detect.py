@@ -13,83 +13,90 @@ built on other, older models, so the curator picks which model's text and
 weights a detector gets (curate.detector.train_on).
 """
 import math
-import zlib
-from collections import Counter
+import random
+from dataclasses import dataclass
+from typing import Literal
 
-import torch
-
-from testbed.metrics.perplexity import document_nll
+from testbed import TestbedError
+from testbed.curate.step import Step, at_least, share
 from testbed.text import words
 
 BUCKETS = 2 ** 18
 
 
-def ngram_features(texts: list[str], buckets: int = BUCKETS) -> torch.Tensor:
-    """Sparse (docs, buckets): log(1 + count) of each hashed word unigram and bigram, L2-normalised per document.
+@dataclass
+class DetectorConfig:
+    enabled: bool = False
+    # classifier: logistic regression on word 1-2 grams, trained each generation
+    # on labelled human and synthetic documents from outside the pool;
+    # likelihood: zero-shot, a model's log-likelihood over a human unigram model's.
+    kind: Literal["classifier", "likelihood"] = "classifier"
+    # The model whose text the classifier learns as synthetic, or that the
+    # likelihood detector scores with. earlier: for the pool model g-1 wrote,
+    # model g-2, as a lab's detector is built on models older than the one
+    # writing the web (g=1 has no earlier model: the writer, reported as
+    # in-distribution); writer: model g-1 itself, in-distribution, an upper bound.
+    train_on: Literal["earlier", "writer"] = "earlier"
+    train_docs: int = 500  # labelled documents per class
+    threshold: float = 0.5  # classifier: flag when P(synthetic) exceeds it
+    fpr: float = 0.05  # likelihood: flag above the score that this share of labelled human text exceeds
 
-    crc32, not hash(): Python salts str hashes per process, and a fitted
-    classifier must map a word to the same bucket in every process.
+    def validate(self, cfg) -> None:
+        at_least("curate.detector.train_docs", self.train_docs, 2)
+        share("curate.detector.threshold", self.threshold)
+        share("curate.detector.fpr", self.fpr)
+
+
+def ngrams(text: str) -> list[str]:
+    """The word unigrams and bigrams of a text."""
+    w = words(text)
+    return w + [a + " " + b for a, b in zip(w, w[1:])]
+
+
+def ngram_features(texts: list[str]):
+    """Sparse (docs, BUCKETS): log(1 + count) of each hashed word unigram and bigram, L2-normalised per document.
+
+    scikit-learn hashes with murmurhash3 and a fixed seed, not Python's hash(),
+    which is salted per process: a word lands in the same bucket in every process.
     """
-    rows, cols, vals = [], [], []
-    for r, text in enumerate(texts):
-        w = words(text)
-        grams = w + [a + " " + b for a, b in zip(w, w[1:])]
-        counts = Counter(zlib.crc32(g.encode("utf-8")) % buckets for g in grams)
-        weights = {c: math.log1p(n) for c, n in counts.items()}
-        norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
-        for c, v in weights.items():
-            rows.append(r)
-            cols.append(c)
-            vals.append(v / norm)
-    return torch.sparse_coo_tensor(torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1),
-                                   torch.tensor(vals, dtype=torch.float32), (len(texts), buckets),
-                                   check_invariants=True).coalesce()
+    import numpy as np
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.preprocessing import normalize
+    x = HashingVectorizer(analyzer=ngrams, n_features=BUCKETS, alternate_sign=False, norm=None).transform(texts)
+    x.data = np.log1p(x.data)
+    return normalize(x)
 
 
 class NgramClassifier:
-    """Logistic regression on hashed word n-grams; score() is P(synthetic)."""
+    """Logistic regression on hashed word n-grams (scikit-learn); score() is P(synthetic)."""
 
-    def __init__(self, l2: float = 1e-3, steps: int = 100):
-        self.l2, self.steps = l2, steps
-        self.weight = torch.zeros(BUCKETS)
-        self.bias = torch.zeros(())
+    def __init__(self, l2: float = 1e-3):
+        self.l2 = l2
 
-    def fit(self, human_texts: list[str], synthetic_texts: list[str], seed: int = 0) -> "NgramClassifier":
-        """Full-batch L-BFGS from zero weights, at most `steps` iterations.
+    def fit(self, human_texts: list[str], synthetic_texts: list[str]) -> "NgramClassifier":
+        """Minimises mean log-loss + l2/2 |w|^2 (the bias not penalised) with L-BFGS from zero weights.
 
-        seed is taken so that every stage has the same interface, but this fit
-        draws nothing at random (convex objective, full batch, fixed start):
-        the same texts give the same weights.
+        Deterministic: a convex objective, the full batch and a fixed start, so
+        the same texts give the same weights and nothing needs a seed.
         """
+        from sklearn.linear_model import LogisticRegression
         if not human_texts or not synthetic_texts:
             raise ValueError("NgramClassifier.fit needs at least one human and one synthetic text")
-        x = ngram_features(human_texts + synthetic_texts)
-        y = torch.tensor([0.0] * len(human_texts) + [1.0] * len(synthetic_texts))
-        weight = torch.zeros(BUCKETS, requires_grad=True)
-        bias = torch.zeros((), requires_grad=True)
-        opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=self.steps, history_size=10,
-                                line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
-
-        def closure():
-            opt.zero_grad()
-            logits = torch.sparse.mm(x, weight[:, None]).squeeze(1) + bias
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
-            loss = loss + self.l2 / 2 * weight.square().sum()
-            loss.backward()
-            return loss
-        opt.step(closure)
-        self.weight, self.bias = weight.detach(), bias.detach()
+        y = [0] * len(human_texts) + [1] * len(synthetic_texts)
+        # scikit-learn minimises C * (sum of log-losses) + |w|^2 / 2, the objective above times 1 / (C * l2 * n).
+        self.model = LogisticRegression(C=1 / (self.l2 * len(y)), max_iter=1000)
+        self.model.fit(ngram_features(human_texts + synthetic_texts), y)
         return self
 
-    @torch.no_grad()
     def score(self, texts: list[str]) -> list[float]:
         if not texts:
             return []
-        return torch.sigmoid(torch.sparse.mm(ngram_features(texts), self.weight[:, None]).squeeze(1) + self.bias).tolist()
+        return self.model.predict_proba(ngram_features(texts))[:, 1].tolist()
 
 
 def unigram_logprobs(docs: list[list[int]], vocab_size: int, eos_id: int, alpha: float = 1.0) -> list[float]:
     """log p(token) under add-alpha smoothed token frequencies; each document's closing EOS counts once."""
+    import torch
     tokens = torch.tensor([t for doc in docs for t in doc], dtype=torch.long)
     counts = torch.bincount(tokens, minlength=vocab_size).double()
     counts[eos_id] += len(docs)
@@ -103,6 +110,7 @@ def likelihood_ratio_scores(model, docs: list[list[int]], background: list[float
     The predicted tokens are those document_nll scores (the document, then
     its closing EOS). Higher means more likely synthetic.
     """
+    from testbed.metrics.perplexity import document_nll
     nll = document_nll(model, docs, eos_id, batch_size, autocast)
     scores = []
     for doc, total in zip(docs, nll):
@@ -124,23 +132,11 @@ def threshold_at_fpr(human_scores: list[float], fpr: float) -> float:
 
 
 def roc_auc(is_synthetic: list[bool], scores: list[float]) -> float:
-    """P(a synthetic document scores above a human one), ties counting one half (Mann-Whitney U); nan with one class."""
-    pos = sum(is_synthetic)
-    neg = len(is_synthetic) - pos
-    if pos == 0 or neg == 0:
+    """P(a synthetic document scores above a human one), ties counting one half; nan with one class."""
+    from sklearn.metrics import roc_auc_score
+    if all(is_synthetic) or not any(is_synthetic):
         return math.nan
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # 1-based rank, averaged over the tie
-        i = j + 1
-    u = sum(r for r, s in zip(ranks, is_synthetic) if s) - pos * (pos + 1) / 2
-    return u / (pos * neg)
+    return float(roc_auc_score(is_synthetic, scores))
 
 
 def detection_report(is_synthetic: list[bool], flagged: list[bool], scores: list[float]) -> dict:
@@ -161,3 +157,54 @@ def detection_report(is_synthetic: list[bool], flagged: list[bool], scores: list
         "flagged": n_flagged,
         "synthetic_slipped": n_synthetic - caught,
     }
+
+
+class Detector(Step):
+    name = section = "detector"
+    Config = DetectorConfig
+
+    def __init__(self, c, curator):
+        super().__init__(c, curator)
+        self.background = None  # the human unigram model of the likelihood detector, made once
+
+    def keep(self, g, pool, newest):
+        c, cur = self.c, self.curator
+        source = g - 2 if c.train_on == "earlier" and g >= 2 else g - 1  # g=1: no model but the writer exists
+        # Labelled examples come from outside the pool, so the detector is never
+        # scored on the documents it learned from.
+        in_pool = {id(d) for _, d in pool}
+        rng = random.Random(cur.seed(g, "detector"))
+        human = [d for d in cur.human if id(d) not in in_pool]
+        if source == g - 1:
+            synthetic = [d.text for d in newest if id(d) not in in_pool]
+        elif c.kind == "classifier":
+            # The mix loads only the corpora the pool draws on, so an earlier one is
+            # read here, from beside its model; the pool's copies (accumulate) are
+            # other objects, matched by text.
+            pool_texts = {d.text for _, d in pool}
+            synthetic = [r["text"] for r in cur.rundir.corpus(source) if r["text"] not in pool_texts]
+        else:
+            synthetic = []
+        if len(human) < 2 or (c.kind == "classifier" and len(synthetic) < 2):
+            raise TestbedError(
+                f"curate.detector at generation {g}: only {len(human)} human and {len(synthetic)} synthetic documents "
+                f"(by gen_{source:03d}) lie outside the pool to train it on; a contaminated pool leaves some: use "
+                "mix.regime=anchor with mix.anchor_set=fresh (see configs/strategies/detector.yaml)")
+        human = rng.sample(human, min(c.train_docs, len(human)))
+        synthetic = rng.sample(synthetic, min(c.train_docs, len(synthetic)))
+        if c.kind == "classifier":
+            classifier = NgramClassifier().fit([d.text for d in human], synthetic)
+            scores, threshold = classifier.score([d.text for _, d in pool]), c.threshold
+        else:
+            model = cur.model(source)
+            if self.background is None:
+                self.background = unigram_logprobs([d.ids for d in cur.human], cur.vocab_size, cur.eos)
+            batch_size = cur.cfg.eval.batch_size
+            score = lambda docs: likelihood_ratio_scores(  # noqa: E731
+                model, [d.ids for d in docs], self.background, cur.eos, batch_size, cur.autocast)
+            threshold = threshold_at_fpr(score(human), c.fpr)
+            scores = score([d for _, d in pool])
+        keep = [not s > threshold for s in scores]
+        # Which figure is which: a detector built on the writer itself measures an upper bound.
+        return keep, {"kind": c.kind, "detector_model": f"gen_{source:03d}", "in_distribution": source == g - 1,
+                      "threshold": threshold, **cur.detection(pool, keep, scores)}

@@ -5,8 +5,26 @@ loop (the same phrase again and again), that never end (the model ran to the
 length limit without writing the end-of-document token), that are too short
 to carry anything, or that are mostly digits and punctuation.
 """
-from testbed.metrics.degeneration import repeated_ngram_share
+from dataclasses import dataclass
+
+from testbed.curate.step import Step, at_least, positive_or_null, share
 from testbed.text import words
+
+
+@dataclass
+class HeuristicsConfig:
+    enabled: bool = False
+    min_words: int = 0
+    max_words: int | None = None
+    max_repeat: float = 1.0  # drop a document when more than this share of its word 3-grams are repeats
+    max_non_alpha: float = 1.0  # drop when more than this share of its non-space characters are not letters
+    require_end: bool = False  # drop documents the model never ended
+
+    def validate(self, cfg) -> None:
+        at_least("curate.heuristics.min_words", self.min_words, 0)
+        positive_or_null("curate.heuristics.max_words", self.max_words)
+        share("curate.heuristics.max_repeat", self.max_repeat)
+        share("curate.heuristics.max_non_alpha", self.max_non_alpha)
 
 
 def non_alpha_share(text: str) -> float:
@@ -21,6 +39,7 @@ def heuristic_keep(texts: list[str], ended: list[bool], *, min_words: int = 0, m
 
     ended[i]: the model wrote the end-of-document token (Sample.ended); human text counts as ended.
     """
+    from testbed.metrics.degeneration import repeated_ngram_share
     if len(texts) != len(ended):
         raise ValueError(f"{len(texts)} texts but {len(ended)} ended flags")
     keep = []
@@ -33,3 +52,14 @@ def heuristic_keep(texts: list[str], ended: list[bool], *, min_words: int = 0, m
             and non_alpha_share(text) <= max_non_alpha
             and (end or not require_end))
     return keep
+
+
+class Heuristics(Step):
+    name = section = "heuristics"
+    Config = HeuristicsConfig
+
+    def keep(self, g, pool, newest):
+        c = self.c
+        return heuristic_keep([d.text for _, d in pool], [d.ended for _, d in pool], min_words=c.min_words,
+                              max_words=c.max_words, max_repeat=c.max_repeat, max_non_alpha=c.max_non_alpha,
+                              require_end=c.require_end), {}

@@ -7,12 +7,32 @@ band makes both sides testable: high < 1 drops the least likely documents
 over-confident text a collapsing model writes).
 """
 import math
+from dataclasses import dataclass
+from typing import Literal
 
-from testbed.metrics.perplexity import document_nll
+from testbed import TestbedError
+from testbed.curate.step import Step, share
+
+
+@dataclass
+class PerplexityFilterConfig:
+    enabled: bool = False
+    reference: Literal["first", "previous"] = "first"  # score with generation 0's model, or the one that wrote the text
+    # Keep documents whose per-token NLL ranks in [low, high] (0 = most likely):
+    # high=0.7 drops the 30% least likely, the usual "quality" filter.
+    low: float = 0.0
+    high: float = 1.0
+
+    def validate(self, cfg) -> None:
+        share("curate.perplexity.low", self.low)
+        share("curate.perplexity.high", self.high)
+        if self.low >= self.high:
+            raise TestbedError(f"curate.perplexity.low={self.low} must be below curate.perplexity.high={self.high}")
 
 
 def mean_token_nll(model, docs: list[list[int]], eos_id: int, batch_size: int = 32, autocast=None) -> list[float]:
     """Nats per predicted token (the document's tokens and its closing EOS)."""
+    from testbed.metrics.perplexity import document_nll
     nll = document_nll(model, docs, eos_id, batch_size, autocast)
     return [total / (len(doc) + 1) for doc, total in zip(docs, nll)]
 
@@ -39,3 +59,15 @@ def band_keep(scores: list[float], low: float, high: float) -> list[bool]:
     for i in order[start:stop]:
         keep[i] = True
     return keep
+
+
+class PerplexityBand(Step):
+    name = section = "perplexity"
+    Config = PerplexityFilterConfig
+
+    def keep(self, g, pool, newest):
+        c, cur = self.c, self.curator
+        reference = 0 if c.reference == "first" else g - 1
+        nll = mean_token_nll(cur.model(reference), [d.ids for _, d in pool], cur.eos, cur.cfg.eval.batch_size,
+                             cur.autocast)
+        return band_keep(nll, c.low, c.high), {"reference": f"gen_{reference:03d}"}

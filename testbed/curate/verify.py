@@ -8,13 +8,27 @@ from the true distribution.
 """
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from testbed import TestbedError
+from testbed.curate.step import Step
 from testbed.text import words
 
 Verifier = Callable[[str], bool]
 NAMES = ("storyworld", "lexicon", "package.module:function")
 _ENDINGS = tuple(".!?\"'")
+
+
+@dataclass
+class VerifierConfig:
+    enabled: bool = False
+    # storyworld: the grammar's own validator (a perfect verifier); lexicon: every
+    # word occurs in the human training split and the text ends a sentence;
+    # or package.module:function, any callable text -> bool.
+    name: str = "storyworld"
+
+    def validate(self, cfg) -> None:
+        pass  # the name is checked by loading it, when the curator is built
 
 
 def lexicon_verifier(human_texts: list[str]) -> Verifier:
@@ -57,3 +71,15 @@ def get_verifier(name: str, human_texts: list[str]) -> Verifier:
 
 def verify_keep(verifier: Verifier, texts: list[str]) -> list[bool]:
     return [bool(verifier(t)) for t in texts]
+
+
+class Verify(Step):
+    name = section = "verifier"
+    Config = VerifierConfig
+
+    def __init__(self, c, curator):
+        super().__init__(c, curator)
+        self.verifier = get_verifier(c.name, [d.text for d in curator.human])
+
+    def keep(self, g, pool, newest):
+        return verify_keep(self.verifier, [d.text for _, d in pool]), {}

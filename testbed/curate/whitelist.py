@@ -6,8 +6,22 @@ true ones with a seeded share flipped: the whitelist then lets some synthetic
 text through and drops some human text, as it would in practice.
 """
 import random
+from dataclasses import dataclass, field
 
-from testbed.mix import HUMAN
+from testbed import TestbedError
+from testbed.curate.step import Step, share
+
+
+@dataclass
+class WhitelistConfig:
+    enabled: bool = False
+    sources: list[str] = field(default_factory=lambda: ["human"])  # "human", "synthetic", "synthetic:gen_002"...
+    mislabel: float = 0.0  # share of documents whose provenance label is wrong, as real metadata is
+
+    def validate(self, cfg) -> None:
+        share("curate.whitelist.mislabel", self.mislabel)
+        if self.enabled and not self.sources:
+            raise TestbedError("curate.whitelist.sources is empty: it would drop every document; list e.g. [human]")
 
 
 def claimed_sources(sources: list[str], mislabel: float, seed: int) -> list[str]:
@@ -17,6 +31,7 @@ def claimed_sources(sources: list[str], mislabel: float, seed: int) -> list[str]
     them, picked with the same rng, if there are several; "synthetic" if there
     are none); a mislabelled synthetic document claims to be human.
     """
+    from testbed.mix import HUMAN  # here, not above: testbed.mix imports testbed.config, which imports this file
     rng = random.Random(seed)
     claimed = list(sources)
     flips = rng.sample(range(len(sources)), round(mislabel * len(sources)))
@@ -33,3 +48,12 @@ def allowed_by(label: str, entry: str) -> bool:
 
 def whitelist_keep(claimed: list[str], allowed: list[str]) -> list[bool]:
     return [any(allowed_by(label, entry) for entry in allowed) for label in claimed]
+
+
+class Whitelist(Step):
+    name = section = "whitelist"
+    Config = WhitelistConfig
+
+    def keep(self, g, pool, newest):
+        claimed = claimed_sources([label for label, _ in pool], self.c.mislabel, self.curator.seed(g, "whitelist"))
+        return whitelist_keep(claimed, self.c.sources), {}

@@ -5,10 +5,9 @@ so comparing corpora of different sizes would show diversity that is not
 there. Every corpus is therefore cut to the same number of words first, and
 every figure here is computed on that sample.
 """
-import math
+import functools
 import random
 import zlib
-from collections import Counter
 
 from testbed.metrics.shape import entropy
 from testbed.metrics.tail import ngrams, word_counts
@@ -50,31 +49,20 @@ def compression_ratio(docs: list[list[str]]) -> float:
     return len(raw) / len(zlib.compress(raw, 9)) if raw else 0.0
 
 
-def sentence_bleu(hyp: list[str], ref: list[str], max_n: int = 4) -> float:
-    """BLEU of one hypothesis against one reference, in [0, 1].
+def sentence_bleu(hyp: list[str], ref: list[str]) -> float:
+    """BLEU of one hypothesis against one reference, in [0, 1]: sacrebleu's sentence BLEU on pre-tokenized text.
 
-    sacrebleu's sentence_bleu on pre-tokenized text: exponential smoothing
-    (each n-gram order with no match counts as 1 / (2^k * total)) and the
-    effective order (orders the hypothesis is too short to have are left out).
+    That is exponential smoothing (each n-gram order with no match counts as
+    1 / (2^k * total)) and the effective order (orders the hypothesis is too
+    short to have are left out).
     """
-    if not hyp:
-        return 0.0
-    correct, total = [], []
-    for n in range(1, max_n + 1):
-        h, r = Counter(ngrams(hyp, n)), Counter(ngrams(ref, n))
-        correct.append(sum(min(c, r[g]) for g, c in h.items()))
-        total.append(max(0, len(hyp) - n + 1))
-    if not any(correct):
-        return 0.0
-    logs, smooth = [], 1
-    for c, t in zip(correct, total):
-        if not t:
-            break
-        if not c:
-            smooth *= 2
-        logs.append(math.log(c / t if c else 1 / (smooth * t)))
-    brevity = min(1.0, math.exp(1 - len(ref) / len(hyp)))
-    return brevity * math.exp(sum(logs) / len(logs))
+    return _bleu().sentence_score(" ".join(hyp), [" ".join(ref)]).score / 100
+
+
+@functools.cache
+def _bleu():
+    from sacrebleu.metrics import BLEU
+    return BLEU(tokenize="none", smooth_method="exp", effective_order=True)
 
 
 def self_bleu(docs: list[list[str]], pairs: int, seed: int) -> float:

@@ -3,40 +3,28 @@
 Model metrics score model g on held-out human text and on samples; corpus
 metrics score what model g wrote, cut to eval.sample_words words (and
 eval.sample_tokens tokens for the figures over tokenizer ids) so every
-generation and every run is measured at the same size. docs/metrics.md
-documents every key: what it measures, its formula, and which way
-collapse moves it.
+generation and every run is measured at the same size. testbed.metrics.spec
+holds every key: what it measures, its formula, and which way collapse
+moves it (docs/metrics.md is written from it).
 """
 import math
 import random
 
 import numpy as np
 
-from testbed.metrics import degeneration, diversity, perplexity, semantic, shape, tail
+from testbed.corpus.sources import truth
+from testbed.metrics import degeneration, diversity, perplexity, semantic, shape, spec, tail
 from testbed.text import words
 from testbed.tokenizer import encode
 
-# EvalConfig's defaults, for callers that pass a config object without every field.
-DEFAULTS = {
-    "rare_quantile": None,  # when set, rare = the least frequent types up to this quantile of type counts
-    "common_mass": 0.5,  # common = the most frequent types covering this share of occurrences
-    "sample_tokens": None,  # fixed size of the id-level sample; default: eval.sample_words
-    "self_bleu_pairs": 500,
-    "kl_alpha": 1.0,  # add-alpha smoothing of both distributions in unigram_kl
-    "confidence_docs": 200,  # documents scored for self_ppl and gen0_ppl
-    "embedding_model": None,  # local sentence-embedding model path: turns on semantic_diversity
-    "embedding_docs": 256,
-}
 RECALLS = ["rare_token_recall", "rare_mass_recall", "rare_bigram_recall", "rare_id_recall"]
 
 
-def setting(cfg, name: str):
-    return getattr(cfg, name, DEFAULTS[name])
-
-
 class Evaluator:
-    headline = ["heldout_ppl", "self_ppl", "distinct_2", "rare_token_recall", "rare_bigram_recall", "true_excess_ce",
-                "validity_rate", "grammar_rate", "valid_prefix", "true_tail_recall"]
+    @property
+    def headline(self) -> list[str]:
+        """The keys the loop logs after each generation (read from the table at call time, so a row added later counts)."""
+        return spec.headline()
 
     def __init__(self, cfg, tokenizer, train_texts: list[str], heldout_texts: list[str], autocast=None,
                  truth_seed: int = 0, reference_seed: int | None = None):
@@ -50,22 +38,20 @@ class Evaluator:
         self._human(train_texts)
         self._references = {}
         self.embedder = None
-        self.notes = [] if setting(self.cfg, "embedding_model") else [
+        self.notes = [] if self.cfg.embedding_model else [
             "semantic_diversity off: eval.embedding_model (a local sentence-embedding model path) is not set"]
-        self.world = None
-        if cfg.data.source == "storyworld":
-            from testbed.corpus.storyworld import DEFAULT_RARE_MAX_PROB, StoryWorld
-
-            self.world = StoryWorld()
+        self.source = cfg.data.source
+        self.world = truth(cfg.data)  # the corpus's generator, when known: storyworld's grammar
+        if self.world is not None:
             # Fresh stories, the same ones every generation, drawn apart from the training corpus.
-            truth = self.world.sample_with_logprob(cfg.eval.truth_docs, truth_seed)
-            self.truth_ids = encode(tokenizer, [t for t, _ in truth])
-            self.truth_nll = [-lp for _, lp in truth]
-            self.true_rare = self.world.rare_words(DEFAULT_RARE_MAX_PROB)
+            scored = self.world.sample_with_logprob(cfg.eval.truth_docs, truth_seed)
+            self.truth_ids = encode(tokenizer, [t for t, _ in scored])
+            self.truth_nll = [-lp for _, lp in scored]
+            self.true_rare = self.world.rare_words()
 
     def _human(self, train_texts: list[str]) -> None:
         """Frequency bands of the human training split: over words and word bigrams, and over token ids."""
-        quantile, mass = setting(self.cfg, "rare_quantile"), setting(self.cfg, "common_mass")
+        quantile, mass = self.cfg.rare_quantile, self.cfg.common_mass
         self.human = tail.Human([words(t) for t in train_texts], self.cfg.rare_max_freq, quantile, mass)
         self.rare = self.human.rare
         ids = encode(self.tokenizer, train_texts)
@@ -98,7 +84,7 @@ class Evaluator:
 
     def corpus_perplexity(self, model, texts: list[str], seed: int) -> float:
         """Perplexity on eval.confidence_docs seeded documents of the texts (the same ones for the same seed)."""
-        k = min(setting(self.cfg, "confidence_docs"), len(texts))
+        k = min(self.cfg.confidence_docs, len(texts))
         ids = encode(self.tokenizer, [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), k))])
         return perplexity.perplexity(self._nll(model, ids), ids)
 
@@ -112,17 +98,17 @@ class Evaluator:
         sample = diversity.fixed_size_sample(texts, cfg.sample_words, seed)
         counts = tail.word_counts(sample)
         human = self.human.counts
-        row = diversity.report(sample, setting(cfg, "self_bleu_pairs"), seed)
-        row.update(shape.report(counts, human, self.rare, setting(cfg, "kl_alpha")))
+        row = diversity.report(sample, cfg.self_bleu_pairs, seed)
+        row.update(shape.report(counts, human, self.rare, cfg.kl_alpha))
         row["loop_rate"] = degeneration.loop_rate(sample)
         if human:
             row.update(tail.report(self.human, sample))
-            n_tokens = setting(cfg, "sample_tokens") or cfg.sample_words
+            n_tokens = cfg.sample_tokens or cfg.sample_words
             id_sample = diversity.fixed_size_sample(texts, n_tokens, seed, lambda t: encode(self.tokenizer, [t])[0])
             row["rare_id_recall"] = tail.recall(self.rare_ids, id_sample)
             row["eval_tokens"] = sum(map(len, id_sample))
         row["eval_words"] = sum(map(len, sample))
-        if setting(cfg, "embedding_model"):
+        if cfg.embedding_model:
             row["semantic_diversity"] = self.semantic_diversity(texts, seed)
         if self.world is not None:
             hit = [w for w in self.true_rare if w in counts]
@@ -138,13 +124,12 @@ class Evaluator:
         if self.embedder is None:
             import torch
 
-            self.embedder = semantic.load(setting(self.cfg, "embedding_model"),
-                                          "cuda" if torch.cuda.is_available() else "cpu")
-        k = min(setting(self.cfg, "embedding_docs"), len(texts))
+            self.embedder = semantic.load(self.cfg.embedding_model, "cuda" if torch.cuda.is_available() else "cpu")
+        k = min(self.cfg.embedding_docs, len(texts))
         picked = [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), k))]
         return semantic.mean_cosine_distance(semantic.embed(picked, *self.embedder, batch_size=self.cfg.batch_size))
 
-    def reference(self, seed: int) -> dict:
+    def reference(self, seed: int, say=None) -> dict:
         """Human text scored like a synthetic corpus: what 'no collapse' looks like at the same size.
 
         storyworld draws fresh stories from the truth, as many as the size needs;
@@ -154,12 +139,15 @@ class Evaluator:
         if seed not in self._references:
             if self.world is not None:
                 n = math.ceil(1.2 * self.cfg.sample_words / self.world.expected_words_per_story()) + 1
-                texts, source = self.world.sample(n, seed), "storyworld (fresh stories)"
+                texts, source = self.world.sample(n, seed), f"{self.source} (fresh stories)"
             else:
                 texts, source = self.heldout_texts, "held-out split"
             row = {"source": source, **self.corpus_metrics(texts, seed), **self._rare_sizes()}
             row.update(self.length_metrics([len(ids) for ids in encode(self.tokenizer, texts)]))
             row["comparable"] = row["eval_words"] == self.cfg.sample_words
+            if not row["comparable"] and say:
+                say(f"note: the human reference has {row['eval_words']:,} words, fewer than eval.sample_words="
+                    f"{self.cfg.sample_words:,}; reference.json is not comparable with the generations")
             self._references[seed] = row
         return dict(self._references[seed])
 

@@ -8,19 +8,8 @@ from pathlib import Path
 
 from testbed import TestbedError
 from testbed.config import diff, load_config, to_dict
+from testbed.metrics import spec
 from testbed.rundir import RunDir, read_json, read_jsonl
-
-# Which way each metric moves under collapse: +1 up, -1 down.
-COLLAPSE = {
-    "heldout_ppl": +1, "distinct_2": -1, "rare_token_recall": -1,
-    "true_excess_ce": +1, "true_tail_recall": -1, "validity_rate": -1,
-    "heldout_ppl_rare": +1, "gen0_ppl": +1, "self_ppl": -1, "unigram_kl": +1, "tail_mass": -1, "rare_bigram_recall": -1,
-}
-# The default columns; --metrics picks any others.
-HEADLINE = ["heldout_ppl", "distinct_2", "rare_token_recall", "true_excess_ce", "true_tail_recall", "validity_rate"]
-# What curation did to the last generation's training set (absent from generation 0, which is not curated).
-CURATION = ["curated_kept", "train_synthetic_share"]
-
 
 def load_run(path: str | Path) -> dict:
     root = Path(path)
@@ -34,7 +23,7 @@ def load_run(path: str | Path) -> dict:
         rundir.verify(g)  # a report of a damaged generation would be a wrong report
     rows = [r for r in rows if r["generation"] in finished]
     planned = list(range(cfg.generations + 1))
-    made = [read_json(root / f"gen_{g:03d}" / "train.json") for g in finished]
+    made = [read_json(rundir.gen(g) / "train.json") for g in finished]
     return {"name": root.name, "path": root, "config": to_dict(cfg), "rows": rows, "planned": cfg.generations,
             "finished": finished, "missing": [g for g in planned if g not in finished],
             "unfinished": sorted(int(p.name[4:7]) for p in root.glob("gen_[0-9][0-9][0-9].partial")),
@@ -73,7 +62,7 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
     for m in metrics or []:
         if m not in available:
             raise TestbedError(f"--metrics: no run has {m!r}; available: {', '.join(sorted(available))}")
-    metrics = metrics or [m for m in [*HEADLINE, *CURATION] if m in available]
+    metrics = metrics or [m for m in spec.headline() if m in available]
     header = ["run", "generations", *metrics]
     lines = []
     for run in runs:
@@ -93,8 +82,17 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
         lines.append(cells)
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
     fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    arrows = ", ".join(f"{m} {'up' if COLLAPSE[m] > 0 else 'down'}" for m in metrics if m in COLLAPSE)
+    arrows = ", ".join(f"{m} {'up' if spec.direction(m) > 0 else 'down'}" for m in metrics if spec.direction(m))
     differs = [f"{k}: " + ", ".join(f"{value(r['config'], k)} ({r['name']})" for r in runs) for k in differing_keys(runs)]
     return "\n".join([*(["configs differ in"] + [f"  {d}" for d in differs] + [""] if differs else []),
                       fmt(header), *map(fmt, lines),
                       f"generation 0 -> last finished generation; collapse moves {arrows}"])
+
+
+def summary(rows: list[dict]) -> str:
+    """A run's headline figures, one line per generation: what `testbed run` prints at its end."""
+    keys = spec.summary_keys(rows)
+    lines = ["  ".join(f"{k:>17}" for k in keys)]
+    for r in rows:
+        lines.append("  ".join(f"{r[k]:>17}" if isinstance(r[k], int) else f"{r[k]:>17.4f}" for k in keys))
+    return "\n".join(lines)

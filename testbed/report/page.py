@@ -19,21 +19,21 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import jinja2
+
 from testbed import TestbedError, __version__
 from testbed.config import load_config
 from testbed.corpus.sources import load_documents
 from testbed.corpus.split import checksum
 from testbed.seeds import stage_seed
+from testbed.metrics import spec
 from testbed.metrics.diversity import fixed_size_sample
 from testbed.metrics.tail import Human
 from testbed.metrics.suite import numbers
 from testbed.report import plots
-from testbed.report.compare import COLLAPSE, CURATION, HEADLINE, differing_keys, value
+from testbed.report.compare import differing_keys, value
 from testbed.rundir import read_json, read_jsonl
 from testbed.text import WORD, words
-
-# Plotted besides the headline metrics when the runs have them.
-MORE = ["heldout_ppl_rare", "gen0_ppl", "self_ppl", "unigram_kl", "rare_bigram_recall", "tail_mass"]
 
 
 def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, samples: int = 4) -> Path:
@@ -75,20 +75,21 @@ def _write(runs, folder: Path, metrics, samples) -> None:
     for m in metrics or []:
         if m not in available:
             raise TestbedError(f"--metrics: no run has {m!r}; available: {', '.join(sorted(available))}")
-    headline = [m for m in HEADLINE if m in available]
-    metrics = metrics or [m for m in [*HEADLINE, *MORE, *CURATION] if m in available]
+    # The overview is how collapse shows; curation's figures, which collapse does not move, get plots of their own.
+    headline = [m for m in spec.headline() if m in available and spec.direction(m)]
+    metrics = metrics or [*headline, *(m for m in spec.plotted() if m in available and m not in headline)]
     groups = seed_groups(runs)
     figures = []
     if headline:
-        plots.overview_figure(folder / "overview.png", headline, groups, COLLAPSE)
+        plots.overview_figure(folder / "overview.png", headline, groups, {m: spec.direction(m) for m in headline})
     for m in metrics:
-        plots.metric_figure(folder / f"metric_{m}.png", m, groups, COLLAPSE.get(m))
+        plots.metric_figure(folder / f"metric_{m}.png", m, groups, spec.direction(m))
         figures.append((m, f"metric_{m}.png"))
     words_section = [word_pictures(run, i, folder) for i, run in enumerate(runs)]
     text_section = [sample_text(run, samples) for run in runs]
     rows = flat_rows(runs)
     _write_csv(folder / "metrics.csv", rows)
-    (folder / "index.html").write_text(page(runs, groups, headline, figures, metrics, words_section, text_section))
+    (folder / "index.html").write_text(render(page_data(runs, headline, figures, metrics, words_section, text_section)))
     # The manifest: what a later report in this folder may replace.
     files = sorted(p.name for p in folder.iterdir())
     (folder / "report.json").write_text(json.dumps({
@@ -233,35 +234,30 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-# --- the page -----------------------------------------------------------------------------------------------
-
-STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td.collapse { color: #b22222; }
-img { max-width: 100%; }
-.wide { overflow-x: auto; }
-.grid { display: flex; flex-wrap: wrap; gap: 1em; }
-.grid figure { margin: 0; flex: 1 1 480px; }
-.samples { display: flex; gap: 1em; }
-.samples > div { flex: 1; }
-.samples p { font-size: 0.85em; border-left: 3px solid #ddd; padding-left: 0.6em; }
-mark { background: #ffe08a; }
-.warn { color: #b22222; }
-"""
+# --- the page ---------------------------------------------------------------------------------------------
 
 
-def _status(run: dict) -> str:
-    done = run["finished"]
-    text = f"{len(done)} of {run['planned'] + 1} generations finished"
-    problems = []
-    if run["missing"]:
-        problems.append("missing: " + ", ".join(map(str, run["missing"])))
-    if run["unfinished"]:
-        problems.append("unfinished (killed or still running): " + ", ".join(f"gen_{g:03d}.partial" for g in run["unfinished"]))
-    return text + (f' <span class="warn">partial; {html.escape("; ".join(problems))}</span>' if problems else "")
+def page_data(runs, headline, figures, metrics, words_section, text_section) -> dict:
+    """What index.html shows, every number already formatted: templates/report.html.j2 only lays it out."""
+    def row(run):
+        when, device, versions = _environment(run)
+        rows = run["rows"]
+        problems = []
+        if run["missing"]:
+            problems.append("missing: " + ", ".join(map(str, run["missing"])))
+        if run["unfinished"]:
+            problems.append("unfinished (killed or still running): "
+                            + ", ".join(f"gen_{g:03d}.partial" for g in run["unfinished"]))
+        return {"name": run["name"], "path": str(run["path"]), "when": when, "device": device, "versions": versions,
+                "status": f"{len(run['finished'])} of {run['planned'] + 1} generations finished", "problems": problems,
+                "last": rows[-1]["generation"] if rows else "-", "planned": run["planned"],
+                "cells": [_cell(rows[0].get(m) if rows else None, rows[-1].get(m) if rows else None, spec.direction(m))
+                          for m in metrics]}
+
+    return {"created": _now()[:16].replace("T", " "), "version": __version__, "runs": [row(r) for r in runs],
+            "differing": [{"key": k, "values": [str(value(r["config"], k)) for r in runs]} for k in differing_keys(runs)],
+            "metrics": metrics, "overview": bool(headline), "headline": [(m, f) for m, f in figures if m in headline],
+            "figures": [(m, f) for m, f in figures if m not in headline], "words": words_section, "texts": text_section}
 
 
 def _environment(run: dict) -> tuple[str, str, str]:
@@ -276,83 +272,19 @@ def _environment(run: dict) -> tuple[str, str, str]:
     return when + " UTC", devices, versions
 
 
-def _cell(first, last, direction) -> str:
+def _cell(first, last, direction) -> dict | None:
+    """The final table's cell: the last value, its change from generation 0 and generation 0's, and whether the
+    change is the way collapse moves the metric."""
     if not _number(last):
-        return "<td>-</td>"
+        return None
     if not _number(first):
-        return f"<td>{last:.4g}</td>"
+        return {"last": f"{last:.4g}", "first": None}
     change = (last - first) / abs(first) if first else None
-    toward = direction and change and (change > 0) == (direction > 0)
-    rel = "" if change is None else f" ({change:+.1%})" if abs(change) < 0.1 else f" ({change:+.0%})"
-    return f'<td{" class=collapse" if toward else ""}>{last:.4g}{rel}<br><small>gen 0: {first:.4g}</small></td>'
+    return {"last": f"{last:.4g}", "first": f"{first:.4g}", "toward": bool(direction and change and (change > 0) == (direction > 0)),
+            "change": None if change is None else f"{change:+.1%}" if abs(change) < 0.1 else f"{change:+.0%}"}
 
 
-def page(runs, groups, headline, figures, metrics, words_section, text_section) -> str:
-    e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>testbed report</title><style>{STYLE}</style>"
-             "</head><body>", "<h1>testbed report</h1>",
-             f"<p>{len(runs)} run{'s' if len(runs) > 1 else ''}, created {_now()[:16].replace('T', ' ')} UTC with testbed "
-             f"{__version__}. Numbers: <a href='metrics.csv'>metrics.csv</a>, <a href='report.json'>report.json</a>.</p>"]
-
-    parts.append("<h2>Runs</h2><table><tr><th>run</th><th>path</th><th>status</th><th>made</th><th>device</th>"
-                 "<th>versions</th></tr>")
-    for run in runs:
-        when, device, versions = _environment(run)
-        parts.append(f"<tr><td>{e(run['name'])}</td><td>{e(str(run['path']))}</td><td>{_status(run)}</td>"
-                     f"<td>{e(when)}</td><td>{e(device)}</td><td><small>{e(versions)}</small></td></tr>")
-    parts.append("</table>")
-
-    keys = differing_keys(runs)
-    parts.append("<h2>How the configs differ</h2>")
-    if keys:
-        parts.append("<table><tr><th>key</th>" + "".join(f"<th>{e(r['name'])}</th>" for r in runs) + "</tr>")
-        for k in keys:
-            parts.append(f"<tr><td>{e(k)}</td>" + "".join(f"<td>{e(str(value(r['config'], k)))}</td>" for r in runs) + "</tr>")
-        parts.append("</table>")
-    else:
-        parts.append("<p>The configs are the same (apart from run_dir and generations).</p>")
-
-    parts.append("<h2>Last generation against generation 0</h2>"
-                 "<p>Each cell: the last finished generation's value, its change from generation 0, and generation 0's "
-                 "value; red where the change is the way collapse moves the metric.</p>")
-    parts.append("<div class='wide'><table><tr><th>run</th><th>generation</th>" + "".join(f"<th>{e(m)}</th>" for m in metrics) + "</tr>")
-    for run in runs:
-        rows = run["rows"]
-        cells = "".join(_cell(rows[0].get(m) if rows else None, rows[-1].get(m) if rows else None, COLLAPSE.get(m))
-                        for m in metrics)
-        last = rows[-1]["generation"] if rows else "-"
-        parts.append(f"<tr><td>{e(run['name'])}</td><td>{last} of {run['planned']}</td>{cells}</tr>")
-    parts.append("</table></div>")
-
-    parts.append("<h2>Metrics by generation</h2><p>One line per run; runs that differ only in seed are one line, their "
-                 "mean, with a band from the lowest to the highest seed. The red arrow points the way collapse moves "
-                 "the metric. <code>docs/metrics.md</code> defines every metric.</p>")
-    if headline:
-        parts.append("<figure><img src='overview.png' alt='headline metrics by generation'></figure><p>Each on its own: "
-                     + ", ".join(f"<a href='{f}'>{e(m)}</a>" for m, f in figures if m in headline) + ".</p>")
-    parts.append("<div class='grid'>" + "".join(
-        f"<figure><img src='{f}' alt='{e(m)} by generation'></figure>" for m, f in figures if m not in headline) + "</div>")
-
-    parts.append("<h2>The tail</h2><p>Rank-frequency curves of each generation's corpus, cut to the same seeded word "
-                 "sample the metrics use, with the human training split at the same size as the dashed reference: a "
-                 "tail that ends early is the tail that was lost. The heat map is the share of the human word types in "
-                 "each frequency band (by their count in the human training split) present in each sample.</p>")
-    for w in words_section:
-        parts.append(f"<h3>{e(w['run'])}</h3>")
-        if w["note"]:
-            parts.append(f"<p class='warn'>{e(w['note'])}</p>")
-        parts.append(f"<div class='grid'><figure><img src='{w['zipf']}' alt='rank-frequency'></figure>")
-        if w["bands"]:
-            parts.append(f"<figure><img src='{w['bands']}' alt='recall by frequency band'></figure>")
-        parts.append("</div>")
-
-    parts.append("<h2>Sample text</h2><p>The same document positions of generation 0's corpus and the last finished "
-                 "generation's; <mark>marked</mark> words are in the human rare band (at most "
-                 "<code>eval.rare_max_freq</code> of the human training split's words).</p>")
-    for t in text_section:
-        parts.append(f"<h3>{e(t['run'])}</h3><div class='samples'>")
-        for col in t["columns"]:
-            parts.append(f"<div><h4>generation {col['generation']}</h4>" + "".join(f"<p>{d}</p>" for d in col["docs"]) + "</div>")
-        parts.append("</div>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+def render(data: dict) -> str:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("testbed.report"), autoescape=True, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True)
+    return env.get_template("report.html.j2").render(data)
