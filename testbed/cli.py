@@ -1,8 +1,13 @@
 """testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed sweep`, `testbed compare RUN_DIR...`,
 `testbed eval`, `testbed lab`."""
 import argparse
+import errno
 import os
+import re
+import signal
 import sys
+import threading
+from pathlib import Path
 
 from testbed import TestbedError
 
@@ -18,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--metrics", help="comma-separated metrics.jsonl keys (default: the headline metrics)")
     compare.add_argument("--out", metavar="DIR", help="write an HTML report with PNG plots, metrics.csv and report.json to DIR")
     compare.add_argument("--samples", type=int, default=4, help="documents of sample text per generation shown in the report")
-    sw = commands.add_parser("sweep", help="a grid of runs over config values and seeds, one after the other, then a report")
+    sw = commands.add_parser("sweep", help="a grid of runs over config values and seeds (N at once with --jobs N), then a report")
     sw.add_argument("config", help="YAML config; the runs go in folders under its run_dir")
     sw.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every run, e.g. generations=5 run_dir=runs/regimes")
     sw.add_argument("--set", action="append", default=[], metavar="key=v1,v2", help="values to sweep; repeat for a grid")
@@ -39,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     lab_run.add_argument("--out", metavar="DIR", help="the lab's folder (default: runs/labs/NAME, or NAME-SIZE)")
     lab_run.add_argument("--size", choices=["default", "reduced", "gpu"], default="default",
                          help="reduced: seconds a run, checks the pipeline only; gpu: a bigger model for one GPU")
+    for p in (sw, lab_run):
+        p.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="runs at once, on Ray (pip install -e \".[ray]\"); default 1: one after the other, in this process")
+        p.add_argument("--threads", type=int, metavar="N",
+                       help="torch threads per run (default: cores // jobs with --jobs; torch's own with --jobs 1); "
+                            "the same N gives the same metrics whatever --jobs")
+        p.add_argument("--address", metavar="HOST:PORT",
+                       help="run on this existing Ray cluster (or auto) instead of a local one")
     # key=value overrides may come before or after options such as --set; argparse alone stops at the first option.
     args, rest = parser.parse_known_args(argv)
     if rest and (not hasattr(args, "overrides") or any(r.startswith("-") for r in rest)):
@@ -47,11 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += rest
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    previous = _catch_sigterm()
     try:
+        import datasets
         from transformers.utils import logging
 
         logging.set_verbosity_error()  # progress lines are ours; library advice would drown them
         logging.disable_progress_bar()
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # it logs a parse error we report ourselves
         if args.command == "compare":
             from testbed.report.compare import load_runs, table
 
@@ -66,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             from testbed.sweep import sweep
 
-            print(f"report: {sweep(args.config, args.overrides, args.set, args.seeds)}")
+            report, failed = sweep(args.config, args.overrides, args.set, args.seeds, args.jobs, args.threads, args.address)
+            if report:
+                print(f"report: {report}")
+            for name, error in failed.items():
+                print(f"error: run {name} failed: {error}", file=sys.stderr)
+            if failed:
+                print(f"error: {len(failed)} run(s) failed, the others finished; fix the cause and run the same command "
+                      "again: finished runs are skipped", file=sys.stderr)
+                return 1
             return 0
         if args.command == "lab":
             from testbed.labs import listing, load, render_text, run_lab
@@ -75,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.lab_command == "list":
                 print(listing())
                 return 0
-            verdict = run_lab(load(args.name), args.size, parse_seeds(args.seeds), args.out)
+            verdict = run_lab(load(args.name), args.size, parse_seeds(args.seeds), args.out, jobs=args.jobs,
+                              threads=args.threads, address=args.address)
             print(render_text(verdict))
             report = f"; report: {verdict['report']}" if "report" in verdict else ""
             print(f"wrote {verdict['out']}/verdict.md and verdict.json{report}")
@@ -102,14 +127,84 @@ def main(argv: list[str] | None = None) -> int:
         from testbed.loop import run as run_experiment
 
         cfg = load_config(args.config, args.overrides)
+        _check_can_hold(cfg.run_dir)
         run_experiment(cfg)
     except TestbedError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated: finished generations are kept; run the same command again to resume", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted: finished generations are kept; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as e:
+        print(f"error: {args.command}: {_os_failure(e)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"error: {args.command}: out of memory; lower the sizes (model.*, sample.batch_size, eval.batch_size, "
+              "data.docs) or use a machine with more memory; finished generations are kept", file=sys.stderr)
+        return 1
+    except Exception as e:
+        # safetensors reports a failed write as its own error type, with the OS error number in its text.
+        found = re.search(r"\(os error (\d+)\)", str(e))
+        if not found:
+            raise
+        print(f"error: {args.command}: {_os_failure(OSError(int(found[1]), os.strerror(int(found[1]))))}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that the cleanup Ctrl-C gets runs for it too."""
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into Terminated; returns the handler it replaces (None where signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the cleanup too
+        raise Terminated()
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _check_can_hold(run_dir: str) -> None:
+    """Before any work: a run_dir under a file could never be made, and would fail only after the tokenizer."""
+    for parent in Path(run_dir).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TestbedError(f"run_dir={run_dir}: {parent} is a file, so no folder can be made under it; "
+                                   "choose another run_dir")
+            return
+
+
+# What to do about an OS failure, by its error number.
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space, then run the same command again (finished generations are kept)",
+    errno.EDQUOT: "the disk quota is used up: free space, then run the same command again (finished generations are kept)",
+    errno.EFBIG: "a file went over the file-size limit (ulimit -f): raise it, then run the same command again",
+    errno.EACCES: "no permission: choose a folder you can write to (run_dir=, --out) or fix its permissions",
+    errno.EPERM: "no permission: choose a folder you can write to (run_dir=, --out) or fix its permissions",
+    errno.EROFS: "a read-only file system: choose a folder on a writable disk (run_dir=, --out)",
+    errno.ENOTDIR: "a part of this path is a file, not a folder: choose another path",
+    errno.EEXIST: "a file of this name is in the way (a file where a folder is needed?): choose another path",
+    errno.EISDIR: "this is a folder where a file is expected: give the path of a file",
+    errno.ENOENT: "no such file or folder: check the path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+}
+
+
+def _os_failure(e: OSError) -> str:
+    """One line for an error from the OS: the file (when the OS names one), what happened, what to do."""
+    name = f"{e.filename}: " if e.filename is not None else ""
+    what = e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]
+    hint = _OS_HINTS.get(e.errno, "check the path, the disk and the permissions, then run the same command again")
+    return f"{name}{what}; {hint}"
 
 
 if __name__ == "__main__":

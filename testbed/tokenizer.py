@@ -10,13 +10,28 @@ generations. Two kinds, both lossless on the text they were trained on:
         model keeps or loses it whole. Words the training split lacks encode
         as <|unk|>. For closed vocabularies such as storyworld's.
 """
+import re
+import sys
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
 EOS = "<|endoftext|>"
 UNK = "<|unk|>"
+
+# A run of characters without whitespace longer than this is not a word: BPE trains on each run whole, at a
+# cost that grows with the square of its length (a 200 kB run took 20 s, a 5 MB one hours), and encodes it
+# slowly too. Such runs are cut into pieces of this length, for training and encoding alike, so a document
+# costs time in proportion to its length. Text has none (the longest in the shared corpora is 61 characters),
+# so ordinary documents train and encode exactly as before.
+MAX_RUN = 1000
+# Training on many such pieces still costs (merges x symbols: 1 MB of random letters took 8 s), and they teach
+# nothing about text, so tokenizer training reads at most this much of a document that has one.
+MAX_TRAIN_CHARS = 100_000
+_LONG_RUN = re.compile(r"(?<!\S)\S{%d,}" % (MAX_RUN + 1))  # anchored at a run's start: linear in the text
+_BATCH = 4096  # documents encoded per call, between progress updates
 
 
 def train_tokenizer(docs: list[str], vocab_size: int, kind: str = "bpe") -> PreTrainedTokenizerFast:
@@ -36,7 +51,21 @@ def train_tokenizer(docs: list[str], vocab_size: int, kind: str = "bpe") -> PreT
         extra = {}
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+    cut = [0]
+
+    def feed():
+        # Shown only when training takes more than a few seconds.
+        for doc in tqdm(docs, desc="tokenizer", unit="docs", delay=3, disable=None, leave=False, file=sys.stderr):
+            pieces = _pieces(doc)
+            if len(pieces) > 1:
+                cut[0] += 1
+                pieces = _pieces(doc[:MAX_TRAIN_CHARS])
+            yield from pieces
+    tok.train_from_iterator(feed(), trainer=trainer, length=len(docs))
+    if cut[0]:
+        print(f"note: {cut[0]} document(s) hold a run of more than {MAX_RUN:,} characters without whitespace: the "
+              f"tokenizer trains on the first {MAX_TRAIN_CHARS:,} characters of each, and encodes such runs in pieces "
+              f"of {MAX_RUN:,}", file=sys.stderr)
     # One token is document start, end and padding: documents are packed
     # back to back, so the end of one is the start of the next.
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=EOS, **extra)
@@ -52,4 +81,29 @@ def encode(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> list[list[int
     A literal "<|endoftext|>" inside a document is encoded as text: only the
     loop itself marks where documents end.
     """
-    return tokenizer(docs, add_special_tokens=False, split_special_tokens=True)["input_ids"] if docs else []
+    ids = []
+    bar = tqdm(total=len(docs), desc="encoding", unit="docs", delay=3, disable=None if len(docs) > _BATCH else True,
+               leave=False, file=sys.stderr)
+    for start in range(0, len(docs), _BATCH):
+        pieces = [_pieces(doc) for doc in docs[start:start + _BATCH]]
+        flat = tokenizer([p for ps in pieces for p in ps], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        at = 0
+        for ps in pieces:
+            ids.append([i for piece in flat[at:at + len(ps)] for i in piece] if len(ps) > 1 else flat[at])
+            at += len(ps)
+        bar.update(len(pieces))
+    bar.close()
+    return ids
+
+
+def _pieces(doc: str) -> list[str]:
+    """The document, or where it holds runs longer than MAX_RUN, the document cut inside those runs."""
+    if len(doc) <= MAX_RUN or not _LONG_RUN.search(doc):
+        return [doc]
+    pieces, start = [], 0
+    for run in _LONG_RUN.finditer(doc):
+        for cut in range(run.start() + MAX_RUN, run.end(), MAX_RUN):
+            pieces.append(doc[start:cut])
+            start = cut
+    pieces.append(doc[start:])
+    return pieces

@@ -1,4 +1,4 @@
-"""`testbed eval` and the Hugging Face evaluate modules: the same numbers as the functions they wrap."""
+"""`testbed eval`: the suite on a text file, the same numbers as the functions it calls."""
 import json
 import math
 
@@ -7,7 +7,7 @@ import torch
 
 from testbed.cli import main
 from testbed.config import ModelConfig
-from testbed.metrics import degeneration, diversity, hf, perplexity, shape, tail
+from testbed.metrics import diversity, perplexity
 from testbed.metrics.files import read_texts
 from testbed.model import build_model, save_model
 from testbed.text import words
@@ -70,26 +70,6 @@ def test_eval_command_errors_in_one_line(run_like, capsys, tmp_path):
     assert "gone.txt: file not found" in capsys.readouterr().err
     assert main(["eval", "--text", str(root / "human.txt")]) == 2
     assert "--tokenizer" in capsys.readouterr().err
-
-
-def test_evaluate_modules_match_the_functions(run_like):
-    root, tokenizer = run_like
-    sample = diversity.fixed_size_sample(SYNTHETIC, 100, 0)
-    human = [words(t) for t in HUMAN]
-    got = hf.load("collapse_diversity").compute(data=SYNTHETIC, sample_words=100, self_bleu_pairs=20)
-    assert got == {**diversity.report(sample, 20, 0), "eval_words": 18}
-    # rare_max_freq 0.1 of HUMAN's 17 words (14 bigrams): a threshold of count 1
-    got = hf.load("collapse_shape").compute(data=SYNTHETIC, human=HUMAN, sample_words=100, rare_max_freq=0.1)
-    counts = tail.word_counts(human)
-    assert got == shape.report(tail.word_counts(sample), counts, tail.rare_types(counts, 1))
-    got = hf.load("collapse_tail").compute(data=SYNTHETIC, human=HUMAN, sample_words=100, rare_max_freq=0.1)
-    assert got == tail.report(tail.Human(human, 0.1), sample)
-    got = hf.load("collapse_degeneration").compute(data=SYNTHETIC, sample_words=100)
-    assert got["loop_rate"] == degeneration.loop_rate(sample) and got["doc_words_p50"] == 6.0  # of 6, 3 and 9 words
-    got = hf.load("collapse_perplexity").compute(data=SYNTHETIC, model=str(root / "gen_000" / "model"), device="cpu")
-    assert got["ppl"] == pytest.approx(300, rel=1e-5)
-    with pytest.raises(ValueError, match="collapse_tail"):
-        hf.path("tail")
 
 
 def test_bits_per_byte_is_tokenizer_free():

@@ -17,13 +17,42 @@ def read_texts(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise TestbedError(f"{path}: file not found")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if path.suffix == ".jsonl":
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TestbedError(f"{path}: not UTF-8 (invalid byte at offset {e.start}); re-encode the file as UTF-8") from None
+    if path.suffix != ".jsonl":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    texts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
         try:
-            return [json.loads(line)["text"] for line in lines]
-        except (ValueError, KeyError, TypeError):
-            raise TestbedError(f"{path}: every line of a .jsonl file must be a JSON object with a \"text\" field") from None
-    return [line.strip() for line in lines]
+            row = json.loads(line)
+        except ValueError as e:
+            raise TestbedError(f"{path}: line {number} is not valid JSON ({e}); fix or remove that line") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            found = type(row.get("text")).__name__ if isinstance(row, dict) and "text" in row else "no \"text\" field"
+            raise TestbedError(f"{path}: line {number} must be a JSON object with a \"text\" string (found {found}); "
+                               "fix or remove that line")
+        texts.append(row["text"])
+    return texts
+
+
+def check_model(model: str) -> None:
+    """--model is a saved model folder; one of a finished generation must match its DONE marker."""
+    path = Path(model)
+    if not path.exists():
+        raise TestbedError(f"--model {model}: not found; give a saved model folder, such as RUN/gen_002/model")
+    if path.is_file():
+        raise TestbedError(f"--model {model}: a file; give the folder that holds it and its config.json ({path.parent})")
+    if not (path / "config.json").is_file():
+        raise TestbedError(f"--model {model}: not a saved model folder (no config.json); give one such as RUN/gen_002/model")
+    gen = path.resolve().parent
+    if path.name == "model" and gen.name.startswith("gen_") and (gen / "DONE").exists() and gen.name[4:].isdigit():
+        from testbed.rundir import RunDir
+
+        RunDir(gen.parent).verify(int(gen.name[4:]), "model/")
 
 
 def find_tokenizer(model: str | None, tokenizer: str | None) -> Path:
@@ -35,20 +64,36 @@ def find_tokenizer(model: str | None, tokenizer: str | None) -> Path:
     raise TestbedError("no tokenizer found: pass --tokenizer PATH (a run's tokenizer/ directory)")
 
 
+def eval_config(overrides: list[str] = ()):
+    """`testbed eval`'s config: the defaults and the overrides (key=value), read as a local corpus."""
+    from testbed.config import load_config
+
+    # Not storyworld unless asked: its exact metrics assume text written in its grammar.
+    return load_config(None, ["data.source=local", "data.path=-", *overrides])
+
+
 def evaluate_file(text: str, model: str | None = None, human: str | None = None, tokenizer: str | None = None,
                   overrides: list[str] = (), seed: int = 0, say=print) -> dict:
-    from testbed.config import load_config
+    cfg = eval_config(overrides)
+    texts = read_texts(text)
+    if not texts:
+        raise TestbedError(f"{text}: no documents")
+    human_texts = read_texts(human) if human else []
+    if model:
+        check_model(model)
+    return evaluate_texts(cfg, texts, human_texts, find_tokenizer(model, tokenizer), seed, model, say)
+
+
+def evaluate_texts(cfg, texts: list[str], human_texts: list[str], tokenizer: str | Path, seed: int = 0,
+                   model: str | None = None, say=print) -> dict:
+    """`testbed eval` on documents in memory, the row it prints. The evaluate module (testbed/metrics/hf/collapse)
+    calls this too, so the two cannot disagree."""
     from testbed.metrics.suite import Evaluator
     from testbed.model import load_model
     from testbed.tokenizer import load_tokenizer
 
-    # Not storyworld unless asked: its exact metrics assume text written in its grammar.
-    cfg = load_config(None, ["data.source=local", "data.path=-", *overrides])
-    texts = read_texts(text)
-    if not texts:
-        raise TestbedError(f"{text}: no documents")
-    tok = load_tokenizer(find_tokenizer(model, tokenizer))
-    ev = Evaluator(cfg, tok, read_texts(human) if human else [], texts)
+    tok = load_tokenizer(tokenizer)
+    ev = Evaluator(cfg, tok, human_texts, texts)
     for note in ev.notes:
         say(note)
     row = {}

@@ -1,0 +1,323 @@
+"""Fault injection, one test per class of failure in issue 14: each ends in a non-zero exit and one line naming the
+file or key, never a traceback; no user file is removed, nothing unfinished is marked done, and the corrected or
+repeated command then succeeds."""
+import errno
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed.cli import main
+
+pytestmark = pytest.mark.e2e
+
+# A whole generation in a few seconds on the built-in corpus.
+TINY = ["data.source=storyworld", "data.docs=200", "data.heldout_docs=20", "tokenizer.vocab_size=300",
+        "model.preset=nano", "model.context=32", "train.tokens=2000", "train.batch_size=8", "sample.size=10",
+        "sample.batch_size=10", "eval.sample_words=200", "eval.truth_docs=10", "eval.confidence_docs=10",
+        "eval.self_bleu_pairs=10", "mix.keep_unfinished=true"]
+
+
+def cli(capsys, *argv):
+    """(exit status, stdout, stderr) of `testbed ARGV`, run in this process."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def fails(capsys, *argv, needles=(), code=2):
+    """The command exits with `code` and one line on stderr, `error: ...` holding every needle; returns the line."""
+    got, _, err = cli(capsys, *argv)
+    assert got == code, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def tree(folder: Path) -> dict:
+    """Every file under folder with its bytes: what "no user file removed or changed" compares."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("config") / "c.yaml"
+    path.write_text("seed: 0\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, config):
+    """A finished run of generations 0 and 1; tests that change it work on a copy."""
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["run", str(config), f"run_dir={run_dir}", "generations=1", *TINY]) == 0
+    return run_dir
+
+
+def copy_of(finished, tmp_path) -> Path:
+    shutil.copytree(finished, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def run_argv(config, run_dir, *extra):
+    return ["run", config, f"run_dir={run_dir}", "generations=1", *TINY, *extra]
+
+
+# 1. compare --out never removes a user's folder ------------------------------------------------------------------
+
+def test_compare_out_refuses_a_users_folder_and_keeps_every_file(finished, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "report.json").write_text('{"quarterly": 1}')
+    (mine / "data" / "x.csv").write_text("1,2\n")
+    before = tree(mine)
+    fails(capsys, "compare", finished, "--out", mine, needles=(f"--out {mine}", "choose a new folder"))
+    assert tree(mine) == before and (mine / "data").is_dir()
+    assert cli(capsys, "compare", finished, "--out", tmp_path / "report")[0] == 0
+    assert (tmp_path / "report" / "index.html").exists()
+
+
+# 2. a damaged generation is named, never used ------------------------------------------------------------------
+
+def test_a_damaged_corpus_is_named_and_redoing_its_generation_repairs_the_run(finished, tmp_path, capsys, config):
+    run_dir = copy_of(finished, tmp_path)
+    corpus = run_dir / "gen_001" / "corpus.jsonl"
+    corpus.write_text("".join(corpus.read_text().splitlines(keepends=True)[:3]))  # cut to 3 of its 10 lines
+    fix = f"delete {run_dir / 'gen_001'} to make generation 1 again"
+    fails(capsys, "compare", run_dir, needles=("gen_001/corpus.jsonl: damaged", fix))
+    fails(capsys, *run_argv(config, run_dir, "generations=2"), needles=("gen_001/corpus.jsonl: damaged", fix))
+    assert not (run_dir / "gen_002").exists() and not list(run_dir.glob("*.partial"))
+    first = run_dir / "gen_000" / "corpus.jsonl"
+    intact = first.read_bytes()
+    first.write_bytes(intact[: len(intact) // 2])  # cut mid-line
+    fails(capsys, "compare", run_dir, needles=("gen_000/corpus.jsonl: damaged",))
+    first.write_bytes(intact)
+    shutil.rmtree(run_dir / "gen_001")  # as the line says
+    assert cli(capsys, *run_argv(config, run_dir))[0] == 0
+    assert cli(capsys, "compare", run_dir)[0] == 0
+
+
+def test_damaged_model_bytes_are_named_by_eval_and_compare(finished, tmp_path, capsys):
+    run_dir = copy_of(finished, tmp_path)
+    weights = run_dir / "gen_001" / "model" / "model.safetensors"
+    intact = weights.read_bytes()
+    data = bytearray(intact)
+    data[-64:] = bytes(64)  # the same size, other tensor bytes
+    weights.write_bytes(bytes(data))
+    text = run_dir / "gen_000" / "corpus.jsonl"
+    fails(capsys, "eval", "--text", text, "--model", run_dir / "gen_001" / "model",
+          needles=("gen_001/model/model.safetensors: damaged",))
+    fails(capsys, "compare", run_dir, needles=("model.safetensors: damaged",))
+    weights.write_bytes(intact)
+    code, out, _ = cli(capsys, "eval", "--text", text, "--model", run_dir / "gen_001" / "model")
+    assert code == 0 and json.loads(out)["ppl"] > 1
+
+
+# 3. non-finite numbers and a diverging loss ----------------------------------------------------------------------
+
+def test_an_infinite_config_number_is_refused(capsys, config, tmp_path):
+    fails(capsys, *run_argv(config, tmp_path / "run", "train.lr=.inf"), needles=("train.lr=inf", "finite"))
+    assert not (tmp_path / "run").exists()
+
+
+# 5 (and 3). a new run that fails leaves nothing, whatever stopped it; the corrected command then runs -----------
+
+def test_a_failed_new_run_leaves_nothing_and_the_corrected_command_runs(capsys, config, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    line = fails(capsys, *run_argv(config, run_dir, "generations=0", "train.lr=1e30"),
+                 needles=("the loss became", "train.lr"))
+    assert "step" in line and not run_dir.exists()
+
+    import testbed.loop
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(testbed.loop, "save_model", full)
+    fails(capsys, *run_argv(config, run_dir, "generations=0"), code=1,
+          needles=("No space left on device", "free space", "run the same command again"))
+    assert not run_dir.exists() and not list(tmp_path.glob(".*"))
+    monkeypatch.undo()
+    assert cli(capsys, *run_argv(config, run_dir, "generations=0"))[0] == 0
+    assert json.loads((run_dir / "gen_000" / "DONE").read_text())
+
+
+def test_over_the_file_size_limit_is_one_line_and_leaves_no_run(capsys, tmp_path, config):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, hard))  # Python ignores SIGXFSZ: a write gets EFBIG
+    try:
+        # The model's weights are the first file over 30 kB.
+        line = fails(capsys, *run_argv(config, tmp_path / "run", "generations=0"), code=1, needles=("ulimit -f",))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert "File too large" in line
+    assert not (tmp_path / "run").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# 4. the bookkeeping is rebuilt from the generations ----------------------------------------------------------------
+
+def test_a_lost_metrics_line_and_a_lost_done_marker_are_made_again(finished, tmp_path, capsys, config):
+    run_dir = copy_of(finished, tmp_path)
+    rows = (run_dir / "metrics.jsonl").read_text()
+    (run_dir / "metrics.jsonl").write_text(rows.splitlines(keepends=True)[0])
+    code, out, _ = cli(capsys, *run_argv(config, run_dir))
+    assert code == 0 and "all 2 generations are finished" in out
+    assert (run_dir / "metrics.jsonl").read_text() == rows
+    (run_dir / "gen_001" / "DONE").unlink()  # not finished, whatever it holds: made again
+    code, out, _ = cli(capsys, *run_argv(config, run_dir))
+    assert code == 0 and "gen 1/1 · train" in out and "resuming after generation 0" in out
+    assert (run_dir / "gen_001" / "DONE").exists() and len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+# 6. the same run under another spelling ----------------------------------------------------------------------------
+
+def test_the_same_run_under_another_spelling_resumes(finished, tmp_path, capsys, config, monkeypatch):
+    moved = copy_of(finished, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("run/", "./run", str(tmp_path / "." / "run")):
+        code, out, err = cli(capsys, *run_argv(config, spelling))
+        assert code == 0 and "all 2 generations are finished" in out, err
+    assert len((moved / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+# 7. errors from the OS, a parser or a library: one line ----------------------------------------------------------
+
+@pytest.mark.parametrize("override,needles", [
+    ("generations=[1", ("generations=[1", "line 1, column 3")),
+    ("train.lr={a", ("train.lr={a", "not a valid value")),
+    ("model.n_layer=@x", ("model.n_layer=@x", "cannot start any token")),
+])
+def test_an_override_that_is_not_yaml(capsys, config, tmp_path, override, needles):
+    fails(capsys, *run_argv(config, tmp_path / "run", override), needles=needles)
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_files_that_are_not_utf8_or_not_yaml(capsys, tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"seed: 0\nrun_dir: caf\xe9\n")
+    fails(capsys, "run", latin, needles=(str(latin), "not UTF-8", "offset 20"))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  preset: nano\n   context: 4\n")
+    fails(capsys, "run", broken, needles=(str(broken), "not valid YAML", "line 3, column 11"))
+
+
+def test_a_run_dir_under_a_file_is_refused_before_any_work(capsys, config, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    fails(capsys, *run_argv(config, tmp_path / "afile" / "run"), needles=("run_dir=", "afile is a file"))
+    assert (tmp_path / "afile").read_text() == "mine"
+    fails(capsys, "compare", tmp_path / "afile", needles=("afile", "not a testbed run directory"))
+
+
+def test_an_unwritable_folder_is_one_line(capsys, config, tmp_path, monkeypatch, finished):
+    import tempfile
+
+    real = tempfile.mkdtemp
+
+    def refused(*args, dir=None, **kwargs):
+        if str(dir).startswith(str(tmp_path)):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+        return real(*args, dir=dir, **kwargs)
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)  # root may write anywhere: chmod alone proves nothing
+    fails(capsys, *run_argv(config, tmp_path / "run", "generations=0"), code=1,
+          needles=(str(tmp_path), "Permission denied", "choose a folder you can write to"))
+    assert not (tmp_path / "run").exists()
+    fails(capsys, "compare", finished, "--out", tmp_path / "report", code=1, needles=("Permission denied",))
+    assert not (tmp_path / "report").exists()
+
+
+def test_eval_is_given_a_missing_model_a_weights_file_or_bad_text(capsys, tmp_path, finished):
+    text = finished / "gen_000" / "corpus.jsonl"
+    fails(capsys, "eval", "--text", text, "--model", tmp_path / "nope", needles=("--model", "nope", "not found"))
+    weights = finished / "gen_001" / "model" / "model.safetensors"
+    fails(capsys, "eval", "--text", text, "--model", weights, needles=("a file", str(weights.parent)))
+    fails(capsys, "eval", "--text", text, "--model", finished, needles=("no config.json",))
+    fails(capsys, "eval", "--text", text, "--model", finished / "tokenizer", "--tokenizer", finished / "tokenizer",
+          needles=("no config.json",))
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"fine\ncaf\xe9\n")
+    fails(capsys, "eval", "--text", latin, needles=(str(latin), "not UTF-8", "offset 8"))
+    fails(capsys, "eval", "--text", text, "--human", latin, needles=(str(latin), "not UTF-8"))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "a cat"}\n{"text": 5}\n')
+    fails(capsys, "eval", "--text", rows, needles=(str(rows), "line 2", "found int"))
+    code, out, _ = cli(capsys, "eval", "--text", text, "--model", finished / "gen_001" / "model")
+    assert code == 0 and json.loads(out)["documents"] == 10
+
+
+@pytest.mark.parametrize("lines,needles", [
+    (['{"text": null}'], ("line 4: data.text_field=text: expected text, found null",)),
+    (['{"text": 7}'], ("line 4: data.text_field=text: expected text, found int",)),
+    (['{"text": "broken'], ("line 4", "not valid JSON")),
+    (['[1, 2]'], ("line 4", "array")),
+    (['{"body": "x"}'], ("line 4", "no 'text' field", "data.text_field")),
+])
+def test_a_bad_jsonl_line_is_named_by_its_number(capsys, config, tmp_path, lines, needles):
+    good = [json.dumps({"text": f"the cat number {i} sat on the mat."}) for i in range(30)]
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(good[:3] + lines + good[3:]) + "\n")
+    fails(capsys, *run_argv(config, tmp_path / "run", "data.source=local", f"data.path={path}"),
+          needles=(f"data.path={path}", *needles))
+    assert not (tmp_path / "run").exists()
+
+
+# 8. clear lines: SIGTERM, absurd sizes ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("override,key", [
+    ("generations=1000000000", "generations=1000000000"), ("data.docs=1000000000000", "data.docs="),
+    ("model.n_embd=10000000", "model.n_embd="), ("sample.size=100000000000", "sample.size="),
+    ("train.tokens=1000000000000000", "train.tokens="),
+])
+def test_absurd_sizes_fail_at_validation(capsys, config, tmp_path, override, key):
+    start = time.perf_counter()
+    fails(capsys, *run_argv(config, tmp_path / "run", override), needles=(key, "too large", "at most"))
+    assert time.perf_counter() - start < 5 and not (tmp_path / "run").exists()
+
+
+def test_sigterm_says_so_keeps_finished_generations_and_resumes(finished, tmp_path, capsys, config, monkeypatch):
+    import testbed.loop
+
+    run_dir = copy_of(finished, tmp_path)
+    shutil.rmtree(run_dir / "gen_001")
+    real = testbed.loop.train
+
+    def train(*args, **kwargs):
+        if kwargs.get("desc", "").startswith("gen 1/"):  # terminated in the middle of generation 1
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(testbed.loop, "train", train)
+    code, _, err = cli(capsys, *run_argv(config, run_dir))
+    assert code == 128 + signal.SIGTERM and "Traceback" not in err
+    assert err.strip().splitlines() == ["terminated: finished generations are kept; run the same command again to resume"]
+    assert (run_dir / "gen_000" / "DONE").exists() and not (run_dir / "gen_001").exists()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # main() gives the handler back
+    monkeypatch.undo()
+    code, out, _ = cli(capsys, *run_argv(config, run_dir))
+    assert code == 0 and "resuming after generation 0" in out and (run_dir / "gen_001" / "DONE").exists()
+
+
+# 9. a pathological document ----------------------------------------------------------------------------------------
+
+def test_a_huge_line_without_spaces_costs_seconds_not_minutes(capsys, tmp_path):
+    from testbed.corpus.storyworld import StoryWorld
+    from testbed.tokenizer import encode, train_tokenizer
+
+    stories = StoryWorld().sample(200, 0)
+    junk = "".join(chr(97 + (i * 7919) % 26) for i in range(300_000))  # before the fix: about a minute
+    docs = stories[:100] + [junk] + stories[100:]
+    start = time.perf_counter()
+    tok = train_tokenizer(docs, 300)
+    ids = encode(tok, docs)
+    assert time.perf_counter() - start < 20
+    assert tok.decode(ids[100]) == junk and [tok.decode(i) for i in ids[:3]] == stories[:3]
+    err = capsys.readouterr().err
+    assert "note: 1 document(s) hold a run of more than 1,000 characters without whitespace" in err
+    # Ordinary documents are untouched: the same tokenizer as without the pathological one would give them.
+    assert encode(tok, stories[:5]) == tok(stories[:5], add_special_tokens=False)["input_ids"]
