@@ -1,10 +1,12 @@
-"""`testbed sweep CONFIG --set key=v1,v2 --seeds 0,1,2`: a grid of runs, one after the other, then one report.
+"""`testbed sweep CONFIG --set key=v1,v2 --seeds 0,1,2 [--jobs N]`: a grid of runs, then one report.
 
 Each point of the grid is an ordinary run in its own folder under the
 config's run_dir, named by its settings (mix.regime=anchor_seed=1), so
 re-running the same sweep resumes every run where it stopped and skips the
 finished ones. Every config of the grid is built and checked before the
 first run starts: a typo in the last value fails at once, not an hour in.
+The runs go one after the other, or N at once with --jobs N (testbed/parallel.py);
+a run that fails is reported at the end and does not stop the others.
 """
 import itertools
 import re
@@ -57,15 +59,19 @@ def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], s
     return root, configs
 
 
-def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None, say=print) -> Path:
-    from testbed.loop import run
+def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None, jobs: int = 1,
+          threads: int | None = None, address: str | None = None, say=print) -> tuple[Path | None, dict[str, str]]:
+    """Run (or resume) the grid, then report on the runs that finished; returns the report (None when no run
+    finished) and {run: error} of the runs that failed."""
+    from testbed.parallel import run_all
     from testbed.report.compare import load_runs, table
     from testbed.report.page import build
 
     root, configs = plan(config, overrides, parse_set(sets), parse_seeds(seeds))
-    for i, cfg in enumerate(configs, 1):
-        say(f"sweep {i}/{len(configs)}: {Path(cfg.run_dir).name}")
-        run(cfg, say=say)
-    runs = load_runs([cfg.run_dir for cfg in configs])
+    failed = run_all([(Path(c.run_dir).name, c) for c in configs], jobs, threads, address, "sweep", say)
+    finished = [c.run_dir for c in configs if Path(c.run_dir).name not in failed]
+    if not finished:
+        return None, failed
+    runs = load_runs(finished)
     say(table(runs))
-    return build(runs, root / "report")
+    return build(runs, root / "report"), failed

@@ -1,5 +1,7 @@
 """testbed sweep: a grid of runs, checked before the first starts, resumable, ending in a report."""
 import json
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,59 @@ def test_a_sweep_is_not_started_inside_a_single_run(tmp_path, capsys):
     (tmp_path / "config.yaml").write_text("")
     assert main(["sweep", QUICKSTART, "--seeds", "0,1", f"run_dir={tmp_path}"]) == 2
     assert "holds a single run" in capsys.readouterr().err
+
+
+def test_jobs_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: `import ray` raises ImportError
+    root = tmp_path / "sweep"
+    assert main(["sweep", QUICKSTART, "--seeds", "0,1", "--jobs", "2", f"run_dir={root}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --jobs 2 runs the runs on Ray, which is not installed") and "\n" not in err, err
+    assert 'pip install -e ".[ray]"' in err and not root.exists()
+    assert main(["sweep", QUICKSTART, "--seeds", "0,1", "--jobs", "0", f"run_dir={root}"]) == 2
+    assert "--jobs 0 must be at least 1" in capsys.readouterr().err
+
+
+def test_an_address_where_no_ray_cluster_listens_is_one_line(tmp_path, capsys):
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tmp_path / "sweep"
+    assert main(["sweep", QUICKSTART, "--seeds", "0,1", "--address", f"127.0.0.1:{port}", f"run_dir={root}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --address 127.0.0.1:{port}: no Ray cluster listens there") and "\n" not in err, err
+    assert not root.exists()
+
+
+def test_a_failed_run_stops_no_other_and_is_reported_at_the_end(tmp_path, monkeypatch, capsys):
+    import torch
+
+    import testbed.loop
+    import testbed.report.compare
+    import testbed.report.page
+
+    ran = []
+
+    def run(cfg, say=print):
+        ran.append((cfg.seed, torch.get_num_threads()))
+        if cfg.seed == 1:
+            raise TestbedError("generation 0: a stand-in failure")
+        if cfg.seed == 2:
+            raise RuntimeError("a stand-in bug")
+    monkeypatch.setattr(testbed.loop, "run", run)
+    monkeypatch.setattr(testbed.report.compare, "load_runs", lambda dirs: dirs)
+    monkeypatch.setattr(testbed.report.compare, "table", lambda runs: f"table of {len(runs)} runs")
+    monkeypatch.setattr(testbed.report.page, "build", lambda runs, out: out / "index.html")
+    root = tmp_path / "sweep"
+    threads = torch.get_num_threads()
+    assert main(["sweep", QUICKSTART, "--seeds", "0,1,2,3", "--threads", str(threads + 1), f"run_dir={root}"]) == 1
+    assert ran == [(s, threads + 1) for s in (0, 1, 2, 3)]  # every run, each on --threads threads
+    assert torch.get_num_threads() == threads  # and the caller's own setting back
+    captured = capsys.readouterr()
+    assert "table of 2 runs" in captured.out and f"report: {root / 'report' / 'index.html'}" in captured.out
+    assert "Traceback" in captured.out and "RuntimeError: a stand-in bug" in captured.out  # a bug shows where it was
+    assert captured.err.splitlines() == [
+        "error: run seed=1 failed: generation 0: a stand-in failure",
+        "error: run seed=2 failed: RuntimeError: a stand-in bug",
+        "error: 2 run(s) failed, the others finished; fix the cause and run the same command again: finished runs are skipped"]

@@ -161,23 +161,21 @@ def listing() -> str:
                               "measured; `testbed lab run NAME` runs every seed of the lab)"])
 
 
-def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None, say=print) -> dict:
-    """Run (or resume) every arm x seed, then write the report and the verdict; returns the verdict."""
-    from testbed import loop
+def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None, say=print,
+            jobs: int = 1, threads: int | None = None, address: str | None = None) -> dict:
+    """Run (or resume) every arm x seed, then write the report and the verdict; returns the verdict.
+    jobs, threads, address: as `testbed sweep`'s (testbed/parallel.py): jobs runs at once on Ray, else one by one here."""
+    from testbed.parallel import run_all
     from testbed.report.compare import load_runs
     from testbed.report.page import build
     from testbed.rundir import write_json, write_text
 
     seeds = seeds or lab.seeds
     out, planned = plan(lab, size, seeds, out)
-    failed = {}
-    for i, p in enumerate(planned, 1):
-        say(f"lab {lab.name} {i}/{len(planned)}: {p.arm}/seed={p.seed}")
-        try:
-            loop.run(p.config, say=say)
-        except TestbedError as e:  # the other runs still answer the checks that do not read this one
-            failed[(p.arm, p.seed)] = f"stopped: {e}"
-            say(f"lab {lab.name}: {p.arm}/seed={p.seed} stopped: {e}")
+    # A run that fails does not stop the others: they still answer the checks that do not read it.
+    named = {f"{p.arm}/seed={p.seed}": p for p in planned}
+    stopped = run_all([(name, p.config) for name, p in named.items()], jobs, threads, address, f"lab {lab.name}", say)
+    failed = {(named[name].arm, named[name].seed): f"stopped: {error}" for name, error in stopped.items()}
     runs = load_runs([p.config.run_dir for p in planned if (Path(p.config.run_dir) / "config.yaml").is_file()])
     by_path = {Path(r["path"]).resolve(): r for r in runs}
     rows, missing = {}, {}

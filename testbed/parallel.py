@@ -1,0 +1,159 @@
+"""The runs of a sweep or a lab: one after another in this process, or N at once on Ray.
+
+`--jobs 1` without `--address` runs every run here, in order, as testbed always
+has, and never imports ray. `--jobs N` starts a local Ray instance and keeps N
+runs going, each a Ray task in its own worker process with its own share of
+the CPU threads (or its own GPU, when Ray sees GPUs); `--address` sends the
+same tasks to an existing Ray cluster instead (a Ray that the calling process,
+a notebook say, has already started is used as it is). Each run has its own run_dir
+and resumes from it, so a rerun skips the finished runs and continues the
+killed ones, whichever worker gets them. A run that fails is reported and
+the others go on.
+
+Threads: torch's result can depend on how many threads split a reduction, so
+a run's threads are part of what makes it reproducible. `threads` (the
+`--threads` option) sets them for every run, in either path; left unset, a
+parallel run gets cores // jobs, and an in-process run keeps torch's default
+(all cores, as before): give the same --threads to compare --jobs 1 with
+--jobs N number for number.
+"""
+import os
+import socket
+import time
+import traceback
+
+from testbed import TestbedError
+from testbed.config import Config
+
+
+def run_all(runs: list[tuple[str, Config]], jobs: int = 1, threads: int | None = None, address: str | None = None,
+            what: str = "sweep", say=print) -> dict[str, str]:
+    """Run (or resume) every (name, config); returns {name: error} for the runs that failed, one line each."""
+    if jobs < 1:
+        raise TestbedError(f"--jobs {jobs} must be at least 1 (the number of runs at once)")
+    if threads is not None and threads < 1:
+        raise TestbedError(f"--threads {threads} must be at least 1 (torch threads per run)")
+    if jobs == 1 and address is None:
+        return _in_process(runs, threads, what, say)
+    return _on_ray(runs, jobs, threads, address, what, say)
+
+
+def cores() -> int:
+    """CPU cores this process may use (a container's or taskset's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _in_process(runs, threads, what, say) -> dict[str, str]:
+    import torch
+
+    from testbed import loop
+
+    failed = {}
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        for i, (name, cfg) in enumerate(runs):
+            say(f"{what}: {name} ({_counts(i - len(failed), 1, len(runs) - i - 1, failed)})")
+            try:
+                loop.run(cfg, say=say)
+            except Exception as e:  # the other runs go on; a bug's traceback is shown here, its line at the end
+                if not isinstance(e, TestbedError):
+                    say(traceback.format_exc().rstrip())
+                failed[name] = _line(e)
+                say(f"{what}: {name} failed: {failed[name]}")
+    finally:
+        torch.set_num_threads(before)  # a notebook that calls run_lab keeps its own setting
+    return failed
+
+
+def _run_one(cfg: Config, threads: int, name: str) -> None:
+    """One run in a Ray worker: its lines go to the driver, marked with the run's name."""
+    import torch
+    from transformers.utils import logging
+
+    from testbed import loop
+
+    torch.set_num_threads(threads)
+    logging.set_verbosity_error()  # as `testbed` sets it in its own process: the progress lines are ours
+    logging.disable_progress_bar()
+    loop.run(cfg, say=lambda text: print("\n".join(f"[{name}] {line}" for line in str(text).splitlines()), flush=True))
+
+
+def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
+    # Ray reads these when it is imported: lines as the runs print them, without colour codes.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    try:
+        import ray
+    except ImportError:
+        option = f"--address {address}" if address else f"--jobs {jobs}"
+        raise TestbedError(f'{option} runs the runs on Ray, which is not installed: pip install -e ".[ray]" '
+                           "(or run them one at a time with --jobs 1)") from None
+
+    started = not ray.is_initialized()  # a notebook's or a test's own Ray is used as it is, and left running
+    if started and address is None:
+        threads = threads or max(1, cores() // jobs)
+        ray.init(address="local", num_cpus=jobs * threads, include_dashboard=False, logging_level="error")
+    elif started:
+        hint = "start one with `ray start --head`, or leave out --address for a local one"
+        if address != "auto" and "://" not in address:
+            # Ray itself retries a wrong address for minutes; a closed port is known in a second.
+            host, _, port = address.rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=10).close()
+            except (OSError, ValueError):
+                raise TestbedError(f"--address {address}: no Ray cluster listens there (give HOST:PORT of its head "
+                                   f"node, or auto); {hint}") from None
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level="error")
+        except ConnectionError as e:
+            raise TestbedError(f"--address {address}: no Ray cluster answered ({' '.join(str(e).split())}); {hint}") from None
+    try:
+        nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+        largest = max(int(n.get("CPU", 0)) for n in nodes)
+        # On a cluster, a share of the largest node: a run asking for more CPUs than any node has would never start.
+        threads = threads or max(1, largest // jobs)
+        if threads > largest:
+            raise TestbedError(f"--threads {threads}: no Ray node has {threads} CPUs (the largest has {largest}); "
+                               "lower --threads")
+        gpus = 1 if any(n.get("GPU", 0) >= 1 for n in nodes) else 0
+        task = ray.remote(_run_one).options(num_cpus=threads, num_gpus=gpus)
+        say(f"{what}: {len(runs)} runs, {jobs} at once on {f'Ray at {address}' if address else 'a local Ray'}, "
+            f"{threads} torch threads{' and 1 GPU' if gpus else ''} each")
+        failed, running, waiting, done = {}, {}, list(runs), 0
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                name, cfg = waiting.pop(0)
+                running[task.remote(cfg, threads, name)] = (name, time.perf_counter())
+                say(f"{what}: started {name} ({_counts(done, len(running), len(waiting), failed)})")
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # back every second: Ctrl-C stops the sweep
+            if not ready:
+                continue
+            name, start = running.pop(ready[0])
+            try:
+                ray.get(ready[0])
+                done += 1
+                say(f"{what}: finished {name} in {time.perf_counter() - start:.0f}s "
+                    f"({_counts(done, len(running), len(waiting), failed)})")
+            except Exception as e:
+                cause = getattr(e, "cause", None) or e  # a RayTaskError carries the run's own exception
+                if not isinstance(cause, TestbedError):
+                    say(str(e).rstrip())  # with the worker's traceback
+                failed[name] = _line(cause)
+                say(f"{what}: {name} failed: {failed[name]} ({_counts(done, len(running), len(waiting), failed)})")
+        return failed
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _counts(done: int, running: int, left: int, failed: dict) -> str:
+    return f"{done} done, {running} running, {left} left" + (f", {len(failed)} failed" if failed else "")
+
+
+def _line(e: BaseException) -> str:
+    """An error as one line: a TestbedError's message is already one; a bug's is prefixed by its type."""
+    text = " ".join(str(e).split()) or "(no message)"
+    return text if isinstance(e, TestbedError) else f"{type(e).__name__}: {text}"
+

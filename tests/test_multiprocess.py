@@ -1,0 +1,49 @@
+"""One run across two processes, as accelerate spreads a run over several GPUs: here two CPU processes over gloo."""
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["generations=1", "data.docs=200", "data.heldout_docs=20", "tokenizer.vocab_size=512", "model.preset=nano",
+        "model.context=32", "train.tokens=4000", "train.batch_size=8", "sample.size=40", "sample.batch_size=40",
+        "eval.sample_words=500", "eval.truth_docs=20", "eval.confidence_docs=20", "eval.self_bleu_pairs=50",
+        "curate.dedup.exact=true"]  # a curation step: the kept set is broadcast from the main process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_a_run_across_two_processes_finishes_with_valid_metrics(tmp_path):
+    run_dir = tmp_path / "run"
+    # `accelerate launch --cpu --num_processes 2` starts one process (its CPU launcher spreads only over mpirun);
+    # --multi_gpu starts two through torchrun, and ACCELERATE_USE_CPU=1 keeps them on the CPU, talking over gloo.
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(free_port()),
+               "-m", "testbed.cli", "run", str(ROOT / "configs" / "quickstart.yaml"), f"run_dir={run_dir}", *TINY]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["generation"] for r in rows] == [0, 1]
+    for row in rows:
+        for key in ("heldout_ppl", "distinct_2", "true_excess_ce", "self_bleu"):
+            assert isinstance(row[key], float) and math.isfinite(row[key]), (key, row[key])
+    for g in (0, 1):
+        gen = run_dir / f"gen_{g:03d}"
+        assert (gen / "DONE").exists() and not (run_dir / f"gen_{g:03d}.partial").exists()
+        train = json.loads((gen / "train.json").read_text())
+        assert train["environment"]["processes"] == 2  # not two single-process runs side by side
+    assert json.loads((run_dir / "gen_001" / "curation.json").read_text())["steps"]
+    assert done.stdout.count("gen 1/1 · eval") == 1  # one process speaks for the run
