@@ -6,28 +6,38 @@ For one model on one machine, in one process, this prints:
     sampling   testbed.sample.sample_corpus  vs  model.generate (its defaults, i.e. top_k=50)
     sampling   testbed.sample.sample_corpus  vs  model.generate(top_k=0) (pure sampling, as ours)
 
-as tokens/s and the ratio testbed/baseline (> 1: testbed is faster), and then
-the seconds the whole metrics suite (testbed.metrics.suite.Evaluator.evaluate)
-takes on a ~1M-token corpus on one CPU thread, which has no baseline. Ratios are
-the deliverable: absolute numbers move with the machine, the ratios much less.
-There are no pass/fail thresholds. Both sides of a ratio use the same model
-config and initial weights, the same blocks, batch size and token count, and
-are timed once each, after a short warm-up, in this one process. The corpus is
---data FILE if given, else testbed's storyworld if importable, else random
-pseudo-words: nothing is downloaded.
+as tokens/s and the ratio testbed/baseline (> 1: testbed is faster), each
+side's model FLOPs utilisation (MFU) against the device's peak, the process's
+peak memory, and then the seconds the whole metrics suite
+(testbed.metrics.suite.Evaluator.evaluate) takes on a ~1M-token corpus on one
+CPU thread, which has no baseline. Ratios are the deliverable: absolute numbers
+move with the machine, the ratios much less. The goals of issue 16 are printed
+beside the figures they apply to (on a GPU: sampling >= 10x generate, training
+>= 1.5x Trainer, MFU >= 30% for a model of 15M parameters or more; on a CPU:
+training >= 1.2x Trainer). Both sides of a ratio use the same model config and
+initial weights, the same blocks, batch size and token count, and are timed
+once each, after a short warm-up, in this one process. The corpus is --data
+FILE if given, else testbed's storyworld: nothing is downloaded.
 
-    python scripts/bench.py                           # tiny model, synthetic corpus, ~1-2 min on 2 CPU cores
-    python scripts/bench.py --preset small --device cuda
+    python scripts/bench.py                           # tiny model, storyworld, ~2 min on 2 idle CPU cores
+    python scripts/bench.py --adamw fused --compile   # testbed's opt-in training options
+    python scripts/bench.py --preset medium --device cuda
     python scripts/bench.py --data ../shared/data/tinystories-sample.txt
 """
 import argparse
 import math
 import os
-import random
+import platform
+import resource
+import sys
 import tempfile
 import threading
 import time
 from contextlib import nullcontext
+from pathlib import Path
+
+# The testbed next to this script, whether or not it is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import accelerate
 import torch
@@ -38,6 +48,7 @@ from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from testbed.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
+from testbed.corpus.storyworld import StoryWorld
 from testbed.model import build_model, n_params, resolve
 from testbed.sample import max_new_tokens, sample_corpus
 from testbed.tokenizer import encode, train_tokenizer
@@ -62,36 +73,16 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--suite-tokens", type=int, default=1_000_000, help="size of the corpus the metrics suite scores")
     p.add_argument("--suite-words", type=int, default=100_000, help="eval.sample_words for the suite")
+    p.add_argument("--adamw", default=TrainConfig.adamw, choices=["foreach", "fused"], help="testbed's train.adamw")
+    p.add_argument("--compile", action="store_true", help="testbed's train.compile (its compile time is in the timing)")
+    p.add_argument("--static-cache", default="auto", choices=["auto", "true", "false"],
+                   help="testbed's sample.static_cache (auto: on CUDA only)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's peak TFLOPS for MFU (default: a table of GPUs, an estimate for CPUs)")
     return p.parse_args(argv)
 
 
 # ----------------------------------------------------------------------------- corpus
-
-def random_word_docs(n_docs: int, seed: int) -> list[str]:
-    """Sentences of Zipf-distributed pseudo-words: enough structure for a tiny
-    model to learn where documents end, so sampled documents stop on their own."""
-    rng = random.Random(seed)
-    syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
-    lexicon = sorted({"".join(rng.choices(syllables, k=rng.randint(1, 3))) for _ in range(800)})
-    weights = [1 / (rank + 1) for rank in range(len(lexicon))]
-    docs = []
-    for _ in range(n_docs):
-        sentences = []
-        for _ in range(rng.randint(2, 6)):
-            words = rng.choices(lexicon, weights, k=rng.randint(4, 10))
-            sentences.append(" ".join(words).capitalize() + ".")
-        docs.append(" ".join(sentences))
-    return docs
-
-
-def more_texts(kind: str, n_docs: int, seed: int) -> list[str]:
-    """More documents from the generator behind the benchmark corpus: storyworld or random words."""
-    if kind == "storyworld":
-        from testbed.corpus.storyworld import StoryWorld
-
-        return StoryWorld().sample(n_docs, seed)
-    return random_word_docs(n_docs, seed)
-
 
 def load_texts(args) -> tuple[list[str], str]:
     if args.data:
@@ -99,15 +90,7 @@ def load_texts(args) -> tuple[list[str], str]:
 
         docs = load_documents(DataConfig(source="local", path=args.data, separator="paragraph"), SEED)
         return docs, f"local:{os.path.basename(args.data)}"
-    # storyworld is being written alongside this script; a missing or half-written
-    # module must not stop the benchmark, whose ratios do not depend on the text.
-    try:
-        from testbed.corpus.storyworld import StoryWorld
-
-        return StoryWorld().sample(args.docs, SEED), "storyworld"
-    except Exception as e:  # noqa: BLE001
-        why = "not installed" if isinstance(e, ModuleNotFoundError) else f"{type(e).__name__}: {e}"
-        return random_word_docs(args.docs, SEED), f"random words (storyworld {why})"
+    return StoryWorld().sample(args.docs, SEED), "storyworld"
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -195,6 +178,85 @@ def mean_loss(model, blocks: torch.Tensor, device: str, autocast) -> float:
         return model(input_ids=blocks.to(device), labels=blocks.to(device)).loss.item()
 
 
+# ----------------------------------------------------------------------------- device peak, model FLOPs, goals
+
+# Dense bf16 tensor-core peaks from the vendors' data sheets (TFLOPS, without sparsity), matched in
+# order against torch.cuda.get_device_name(): the first name it contains wins.
+GPU_PEAK_TFLOPS = [("H200", 989.0), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.0),
+                   ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0)]
+
+# Issue 16's goals: (what, ratio or MFU at least).
+GPU_GOALS = {"training": 1.5, "sampling": 10.0, "mfu": 0.30}
+CPU_GOALS = {"training": 1.2}
+MFU_GOAL_MIN_PARAMS = 15e6
+
+
+def device_peak(device: str, precision: str, override: float | None) -> tuple[float | None, str]:
+    """(peak FLOP/s or None, where the figure comes from)."""
+    if override:
+        return override * 1e12, "--peak-tflops"
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        for key, tflops in GPU_PEAK_TFLOPS:
+            if key in name:
+                return tflops * 1e12, f"{name}, bf16 dense data sheet"
+        return None, f"unknown for {name}: pass --peak-tflops"
+    # A CPU's peak is threads x clock x FLOP per cycle: two 256-bit FMA pipes make 32 fp32 FLOP/cycle
+    # (AVX2, and AMD's AVX-512 up to Zen 4); Intel's two 512-bit pipes make 64; native bf16 doubles it.
+    flags, vendor, mhz = cpu_info()
+    if not mhz or "fma" not in flags:
+        return None, "unknown for this CPU: pass --peak-tflops"
+    per_cycle = 64 if "avx512f" in flags and vendor == "GenuineIntel" else 32
+    if precision == "bf16" and ("avx512_bf16" in flags or "amx_bf16" in flags):
+        per_cycle *= 2
+    threads = torch.get_num_threads()
+    peak = threads * mhz * 1e6 * per_cycle
+    return peak, (f"estimate: {threads} threads x {mhz / 1000:.1f} GHz x {per_cycle} "
+                  f"{'bf16' if precision == 'bf16' else 'fp32'} FLOP/cycle; --peak-tflops to set")
+
+
+def cpu_info() -> tuple[set, str, float | None]:
+    """(flags, vendor, clock in MHz) from /proc/cpuinfo; empty on other systems."""
+    flags, vendor, mhz = set(), platform.processor(), None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "flags" and not flags:
+                    flags = set(value.split())
+                elif key == "vendor_id":
+                    vendor = value.strip()
+                elif key == "cpu MHz" and mhz is None:
+                    mhz = float(value)
+    except (OSError, ValueError):
+        pass
+    return flags, vendor, mhz
+
+
+def flops_per_token(n_matmul_params: int, dims: dict, attended: float, training: bool) -> float:
+    """Model FLOPs per token, as nanoGPT and PaLM count them: 2 per matmul weight forward (x3 with the
+    backward), plus attention's scores and weighted sum over `attended` earlier positions."""
+    forward = 2 * n_matmul_params + 4 * dims["n_layer"] * dims["n_embd"] * attended
+    return 3 * forward if training else forward
+
+
+def goal_note(value: float, goal: float | None, unit: str = "x") -> str:
+    if goal is None:
+        return ""
+    shown = f">= {goal:.2f}x" if unit == "x" else f">= {goal:.0%}"
+    return f"   goal {shown}: {'met' if value >= goal else 'not met'}"
+
+
+def peak_memory(device: str, watches) -> str:
+    if device == "cuda":
+        peak = max(w.peak for w in watches if w.peak is not None)
+        return f"peak GPU memory allocated {peak / 2**20:,.0f} MiB (torch.cuda.max_memory_allocated, largest phase)"
+    # ru_maxrss is in KiB on Linux, in bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
+    return f"peak RSS {rss / 2**20:,.0f} MiB (resource.getrusage, the whole process: data, both trainers, the suite)"
+
+
 # ----------------------------------------------------------------------------- training
 
 class BlockDataset(Dataset):
@@ -227,8 +289,7 @@ class StepTimer(TrainerCallback):
 def run_testbed_train(model, blocks, cfg: TrainConfig, accelerator, device):
     with Watch(device) as watch:
         result = train(model, blocks, cfg, accelerator, SEED, desc="bench: testbed train")
-    # torch.optim.AdamW's default implementation: foreach on CUDA, a per-tensor loop on CPU.
-    result["optimizer"] = "AdamW foreach" if device == "cuda" else "AdamW for-loop"
+    result["optimizer"] = f"AdamW {cfg.adamw}" + (", compiled" if cfg.compile else "")
     return result, watch
 
 
@@ -281,8 +342,9 @@ def generated_tokens(rows: torch.Tensor, eos_id: int) -> int:
     return int(torch.where(ended, first + 1, torch.full_like(first, rows.shape[1])).sum())
 
 
-def run_sample_corpus(model, n_docs, batch, eos_id, autocast, device):
-    cfg = SampleConfig(size=n_docs, unit="docs", batch_size=batch, temperature=1.0, top_k=0, top_p=1.0)
+def run_sample_corpus(model, n_docs, batch, eos_id, autocast, device, static_cache="auto"):
+    cfg = SampleConfig(size=n_docs, unit="docs", batch_size=batch, temperature=1.0, top_k=0, top_p=1.0,
+                       static_cache=static_cache)
     with Watch(device) as watch:
         samples = sample_corpus(model, cfg, eos_id, SEED, autocast=autocast, desc="bench: sample_corpus")
     tokens = sum(len(s.tokens) + s.ended for s in samples)
@@ -323,9 +385,8 @@ def run_suite(model, tokenizer, texts, source, args, device, autocast):
 
     per_doc = sum(map(len, encode(tokenizer, texts[:200]))) / min(200, len(texts))
     n_docs = math.ceil(args.suite_tokens / per_doc)
-    kind = source if source == "storyworld" else "random" if source.startswith("random") else None
-    if kind:
-        corpus, heldout = more_texts(kind, n_docs, SEED + 2), more_texts(kind, 400, SEED + 1)
+    if source == "storyworld":
+        corpus, heldout = StoryWorld().sample(n_docs, SEED + 2), StoryWorld().sample(400, SEED + 1)
     else:  # a local file: repeated up to the size, its last documents standing in for held-out text
         corpus, heldout = (texts * math.ceil(n_docs / len(texts)))[:n_docs], texts[-400:]
     ids = encode(tokenizer, corpus)
@@ -373,28 +434,37 @@ def main(argv=None) -> dict:
         set_seed(SEED)  # the same initial weights for both trainers
         return build_model(model_cfg, vocab, eos)
 
-    cfg = TrainConfig(tokens=args.train_tokens, batch_size=args.batch_size, mixed_precision=precision)
+    cfg = TrainConfig(tokens=args.train_tokens, batch_size=args.batch_size, mixed_precision=precision,
+                      adamw=args.adamw, compile=args.compile)
     per_step = cfg.batch_size * cfg.grad_accum * dims["context"]
     steps = max(1, math.ceil(cfg.tokens / per_step))
     train_tokens = steps * per_step
     accelerator = Accelerator(mixed_precision=precision, cpu=device == "cpu")
     autocast = accelerator.autocast if precision != "no" else nullcontext
+    static_cache = {"auto": "auto", "true": True, "false": False}[args.static_cache]
+    params = n_params(fresh_model())
+    # Position embeddings are looked up, not multiplied; the tied token embedding is the output matmul.
+    matmul_params = params - sum(p.numel() for name, p in fresh_model().named_parameters() if "wpe" in name)
+    peak, peak_source = device_peak(device, precision, args.peak_tflops)
+    goals = GPU_GOALS if device == "cuda" else CPU_GOALS
 
     if device == "cuda":
         machine = f"cuda ({torch.cuda.get_device_name()})"
     else:
-        machine = f"cpu ({torch.get_num_threads()} threads)"
+        machine = f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
     print(f"machine: {machine}, torch {torch.__version__}, transformers {transformers.__version__}, "
           f"accelerate {accelerate.__version__}, precision {precision}")
-    print(f"model: {args.preset} {n_params(fresh_model()) / 1e6:.2f}M params ({dims['n_layer']} layers, "
+    print(f"model: {args.preset} {params / 1e6:.2f}M params ({dims['n_layer']} layers, "
           f"{dims['n_embd']} wide), context {dims['context']}, vocab {vocab}")
     print(f"corpus: {source}, {len(docs):,} docs, {sum(map(len, docs)):,} tokens, {len(blocks):,} blocks")
     print(f"training: {train_tokens:,} tokens each ({steps} steps x {cfg.batch_size} x {dims['context']}), "
           f"lr {cfg.lr:g} warmup {cfg.warmup:g} + cosine to {cfg.min_lr_ratio:g}x, wd {cfg.weight_decay:g}, clip 1.0")
 
     # --- training. A few steps of each first, on throwaway models, so neither
-    # pays for first-call allocations, kernel selection or lazy imports.
-    warm_cfg = TrainConfig(tokens=3 * per_step, batch_size=cfg.batch_size, mixed_precision=precision)
+    # pays for first-call allocations, kernel selection or lazy imports. The
+    # warm-up does not compile: with --compile, compiling is inside the timing,
+    # as the first generation of a run pays for it.
+    warm_cfg = TrainConfig(tokens=3 * per_step, batch_size=cfg.batch_size, mixed_precision=precision, adamw=cfg.adamw)
     with tempfile.TemporaryDirectory() as tmp:
         train(fresh_model(), blocks, warm_cfg, accelerator, SEED, desc="bench: warm-up")
         run_trainer(fresh_model(), blocks, warm_cfg, 3, device, precision, tmp)
@@ -405,9 +475,17 @@ def main(argv=None) -> dict:
     ours_loss = mean_loss(model, probe, device, autocast)
     base_loss = mean_loss(base["model"], probe, device, autocast)
     train_ours, train_base = train_tokens / ours["seconds"], train_tokens / base["seconds"]
-    for name, r, loss, watch in [("testbed train()", ours, ours_loss, ours_watch),
-                                 ("Trainer", base, base_loss, base_watch)]:
-        print(f"  {name:<28} {train_tokens / r['seconds']:>9,.0f} tok/s  {r['seconds']:6.1f}s  "
+    train_flops = flops_per_token(matmul_params, dims, dims["context"], training=True)
+    results = [("testbed train()", ours, ours_loss, ours_watch), ("Trainer", base, base_loss, base_watch)]
+    if cfg.compile:
+        # A later generation of the same run: the compiled graph is reused, so this is the steady state.
+        again, again_watch = run_testbed_train(fresh_model(), blocks, cfg, accelerator, device)
+        results.insert(1, ("testbed, graph cached", again, mean_loss(again["model"], probe, device, autocast),
+                           again_watch))
+    for name, r, loss, watch in results:
+        tps = train_tokens / r["seconds"]
+        mfu = f"MFU {tps * train_flops / peak:.1%}" if peak else "MFU n/a"
+        print(f"  {name:<28} {tps:>9,.0f} tok/s  {r['seconds']:6.1f}s  {mfu}  "
               f"{r['optimizer']}, loss {loss:.3f}  {watch}")
     del base
 
@@ -419,12 +497,15 @@ def main(argv=None) -> dict:
     default_top_k = model.generation_config.top_k
     default_top_k = 50 if default_top_k is None else default_top_k  # generate()'s built-in default when unset
     n, b = args.sample_docs, args.sample_batch_size
+    static = static_cache is True or (static_cache == "auto" and device == "cuda")
     print(f"sampling: {n} docs each from an EOS prompt, batches of {b}, max_new_tokens {max_new}, temperature 1; "
-          f"testbed samples with top_k=0 top_p=1 (pure); a plain generate() call applies top_k={default_top_k}")
+          f"testbed samples with top_k=0 top_p=1 (pure), {'static' if static else 'dynamic'} KV cache; "
+          f"a plain generate() call applies top_k={default_top_k}")
     warm = min(8, n)
-    run_sample_corpus(model, warm, warm, eos, autocast, device)
+    # The static path's warm-up also captures its CUDA graphs, for the batch size timed next.
+    run_sample_corpus(model, warm if not static else b, warm if not static else b, eos, autocast, device, static_cache)
     run_generate(model, warm, warm, eos, max_new, autocast, device)
-    ours_s, ours_s_watch = run_sample_corpus(model, n, b, eos, autocast, device)
+    ours_s, ours_s_watch = run_sample_corpus(model, n, b, eos, autocast, device, static_cache)
     gen_default, gen_default_watch = run_generate(model, n, b, eos, max_new, autocast, device)
     gen_pure, gen_pure_watch = run_generate(model, n, b, eos, max_new, autocast, device, top_k=0)
     rows = [("testbed sample_corpus", ours_s, ours_s_watch),
@@ -432,10 +513,14 @@ def main(argv=None) -> dict:
             ("generate(top_k=0)", gen_pure, gen_pure_watch)]
     # The same model and token count rule, so tokens/doc and the share ended
     # should agree between testbed and generate(top_k=0): a check that both did the same work.
+    per_doc = ours_s["tokens"] / ours_s["docs"]
+    sample_flops = flops_per_token(matmul_params, dims, 1 + per_doc / 2, training=False)
     for name, r, watch in rows:
-        print(f"  {name:<28} {r['tokens'] / r['seconds']:>9,.0f} tok/s  {r['seconds']:6.1f}s  "
+        tps = r["tokens"] / r["seconds"]
+        mfu = f"MFU {tps * sample_flops / peak:.2%}" if peak else "MFU n/a"
+        print(f"  {name:<28} {tps:>9,.0f} tok/s  {r['seconds']:6.1f}s  {mfu}  "
               f"{r['tokens']:,} tokens, {r['tokens'] / r['docs']:.1f}/doc, {r['ended']:.0%} ended  {watch}")
-    watches = [ours_watch, base_watch, ours_s_watch, gen_default_watch, gen_pure_watch]
+    watches = [w for _, _, _, w in results] + [ours_s_watch, gen_default_watch, gen_pure_watch]
 
     # --- the deliverable
     sample_ours = ours_s["tokens"] / ours_s["seconds"]
@@ -453,9 +538,21 @@ def main(argv=None) -> dict:
         print(f"warning: other processes used up to {busiest:.2f} of the {os.cpu_count()} CPUs during a "
               f"measurement; these ratios are unreliable, rerun on an idle machine")
     width = max(len(r[2]) for r in ratios)
-    for what, ours_tps, base_name, base_tps in ratios:
+    for i, (what, ours_tps, base_name, base_tps) in enumerate(ratios):
+        goal = goals.get(what) if i < 2 else None  # one goal per kind: against generate() as users call it
         print(f"{what:<9}  testbed {ours_tps:>9,.0f} tok/s   {base_name:<{width}} {base_tps:>9,.0f} tok/s   "
-              f"ratio {ours_tps / base_tps:.2f}x")
+              f"ratio {ours_tps / base_tps:.2f}x{goal_note(ours_tps / base_tps, goal)}")
+    mfu_train = train_ours * train_flops / peak if peak else None
+    mfu_sample = sample_ours * sample_flops / peak if peak else None
+    if peak:
+        applies = "mfu" in goals and params >= MFU_GOAL_MIN_PARAMS
+        note = goal_note(mfu_train, goals["mfu"], "%") if applies else (
+            "   goal >= 30% for models of >= 15M params" if device == "cuda" else "")
+        print(f"MFU        testbed training {mfu_train:.1%}, sampling {mfu_sample:.2%} of {peak / 1e12:,.2f} TFLOPS "
+              f"({peak_source}){note}")
+    else:
+        print(f"MFU        unknown: device peak {peak_source}")
+    print(f"memory     {peak_memory(device, watches)}")
 
     # --- the metrics suite: seconds, not a ratio (nothing else computes the same row)
     suite, suite_watch = run_suite(model, tokenizer, texts, source, args, device, autocast)
@@ -465,6 +562,8 @@ def main(argv=None) -> dict:
     return {"training": train_ours / train_base,
             "sampling_default": ratios[1][1] / ratios[1][3],
             "sampling_top_k0": ratios[2][1] / ratios[2][3],
+            "mfu_training": mfu_train,
+            "mfu_sampling": mfu_sample,
             "suite_seconds": suite["seconds"]}
 
 

@@ -5,13 +5,19 @@ logits-processor chain per step, and rows that have ended are dropped from the
 batch (and the cache) instead of being carried to the longest row's end.
 Truncation is never implicit: top_k=0 and top_p=1 mean pure ancestral
 sampling, unlike `generate`, which applies top_k=50 unless told otherwise.
+
+On a GPU a tiny model is bound by kernel launches, not arithmetic, and
+shrinking the batch changes every shape; there sample.static_cache keeps all
+rows and a fixed-size cache to the end, so the decode step can be captured
+once as a CUDA graph. Both paths draw the same random numbers for the same
+rows, so they write the same corpus up to floating-point rounding.
 """
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache
+from transformers import DynamicCache, StaticCache
 
 from testbed import TestbedError
 from testbed.config import SampleConfig
@@ -114,6 +120,73 @@ def sample_batch(model, prompts: torch.Tensor, cfg: SampleConfig, eos_id: int, m
     return samples
 
 
+def use_static_cache(cfg: SampleConfig, device: torch.device) -> bool:
+    return cfg.static_cache is True or (cfg.static_cache == "auto" and device.type == "cuda")
+
+
+def _forward(model, input_ids, cache, position):
+    return model(input_ids=input_ids, cache=cache, use_cache=True, cache_position=position).logits[:, -1]
+
+
+_compiled_step = None
+
+
+def decode_step(device: torch.device):
+    """One decode step; on CUDA compiled once per process into CUDA graphs (mode reduce-overhead),
+    which replay for every batch and generation as long as the shapes stay those of the first."""
+    global _compiled_step
+    if device.type != "cuda":
+        return _forward
+    if _compiled_step is None:
+        _compiled_step = torch.compile(_forward, mode="reduce-overhead", fullgraph=True)
+    return _compiled_step
+
+
+@torch.no_grad()
+def sample_batch_static(model, prompts: torch.Tensor, n: int, cfg: SampleConfig, eos_id: int, max_new: int,
+                        generator: torch.Generator, cache: StaticCache, watermark=None) -> list[Sample]:
+    """sample_batch with fixed shapes: the first n rows of `prompts` are sampled, the others only pad
+    the batch to the size the CUDA graph was captured for.
+
+    Every row stays in the batch and the cache to the end, but the draws are made
+    for the rows sample_batch would still hold, in its order, so both paths take
+    the same random numbers for the same rows.
+    """
+    batch, prompt_len = prompts.shape
+    device = prompts.device
+    step_fn = decode_step(device)
+    cache.reset()
+    logits = _forward(model, prompts, cache, torch.arange(prompt_len, device=device))
+    last = prompts[:, -1:]
+    buf = torch.full((batch, max_new), eos_id, dtype=torch.long, device=device)
+    rows = torch.arange(n, device=device)  # the rows sample_batch would hold
+    alive = torch.ones(n, dtype=torch.bool, device=device)
+    for step in range(max_new):
+        held = logits[rows]
+        if watermark is not None:
+            held = watermark(last[rows], held.float())
+        probs = next_token_distribution(held, cfg.temperature, cfg.top_k, cfg.top_p)
+        nxt = draw(probs, generator)
+        buf[rows, step] = nxt
+        alive &= nxt != eos_id
+        n_alive = int(alive.sum())
+        if n_alive == 0 or step == max_new - 1:
+            break
+        if len(rows) - n_alive >= _COMPACT_AT * len(rows):
+            keep = alive.nonzero().squeeze(1)
+            rows, nxt, alive = rows[keep], nxt[keep], alive[keep]
+        last = torch.full((batch, 1), eos_id, dtype=torch.long, device=device)
+        last[rows, 0] = nxt
+        position = torch.full((1,), prompt_len + step, dtype=torch.long, device=device)
+        # A CUDA graph writes its output into the same memory at every replay: copy it out.
+        logits = step_fn(model, last, cache, position).clone()
+    samples = []
+    for prompt, row in zip(prompts[:n].tolist(), buf[:n].tolist()):
+        end = row.index(eos_id) if eos_id in row else None
+        samples.append(Sample(prompt, row[:end] if end is not None else row, end is not None))
+    return samples
+
+
 def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompts: list[list[int]] | None = None,
                   autocast=None, desc: str = "sample", watermark=None) -> list[Sample]:
     """Sample until the corpus holds cfg.size documents or tokens.
@@ -129,6 +202,11 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
             raise TestbedError(f"sample.prompt=human: no human document has sample.prompt_tokens={cfg.prompt_tokens} tokens")
         pick = torch.Generator().manual_seed(seed)
     model.eval()
+    static = use_static_cache(cfg, device)
+    if static:
+        # One cache for every batch: the captured graph reads and writes these tensors.
+        prompt_len = 1 if cfg.prompt == "eos" else 1 + cfg.prompt_tokens
+        cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new)
     corpus: list[Sample] = []
     generated = 0
     bar = tqdm(total=cfg.size, desc=desc, unit=cfg.unit, disable=None, leave=False)
@@ -140,7 +218,12 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
             idx = torch.randint(len(pool), (n,), generator=pick).tolist()
             prompts = torch.tensor([[eos_id] + pool[i] for i in idx], dtype=torch.long, device=device)
         with autocast() if autocast else nullcontext():
-            batch = sample_batch(model, prompts, cfg, eos_id, max_new, generator, watermark)
+            if static:
+                # The last, short batch is padded to the full size, so the shapes never change.
+                padded = torch.cat([prompts, prompts[:1].expand(cfg.batch_size - n, -1)]) if n < cfg.batch_size else prompts
+                batch = sample_batch_static(model, padded, n, cfg, eos_id, max_new, generator, cache, watermark)
+            else:
+                batch = sample_batch(model, prompts, cfg, eos_id, max_new, generator, watermark)
         for s in batch:
             if cfg.unit == "tokens" and generated >= cfg.size:
                 break

@@ -1,4 +1,5 @@
-"""scripts/bench.py end to end with the smallest settings: it runs and prints its ratio lines and the suite's seconds."""
+"""scripts/bench.py end to end with the smallest settings: it runs and prints its ratio, MFU and memory lines
+and the suite's seconds (the figures themselves are not checked: they are timings)."""
 import importlib.util
 import re
 from pathlib import Path
@@ -16,15 +17,42 @@ def test_bench_prints_the_ratio_lines_and_the_suite_seconds(capsys):
         ratios = bench.main(["--preset", "nano", "--context", "32", "--vocab", "300", "--docs", "60",
                              "--train-tokens", "1024", "--batch-size", "4", "--sample-docs", "4",
                              "--sample-batch-size", "4", "--device", "cpu",
-                             "--suite-tokens", "3000", "--suite-words", "500"])
+                             "--suite-tokens", "3000", "--suite-words", "500", "--peak-tflops", "0.5"])
     finally:
         # The script's Accelerator and Trainer set accelerate's process-wide state; later tests start clean.
         AcceleratorState._reset_state(reset_partial_state=True)
     out = capsys.readouterr().out
-    lines = [line for line in out.splitlines() if re.match(r"(training|sampling) +testbed .* ratio \d+\.\d\dx$", line)]
+    lines = [line for line in out.splitlines()
+             if re.match(r"(training|sampling) +testbed .* ratio \d+\.\d\dx( +goal >= \d\.\d\dx: (met|not met))?$", line)]
     assert [line.split()[0] for line in lines] == ["training", "sampling", "sampling"], out
     assert "Trainer" in lines[0] and "top_k=50" in lines[1] and "top_k=0" in lines[2]
-    assert set(ratios) == {"training", "sampling_default", "sampling_top_k0", "suite_seconds"}
+    # On a CPU the one goal is training at 1.2x Trainer, printed with whether this run met it.
+    met = ratios["training"] >= 1.2
+    assert lines[0].endswith("goal >= 1.20x: " + ("met" if met else "not met")) and "goal" not in lines[1] + lines[2]
+    assert set(ratios) == {"training", "sampling_default", "sampling_top_k0", "mfu_training", "mfu_sampling",
+                           "suite_seconds"}
     assert all(r > 0 for r in ratios.values())
+    mfu = [line for line in out.splitlines() if line.startswith("MFU ")]
+    assert len(mfu) == 1 and re.search(r"training \d+\.\d%, sampling \d+\.\d\d% of [\d.]+ TFLOPS \(--peak-tflops\)$",
+                                       mfu[0]), out
+    memory = [line for line in out.splitlines() if line.startswith("memory ")]
+    assert len(memory) == 1 and re.search(r"peak RSS [\d,]+ MiB \(resource.getrusage", memory[0]), out
     suite = [line for line in out.splitlines() if line.startswith("suite ")]
     assert len(suite) == 1 and re.search(r"on 3,\d{3} tokens", suite[0]), out
+
+
+def test_device_peak_uses_the_table_the_override_or_says_unknown(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.device_peak("cpu", "no", 2.5) == (2.5e12, "--peak-tflops")
+    monkeypatch.setattr(bench.torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    assert bench.device_peak("cuda", "bf16", None)[0] == 989e12
+    monkeypatch.setattr(bench.torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 PCIe")
+    assert bench.device_peak("cuda", "bf16", None)[0] == 756e12
+    monkeypatch.setattr(bench.torch.cuda, "get_device_name", lambda *a: "Some Future GPU")
+    peak, source = bench.device_peak("cuda", "bf16", None)
+    assert peak is None and source.startswith("unknown")
+    monkeypatch.setattr(bench, "cpu_info", lambda: ({"fma", "avx2"}, "AuthenticAMD", 3000.0))
+    monkeypatch.setattr(bench.torch, "get_num_threads", lambda: 2)
+    assert bench.device_peak("cpu", "no", None)[0] == 2 * 3000e6 * 32

@@ -256,3 +256,86 @@ def test_kv_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch
         assert s.ended == (EOS in drawn)
         assert s.tokens == (drawn[: drawn.index(EOS)] if s.ended else drawn)
         assert s.ended or len(s.tokens) == max_new
+
+
+# --- the static-cache path (sample.static_cache: on CUDA by default, tested here on the CPU) ---
+
+def test_static_cache_is_auto_on_cuda_only():
+    assert not sample_mod.use_static_cache(cfg(), torch.device("cpu"))
+    assert sample_mod.use_static_cache(cfg(), torch.device("cuda"))
+    assert sample_mod.use_static_cache(cfg(static_cache=True), torch.device("cpu"))
+    assert not sample_mod.use_static_cache(cfg(static_cache=False), torch.device("cuda"))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("settings", [
+    dict(),
+    dict(temperature=0.8, top_k=40, top_p=0.9),
+    dict(prompt="human", prompt_tokens=3),
+    dict(unit="tokens", size=60),
+])
+def test_static_cache_path_writes_the_same_corpus(make_model, eos_bias, family, settings):
+    """Same seed, same documents: the static path draws for the rows the dynamic one holds.
+    size 20 in batches of 8 ends on a short batch, which the static path pads."""
+    model = make_model(seed=1, family=family)
+    eos_bias(model, 0.3)  # a mix of early ends, late ends and rows cut at max_new_tokens
+    human = [[5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16]]
+    settings = {"size": 20, **settings}
+    dynamic = sample_corpus(model, cfg(static_cache=False, **settings), EOS, seed=3, human_prompts=human)
+    static = sample_corpus(model, cfg(static_cache=True, **settings), EOS, seed=3, human_prompts=human)
+    assert static == dynamic
+    assert 0 < sum(s.ended for s in dynamic) < len(dynamic)
+
+
+def test_static_cache_path_with_a_watermark_writes_the_same_corpus(make_model):
+    from testbed.curate.watermark import make_processor
+
+    model = make_model(seed=2)
+    mark = make_processor(64, torch.device("cpu"), 0.25, 4.0, 15485863)
+    dynamic = sample_corpus(model, cfg(size=12, static_cache=False), EOS, seed=0, watermark=mark)
+    static = sample_corpus(model, cfg(size=12, static_cache=True), EOS, seed=0, watermark=mark)
+    plain = sample_corpus(model, cfg(size=12, static_cache=True), EOS, seed=0)
+    assert static == dynamic and static != plain
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_static_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch, family):
+    """Every step's distribution, computed against the fixed-size cache with ended rows still in
+    the batch, equals a full no-cache forward over the row's prefix."""
+    model = make_model(seed=1, family=family)
+    eos_bias(model, 2.5)
+    events = []
+    ntd, drw = sample_mod.next_token_distribution, sample_mod.draw
+    monkeypatch.setattr(sample_mod, "next_token_distribution", lambda *a: events.append(("probs", ntd(*a))) or events[-1][1])
+    monkeypatch.setattr(sample_mod, "draw", lambda *a: events.append(("draw", drw(*a))) or events[-1][1])
+
+    batch, n, max_new = 16, 13, 24  # three rows only pad the batch
+    prompts = torch.tensor([[EOS, 3 + r % 20, 4 + r % 17] for r in range(batch)])
+    c = cfg(temperature=0.9, top_k=40, top_p=0.95)
+    cache = sample_mod.StaticCache(config=model.config, max_cache_len=3 + max_new)
+    samples = sample_mod.sample_batch_static(model, prompts, n, c, EOS, max_new, torch.Generator().manual_seed(0), cache)
+
+    seqs = [list(p) for p in prompts.tolist()[:n]]
+    rows, alive, checked, shrunk = list(range(n)), [True] * n, 0, 0
+    for kind, value in events:
+        if kind == "probs":
+            assert value.shape[0] == len(rows)
+            for i, r in enumerate(rows):
+                ref_logits = model(input_ids=torch.tensor([seqs[r]])).logits[:, -1]
+                ref = next_token_distribution(ref_logits, c.temperature, c.top_k, c.top_p)
+                assert torch.allclose(value[i: i + 1], ref, atol=1e-5), (r, len(seqs[r]))
+                checked += 1
+            shrunk += len(rows) < n
+        else:
+            for i, r in enumerate(rows):
+                seqs[r].append(int(value[i]))
+                alive[i] = alive[i] and int(value[i]) != EOS
+            # sample_batch's rule for dropping ended rows, which the static path mirrors in its draws
+            if len(rows) - sum(alive) >= sample_mod._COMPACT_AT * len(rows):
+                rows, alive = [r for r, a in zip(rows, alive) if a], [True] * sum(alive)
+    assert shrunk >= 3 and checked > n * 3
+    assert len(samples) == n
+    for r, s in enumerate(samples):
+        drawn = seqs[r][3:]
+        assert s.ended == (EOS in drawn)
+        assert s.tokens == (drawn[: drawn.index(EOS)] if s.ended else drawn)

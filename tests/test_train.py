@@ -156,3 +156,42 @@ def test_a_diverging_loss_stops_training_with_the_step_and_a_hint(make_model):
                                            r"diverged; lower train.lr \(now 1e\+30\)"):
         train(make_model(), blocks, tcfg(tokens=20 * 4 * 32, lr=1e30, warmup=0.0), Accelerator(cpu=True), seed=0,
               desc="gen 2/3 train")
+
+
+# --- speed options: train.adamw, train.compile ------------------------------------
+
+def trained_weights(make_model, **kw):
+    model = make_model(seed=0)
+    result = train(model, repetitive_blocks(), tcfg(tokens=6 * 4 * 32, **kw), Accelerator(cpu=True), seed=1)
+    return result["model"].state_dict()
+
+
+def test_foreach_adamw_is_torchs_per_tensor_loop_bit_for_bit(make_model, monkeypatch):
+    """The default must leave results as they were with torch's CPU default, the per-tensor loop."""
+    fast = trained_weights(make_model)
+    adamw = torch.optim.AdamW
+
+    def loop_adamw(*args, foreach=None, **kw):
+        assert foreach is True  # what train.adamw=foreach asks for
+        return adamw(*args, foreach=False, **kw)
+    monkeypatch.setattr(torch.optim, "AdamW", loop_adamw)
+    slow = trained_weights(make_model)
+    assert all(torch.equal(fast[k], slow[k]) for k in fast)
+
+
+def test_fused_adamw_trains_to_the_same_weights_up_to_rounding(make_model):
+    foreach, fused = trained_weights(make_model), trained_weights(make_model, adamw="fused")
+    assert all(torch.allclose(foreach[k], fused[k], atol=1e-4) for k in foreach)
+    assert not all(torch.equal(foreach[k], fused[k]) for k in foreach)  # it is a different kernel
+
+
+@pytest.mark.slow  # compiling takes 30 s to minutes on a shared 2-core machine
+def test_compiled_training_matches_eager_and_compiles_once(make_model):
+    import testbed.train as train_mod
+
+    eager = trained_weights(make_model)
+    compiled = trained_weights(make_model, compile=True)
+    assert all(torch.allclose(eager[k], compiled[k], atol=1e-4) for k in eager)
+    first = train_mod.compiled_loss()
+    trained_weights(make_model, compile=True)  # a later generation: a new model, the same compiled step
+    assert train_mod.compiled_loss() is first
