@@ -1,0 +1,120 @@
+"""The lab notebooks (labs/notebooks/) and the lab guides in docs/labs.md are what scripts/make_notebooks.py
+writes from the lab files; in the slow suite every notebook runs end to end at the reduced size."""
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from testbed.labs import load, names
+from testbed.labs.verdict import describe
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "labs" / "notebooks"
+GUIDE = ROOT / "docs" / "labs.md"
+REGENERATE = "run `python scripts/make_notebooks.py` after editing a lab's YAML (never edit the notebook or guide)"
+
+
+def make_notebooks():
+    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "scripts" / "make_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cell(nb, cell_id: str):
+    [found] = [c for c in nb.cells if c.id == cell_id]
+    return found
+
+
+def test_there_is_one_notebook_per_lab():
+    assert names(), "no labs found"
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == names(), f"notebooks and labs differ: {REGENERATE}"
+
+
+@pytest.mark.parametrize("name", names())
+def test_the_notebook_parses_and_is_what_the_script_writes_from_the_lab(name):
+    path = NOTEBOOKS / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    lab = load(name)
+    assert path.read_text(encoding="utf-8") == make_notebooks().notebook_text(lab), \
+        f"{path.relative_to(ROOT)} is not what labs/{name}.yaml gives: {REGENERATE}"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "a notebook is committed without outputs"
+    # The student's text is the lab file's, in the order a lesson reads it.
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    order = [lab.question, lab.text.predict, lab.text.look_at, *lab.text.discuss, lab.text.extend]
+    positions = [next(i for i, text in enumerate(markdown) if part in text) for part in order]
+    assert positions == sorted(positions), positions
+    ids = [c.id for c in nb.cells]
+    assert ids.index("your-prediction") == ids.index("predict") + 1 and cell(nb, "your-prediction").source == "", \
+        "an empty cell for the prediction, right below the prompt"
+    parameters = cell(nb, "parameters")
+    assert parameters.metadata.tags == ["parameters"]
+    assert parameters.source.splitlines() == ['SIZE = "default"', "SEEDS = None", "OUT = None"]
+    assert f'load("{name}")' in cell(nb, "run").source and "run_lab(lab, size=SIZE, seeds=SEEDS" in cell(nb, "run").source
+    for link in re.findall(r"\]\(([^)\s]+)\)", " ".join(markdown)):
+        target, _, anchor = link.partition("#")
+        assert (path.parent / target).is_file() and (not anchor or f"\n### {anchor}\n" in GUIDE.read_text()), link
+    assert "pip install" in cell(nb, "setup").source
+    assert all(line.startswith("#") for line in cell(nb, "setup").source.splitlines()), "setup does nothing locally"
+
+
+def test_an_edited_lab_gives_another_notebook_and_guide():
+    script, lab = make_notebooks(), load("collapse")
+    before = (script.notebook_text(lab), script.guide(lab))
+    lab.text.extend = "Try a temperature of 1.3."
+    after = (script.notebook_text(lab), script.guide(lab))
+    assert all("Try a temperature of 1.3." in text for text in after) and before[0] != after[0] and before[1] != after[1]
+
+
+def test_the_guide_holds_each_labs_text_as_the_script_writes_it():
+    text = GUIDE.read_text(encoding="utf-8")
+    script, labs = make_notebooks(), [load(n) for n in names()]
+    assert script.guide_page(text, labs) == text, f"docs/labs.md's lab guides are not what the lab files give: {REGENERATE}"
+    flat = " ".join(text.split())  # the guide is wrapped at 78 columns
+    notebooks = text.split("## Notebooks\n", 1)[1].split("\n## ", 1)[0]
+    for lab in labs:
+        body = " ".join(text.split(f"\n### {lab.name}\n", 1)[1].split("\n### ", 1)[0].split())
+        for part in [lab.question, lab.text.predict, lab.text.look_at, *lab.text.discuss, lab.text.extend,
+                     f"`testbed lab run {lab.name}`", f"](../labs/notebooks/{lab.name}.ipynb)"]:
+            assert " ".join(part.split()) in body, (lab.name, part)
+        assert f"](../labs/notebooks/{lab.name}.ipynb)" in notebooks, f"## Notebooks does not link {lab.name}'s notebook"
+    assert "Colab" in flat and "jupyter lab" in flat
+
+
+# --- every notebook end to end -------------------------------------------------------------------------------
+
+# The reduced size for one seed: the whole set runs in a few minutes on 2 cores (the labs' 3 seeds took about
+# three times as long). It checks the pipeline, not the science: the verdicts are computed, not asserted.
+REDUCED_SEEDS = [0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", names())
+def test_the_notebook_runs_end_to_end_at_the_reduced_size(name, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    out = tmp_path / "lab"
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    # As papermill does: a cell after the one tagged `parameters` sets this run's values.
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(f'SIZE = "reduced"\nSEEDS = {REDUCED_SEEDS!r}\nOUT = {str(out)!r}'))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel is a process of its own
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # it imports this checkout's testbed, installed or not
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    lab = load(name)
+    verdict = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
+    assert verdict["size"] == "reduced" and verdict["seeds"] == REDUCED_SEEDS and not verdict["missing"]
+    assert [c["check"] for c in verdict["checks"]] == [describe(c) for c in lab.checks]
+    for check in verdict["checks"]:
+        assert check["status"] in ("held", "failed") and len(check["per_seed"]) == len(REDUCED_SEEDS), check
+    printed = "".join(o.get("text", "") for o in cell(nb, "verdict").outputs)
+    assert f"verdict: {verdict['summary']}" in printed
+    images = [o for o in cell(nb, "plots").outputs if "image/png" in o.get("data", {})]
+    assert images, "the report's plots are shown inline"
+    assert "lab " + name in "".join(o.get("text", "") for o in cell(nb, "run").outputs), "the run prints its progress"
