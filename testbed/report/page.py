@@ -32,7 +32,7 @@ from testbed.metrics.tail import Human
 from testbed.metrics.suite import numbers
 from testbed.report import plots
 from testbed.report.compare import differing_keys, value
-from testbed.rundir import read_json, read_jsonl
+from testbed.rundir import RunDir, read_json, read_jsonl
 from testbed.text import WORD, words
 
 
@@ -161,7 +161,7 @@ def word_pictures(run: dict, index: int, folder: Path) -> dict:
     size = run["config"]["eval"]["sample_words"]
     seed = stage_seed(run["config"]["seed"], 0, "eval")  # the seed the metrics' word samples use
     gens = run["finished"]
-    samples = {g: fixed_size_sample([r["text"] for r in read_jsonl(run["path"] / f"gen_{g:03d}" / "corpus.jsonl")],
+    samples = {g: fixed_size_sample([r["text"] for r in read_jsonl(RunDir(run["path"]).gen(g) / "corpus.jsonl")],
                                     size, seed) for g in gens}
     counts = {g: Counter(w for d in s for w in d) for g, s in samples.items()}
     result = {"run": run["name"], "zipf": f"zipf_{index}.png", "bands": None, "note": None}
@@ -194,7 +194,7 @@ def sample_text(run: dict, k: int) -> dict:
     rare = human.get("rare", set())
     columns = []
     for g in sorted({gens[0], gens[-1]}):
-        texts = [r["text"] for r in read_jsonl(run["path"] / f"gen_{g:03d}" / "corpus.jsonl")]
+        texts = [r["text"] for r in read_jsonl(RunDir(run["path"]).gen(g) / "corpus.jsonl")]
         picks = sorted(random.Random(0).sample(range(len(texts)), min(k, len(texts))))
         columns.append({"generation": g, "docs": [highlight(texts[i], rare) for i in picks]})
     return {"run": run["name"], "columns": columns}
@@ -247,7 +247,7 @@ def page_data(runs, headline, figures, metrics, words_section, text_section) -> 
             problems.append("missing: " + ", ".join(map(str, run["missing"])))
         if run["unfinished"]:
             problems.append("unfinished (killed or still running): "
-                            + ", ".join(f"gen_{g:03d}.partial" for g in run["unfinished"]))
+                            + ", ".join(f"{RunDir(run['path']).gen(g).name}.partial" for g in run["unfinished"]))
         return {"name": run["name"], "path": str(run["path"]), "when": when, "device": device, "versions": versions,
                 "status": f"{len(run['finished'])} of {run['planned'] + 1} generations finished", "problems": problems,
                 "last": rows[-1]["generation"] if rows else "-", "planned": run["planned"],
