@@ -55,7 +55,7 @@ def test_evaluator_reports_semantic_diversity_only_when_configured(tiny_bert, wo
     ev = Evaluator(cfg, train_tokenizer(words_corpus, 300), texts, texts)
     assert "semantic_diversity" not in ev.corpus_metrics(texts, seed=0)
     assert len(ev.notes) == 1 and "eval.embedding_model" in ev.notes[0]
-    cfg.eval.embedding_model = tiny_bert  # set after loading: the fixture model lives in a temporary folder
+    cfg.eval.embedding_model = tiny_bert
     ev = Evaluator(cfg, train_tokenizer(words_corpus, 300), texts, texts)
     tokenizer, model = load(tiny_bert)
     expected = mean_cosine_distance(embed(texts, tokenizer, model))  # 4 documents < eval.embedding_docs: all, in order
