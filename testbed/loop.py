@@ -15,14 +15,14 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import set_seed
 
 from testbed import TestbedError
 from testbed.config import Config, to_dict, to_yaml
 from testbed.corpus.fresh import fresh_texts
 from testbed.corpus.human import check_fits, human_corpus
 from testbed.corpus.sources import source_name
-from testbed.curate.curator import Curator, summary as curation_summary
+from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
 from testbed.curate.watermark import make_processor
 from testbed.metrics.suite import Evaluator, numbers
 from testbed.mix import HUMAN, Doc, composition, synthetic_docs, synthetic_label, synthetic_needed, training_set
@@ -132,7 +132,8 @@ def _generation(g: int, r: _Run) -> None:
     tag = f"gen {g}/{r.cfg.generations}"
     examples, newest = _mix(g, r, tag)
     pool = composition(examples)
-    examples, curation = _curate(g, examples, newest, r, tag) if g and r.curator.steps() else (examples, [])
+    examples, curation = (curate_everywhere(r.curator, g, examples, newest, r.accelerator, lambda m: r.say(f"{tag} · {m}"))
+                          if g and r.curator.steps() else (examples, []))
     part = r.rundir.begin(g) if r.accelerator.is_main_process else None
     model, trained = _train(g, r, examples, part, tag)
     if part:
@@ -150,20 +151,6 @@ def _generation(g: int, r: _Run) -> None:
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _evaluate(g: int, r: _Run, model, texts, samples, tag: str) -> dict:
-    """Model g and what it wrote, scored against the human text and, for drift, against what model 0 wrote."""
-    start = time.perf_counter()
-    first = texts if g == 0 else [row["text"] for row in r.rundir.corpus(0)]
-    row = {"generation": g, **r.evaluator.evaluate(model, texts, samples, _seed(r, 0, "eval"), gen0_texts=first)}
-    r.say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
-        f"{k} {row[k]:.4g}" for k in r.evaluator.headline if k in row))
-    return row
-
-
-def _seed(r: _Run, g: int, stage: str) -> int:
-    return stage_seed(r.cfg.seed, g, stage)
 
 
 def _mix(g: int, r: _Run, tag: str):
@@ -197,14 +184,11 @@ def _train(g: int, r: _Run, examples, part, tag: str):
     return model, {"blocks": len(blocks), "init": cfg.train.init if g else "scratch", **trained, "params": n_params(model)}
 
 
-def _commit(g: int, r: _Run, part, texts, samples, **records) -> None:
-    """Write generation g's files, log its metrics, and mark it finished: from here a rerun skips it."""
-    documents = [{"text": t, "source": synthetic_label(g), "generation": g, "ended": s.ended, "tokens": len(s.tokens)}
-                 for t, s in zip(texts, samples)]
-    RunDir.save(part, documents, **{name: record for name, record in records.items() if record is not None})
-    # Before the generation is marked finished: one redone after a kill logs its metrics again.
-    r.tracking.log_generation(g, {k: v for k, v in numbers(records["metrics"]).items() if k != "generation"})
-    r.rundir.finish(g, part)
+def _initial_model(g: int, r: _Run, eos: int):
+    init = r.cfg.train.init
+    if g == 0 or init == "scratch":
+        return build_model(r.cfg.model, len(r.tokenizer), eos)
+    return load_model(r.rundir.model(g - 1 if init == "previous" else 0))
 
 
 def _sample(g: int, r: _Run, model, tag: str):
@@ -227,28 +211,25 @@ def _sample(g: int, r: _Run, model, tag: str):
     return samples, texts, corpus
 
 
-def _curate(g: int, examples, newest, r: _Run, tag: str):
-    """Curate on the main process, then share the kept set, so every process trains on the same data."""
-    if r.accelerator.is_main_process:
-        kept, reports = r.curator(g, examples, newest)
-        keep = {id(d) for _, d in kept}
-        mask = [id(d) in keep for _, d in examples]
-    else:
-        mask, reports = None, None
-    mask, reports = broadcast_object_list([mask, reports])
-    kept = [e for e, k in zip(examples, mask) if k]
-    for step in reports:
-        r.say(f"{tag} · curate {step['step']}: {step['docs_in']} -> {step['docs_out']} docs "
-              f"(removed {step['removed_human']} human, {step['removed_synthetic']} synthetic) in {step['seconds']:.1f}s")
-    if not kept:
-        emptied = r.curator.section(next(step["step"] for step in reports if step["docs_out"] == 0))
-        raise TestbedError(f"generation {g}: curation kept none of {len(examples)} documents (curate.{emptied} removed the "
-                           "last of them); loosen that step, or mix in human text (mix.regime=anchor)")
-    return kept, reports
+def _evaluate(g: int, r: _Run, model, texts, samples, tag: str) -> dict:
+    """Model g and what it wrote, scored against the human text and, for drift, against what model 0 wrote."""
+    start = time.perf_counter()
+    first = texts if g == 0 else [row["text"] for row in r.rundir.corpus(0)]
+    row = {"generation": g, **r.evaluator.evaluate(model, texts, samples, _seed(r, 0, "eval"), gen0_texts=first)}
+    r.say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
+        f"{k} {row[k]:.4g}" for k in r.evaluator.headline if k in row))
+    return row
 
 
-def _initial_model(g: int, r: _Run, eos: int):
-    init = r.cfg.train.init
-    if g == 0 or init == "scratch":
-        return build_model(r.cfg.model, len(r.tokenizer), eos)
-    return load_model(r.rundir.model(g - 1 if init == "previous" else 0))
+def _commit(g: int, r: _Run, part, texts, samples, **records) -> None:
+    """Write generation g's files, log its metrics, and mark it finished: from here a rerun skips it."""
+    documents = [{"text": t, "source": synthetic_label(g), "generation": g, "ended": s.ended, "tokens": len(s.tokens)}
+                 for t, s in zip(texts, samples)]
+    RunDir.save(part, documents, **{name: record for name, record in records.items() if record is not None})
+    # Before the generation is marked finished: one redone after a kill logs its metrics again.
+    r.tracking.log_generation(g, {k: v for k, v in numbers(records["metrics"]).items() if k != "generation"})
+    r.rundir.finish(g, part)
+
+
+def _seed(r: _Run, g: int, stage: str) -> int:
+    return stage_seed(r.cfg.seed, g, stage)

@@ -8,6 +8,7 @@ documents it removed, not only how many in all.
 import time
 
 import testbed.curate
+from testbed import TestbedError
 from testbed.config import Config
 from testbed.curate import detect
 from testbed.mix import HUMAN, Doc
@@ -64,6 +65,28 @@ class Curator:
         report = detect.detection_report(truth, [not k for k in keep], list(scores))
         # Undefined figures (no positives, one class only) are null: NaN is not JSON.
         return {k: None if isinstance(v, float) and v != v else v for k, v in report.items()}
+
+
+def curate_everywhere(curator: Curator, g: int, examples, newest, accelerator, say):
+    """Curate on the main process, then share the kept set, so every process trains on the same data."""
+    from accelerate.utils import broadcast_object_list
+
+    if accelerator.is_main_process:
+        kept, reports = curator(g, examples, newest)
+        keep = {id(d) for _, d in kept}
+        mask = [id(d) in keep for _, d in examples]
+    else:
+        mask, reports = None, None
+    mask, reports = broadcast_object_list([mask, reports])
+    kept = [e for e, k in zip(examples, mask) if k]
+    for step in reports:
+        say(f"curate {step['step']}: {step['docs_in']} -> {step['docs_out']} docs (removed {step['removed_human']} human, "
+            f"{step['removed_synthetic']} synthetic) in {step['seconds']:.1f}s")
+    if not kept:
+        emptied = curator.section(next(step["step"] for step in reports if step["docs_out"] == 0))
+        raise TestbedError(f"generation {g}: curation kept none of {len(examples)} documents (curate.{emptied} removed the "
+                           "last of them); loosen that step, or mix in human text (mix.regime=anchor)")
+    return kept, reports
 
 
 def summary(pool_size: int, kept: list[tuple[str, Doc]], reports: list[dict]) -> dict:
