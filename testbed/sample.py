@@ -113,11 +113,7 @@ def sample_batch(model, prompts: torch.Tensor, cfg: SampleConfig, eos_id: int, m
         # Ended rows not yet compacted away keep decoding; what they write lies past their EOS.
         last = nxt[:, None]
         logits = model(input_ids=last, cache=cache, use_cache=True).logits[:, -1]
-    samples = []
-    for prompt, row in zip(prompts.tolist(), buf.tolist()):
-        end = row.index(eos_id) if eos_id in row else None
-        samples.append(Sample(prompt, row[:end] if end is not None else row, end is not None))
-    return samples
+    return _documents(prompts.tolist(), buf.tolist(), eos_id)
 
 
 def use_static_cache(cfg: SampleConfig, device: torch.device) -> bool:
@@ -180,8 +176,13 @@ def sample_batch_static(model, prompts: torch.Tensor, n: int, cfg: SampleConfig,
         position = torch.full((1,), prompt_len + step, dtype=torch.long, device=device)
         # A CUDA graph writes its output into the same memory at every replay: copy it out.
         logits = step_fn(model, last, cache, position).clone()
+    return _documents(prompts[:n].tolist(), buf[:n].tolist(), eos_id)
+
+
+def _documents(prompts: list[list[int]], rows: list[list[int]], eos_id: int) -> list[Sample]:
+    """Each row's document: what it wrote before its first EOS, and whether it ended."""
     samples = []
-    for prompt, row in zip(prompts[:n].tolist(), buf[:n].tolist()):
+    for prompt, row in zip(prompts, rows):
         end = row.index(eos_id) if eos_id in row else None
         samples.append(Sample(prompt, row[:end] if end is not None else row, end is not None))
     return samples
