@@ -35,6 +35,14 @@ class Sample:
     ended: bool  # the model chose to end the document before max_new_tokens
 
 
+def human_prompt_pool(cfg: SampleConfig, human: list[list[int]]) -> list[list[int]]:
+    """The prompts sample.prompt=human draws from: the first prompt_tokens of each document long enough."""
+    pool = [d[: cfg.prompt_tokens] for d in human if len(d) >= cfg.prompt_tokens]
+    if not pool:
+        raise TestbedError(f"sample.prompt=human: no human document has sample.prompt_tokens={cfg.prompt_tokens} tokens")
+    return pool
+
+
 def max_new_tokens(cfg: SampleConfig, context: int) -> int:
     prompt_len = 1 if cfg.prompt == "eos" else 1 + cfg.prompt_tokens
     room = context - prompt_len
@@ -198,9 +206,7 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
     generator = torch.Generator(device=device).manual_seed(seed)
     max_new = max_new_tokens(cfg, context_length(model))
     if cfg.prompt == "human":
-        pool = [d[: cfg.prompt_tokens] for d in (human_prompts or []) if len(d) >= cfg.prompt_tokens]
-        if not pool:
-            raise TestbedError(f"sample.prompt=human: no human document has sample.prompt_tokens={cfg.prompt_tokens} tokens")
+        pool = human_prompt_pool(cfg, human_prompts or [])
         pick = torch.Generator().manual_seed(seed)
     model.eval()
     static = use_static_cache(cfg, device)

@@ -28,7 +28,7 @@ def human_corpus(cfg: Config) -> HumanCorpus:
 def check_fits(cfg: Config, human: list[list[int]]) -> None:
     """Size checks that need the tokenized training split."""
     from testbed.model import resolve
-    from testbed.sample import max_new_tokens
+    from testbed.sample import human_prompt_pool, max_new_tokens
 
     context = resolve(cfg.model)["context"]
     max_new_tokens(cfg.sample, context)
@@ -37,6 +37,6 @@ def check_fits(cfg: Config, human: list[list[int]]) -> None:
         raise TestbedError(
             f"the human training split has {tokens} tokens, fewer than one block of model.context={context}; "
             "add documents or lower model.context")
-    if cfg.sample.prompt == "human" and not any(len(d) >= cfg.sample.prompt_tokens for d in human):
-        raise TestbedError(f"sample.prompt=human: no human document has sample.prompt_tokens={cfg.sample.prompt_tokens} tokens")
+    if cfg.sample.prompt == "human":
+        human_prompt_pool(cfg.sample, human)
     check_reserve(cfg, len(human))
