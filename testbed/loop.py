@@ -7,7 +7,6 @@ regime, earlier ones and human text). Every stage takes its seed from
 what an uninterrupted run would have.
 """
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,23 +16,22 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from testbed import TestbedError
 from testbed.config import Config, to_dict, to_yaml
 from testbed.corpus.fresh import fresh_texts
-from testbed.corpus.human import check_fits, human_corpus
+from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
 from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
 from testbed.curate.watermark import make_processor
 from testbed.metrics.suite import Evaluator, numbers
-from testbed.mix import HUMAN, Doc, composition, synthetic_docs, synthetic_label, synthetic_needed, training_set
+from testbed.mix import HUMAN, Doc, composition, documents, synthetic_docs, synthetic_label, synthetic_needed, training_set
 from testbed.model import build_model, context_length, load_model, n_params, save_model
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_jsonl, write_json
 from testbed.sample import sample_corpus
 from testbed.seeds import stage_seed
-from testbed.tokenizer import encode, load_tokenizer, train_tokenizer
+from testbed.tokenizer import load_tokenizer, train_tokenizer
 from testbed.tracking import Tracking, check_trackers
-from testbed.train import environment, pack, precision, train
+from testbed.train import environment, make_accelerator, pack, train
 
 
 @dataclass
@@ -44,7 +42,7 @@ class _Run:
     accelerator: Accelerator
     tokenizer: object
     human: list[Doc]  # the human training split
-    new_human: Callable[[int, int], list[Doc]]  # (generation, n) -> n human documents no stage has seen
+    corpus: HumanCorpus  # its fresh reserve feeds mix.anchor_set=fresh
     curator: Curator
     evaluator: Evaluator
     tracking: Tracking
@@ -82,12 +80,7 @@ def run(cfg: Config, say=print) -> list[dict]:
 
 def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     """The human corpus, its split and tokenizer, and a new run directory or the checks that this is the same run."""
-    accelerator = Accelerator(mixed_precision=precision(cfg.train.mixed_precision), gradient_accumulation_steps=cfg.train.grad_accum,
-                              log_with=cfg.track or None, project_dir=str(rundir.root / "tracking"))
-    if int(os.environ.get("WORLD_SIZE", "1")) > accelerator.num_processes:
-        # Each process would think itself alone and make the same run directory.
-        raise TestbedError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate sees "
-                           f"{accelerator.num_processes}; on a CPU set ACCELERATE_USE_CPU=1 (accelerate launch --multi_gpu)")
+    accelerator = make_accelerator(cfg.train, cfg.track, str(rundir.root / "tracking"))
     main = accelerator.is_main_process
     say = say if main else (lambda *a, **k: None)
     corpus = human_corpus(cfg)
@@ -96,12 +89,8 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     else:
         rundir.check_same_run(cfg, corpus.split)
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
-    human = [Doc(ids, text) for ids, text in zip(encode(tokenizer, corpus.train), corpus.train)]
+    human = documents(tokenizer, corpus.train)
     check_fits(cfg, [d.ids for d in human])
-
-    def new_human(g: int, n: int) -> list[Doc]:
-        texts = fresh_texts(cfg, corpus.reserve, len(corpus.train), g, n)
-        return [Doc(ids, text) for ids, text in zip(encode(tokenizer, texts), texts)]
     # Built before anything is written: a verifier that does not import, or a
     # dedup setting datasketch cannot band, is bad input like any other.
     curator = Curator(cfg, human, len(tokenizer), tokenizer.eos_token_id, rundir, accelerator.device,
@@ -122,9 +111,9 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     say(f"testbed: {source_name(cfg.data)}, {len(corpus.train)} train / {len(corpus.heldout)} held-out documents, "
         f"{sum(len(d.ids) for d in human):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
     tracking = Tracking(accelerator, rundir.root, cfg)
-    if tracking.where():
+    if cfg.track:
         say(tracking.where())
-    return _Run(cfg, rundir, accelerator, tokenizer, human, new_human, curator, evaluator, tracking, say)
+    return _Run(cfg, rundir, accelerator, tokenizer, human, corpus, curator, evaluator, tracking, say)
 
 
 def _generation(g: int, r: _Run) -> None:
@@ -159,7 +148,7 @@ def _mix(g: int, r: _Run, tag: str):
     synthetic = {k: synthetic_docs(r.rundir.corpus(k), r.tokenizer, cfg.mix.keep_unfinished)
                  for k in synthetic_needed(g, cfg.mix.regime)}
     examples = training_set(g, r.human, synthetic, cfg.mix, _seed(r, g, "mix"), _seed(r, 0, "anchor"),
-                            lambda n: r.new_human(g, n))
+                            lambda n: documents(r.tokenizer, fresh_texts(cfg, r.corpus.reserve, len(r.human), g, n)))
     counts = ", ".join(f"{k} {v}" for k, v in composition(examples).items())
     r.say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs ({counts})")
     return examples, synthetic.get(g - 1)

@@ -25,6 +25,10 @@ class Doc:
     ended: bool = True  # its writer ended it; human documents always are
 
 
+def documents(tokenizer, texts: list[str]) -> list[Doc]:
+    return [Doc(ids, text) for ids, text in zip(encode(tokenizer, texts), texts)]
+
+
 def synthetic_label(generation: int) -> str:
     """Provenance of text written by the model of `generation`."""
     return f"synthetic:gen_{generation:03d}"

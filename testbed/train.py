@@ -131,6 +131,21 @@ def budget_tokens(cfg: TrainConfig, set_tokens: int) -> float:
     return cfg.tokens if cfg.compute == "tokens" else cfg.epochs * set_tokens
 
 
+def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
+    """The run's accelerator: its precision, accumulation and trackers, checked against how it was launched."""
+    import os
+
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision=precision(cfg.mixed_precision), gradient_accumulation_steps=cfg.grad_accum,
+                              log_with=track or None, project_dir=project_dir)
+    if int(os.environ.get("WORLD_SIZE", "1")) > accelerator.num_processes:
+        # Each process would think itself alone and make the same run directory.
+        raise TestbedError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate sees "
+                           f"{accelerator.num_processes}; on a CPU set ACCELERATE_USE_CPU=1 (accelerate launch --multi_gpu)")
+    return accelerator
+
+
 def precision(mode: str) -> str:
     """accelerate's name for the configured precision."""
     if mode == "auto":
