@@ -21,7 +21,6 @@ from testbed.corpus.fresh import fresh_texts
 from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
 from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
-from testbed.curate.watermark import make_processor
 from testbed.metrics.suite import Evaluator, numbers
 from testbed.mix import HUMAN, Doc, composition, documents, synthetic_docs, synthetic_label, synthetic_needed, training_set
 from testbed.model import build_model, context_length, load_model, n_params, save_model
@@ -184,11 +183,8 @@ def _sample(g: int, r: _Run, model, tag: str):
     """Model g's synthetic corpus: the samples, their texts, and the corpus's provenance."""
     cfg, seed = r.cfg, _seed(r, g, "sample")
     start = time.perf_counter()
-    mark = cfg.sample.watermark
-    processor = (make_processor(model.config.vocab_size, r.accelerator.device, mark.gamma, mark.delta, mark.key)
-                 if mark.enabled else None)
     samples = sample_corpus(model, cfg.sample, r.tokenizer.eos_token_id, seed, human_prompts=[d.ids for d in r.human],
-                            autocast=r.accelerator.autocast, desc=f"{tag} sample", watermark=processor)
+                            autocast=r.accelerator.autocast, desc=f"{tag} sample")
     seconds = time.perf_counter() - start
     texts = [r.tokenizer.decode(s.prompt[1:] + s.tokens) for s in samples]
     n_tokens = sum(len(s.tokens) + s.ended for s in samples)

@@ -201,8 +201,14 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
     """Sample until the corpus holds cfg.size documents or tokens.
 
     human_prompts: token ids of human documents, for cfg.prompt == "human".
+    watermark: a logits processor; by default the one sample.watermark turns on.
     """
     device = next(model.parameters()).device
+    if watermark is None and cfg.watermark.enabled:
+        from testbed.curate.watermark import make_processor
+
+        mark = cfg.watermark
+        watermark = make_processor(model.config.vocab_size, device, mark.gamma, mark.delta, mark.key)
     generator = torch.Generator(device=device).manual_seed(seed)
     max_new = max_new_tokens(cfg, context_length(model))
     if cfg.prompt == "human":
