@@ -12,7 +12,7 @@ import pytest
 from testbed import TestbedError
 from testbed.cli import main
 from testbed.labs import SIZES, load, names, plan
-from testbed.labs.verdict import T975, Check, interval, judge, metric_keys
+from testbed.labs.verdict import T975, Check, interval, judge, metric_keys, render_markdown, render_text, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -91,6 +91,7 @@ def lab_file(tmp_path, text: str, name: str = "mine") -> str:
     ("checks: [{kind: slope, arm: a}]", "checks[0].kind='slope' is not allowed; choose one of: compare, trend, before"),
     ("checks: [{kind: compare, metric: m, lower: a, than: b, generation: first}]", "must be last or a generation number"),
     ("checks: [{kind: compare, metric: m, lower: a, than: b, share: 0}]", "checks[0].share=0.0 must be in (0, 1]"),
+    ("checks: [{kind: compare, metric: m, lower: a, than: b, reduced: maybe}]", "checks[0].reduced"),
     ("checks: []", "checks is empty"),
     ("seeds: [0, 0]\nchecks: [{kind: compare, metric: m, lower: a, than: b}]", "seeds=[0, 0]"),
 ])
@@ -211,6 +212,23 @@ def test_the_95_percent_interval_by_hand_for_three_seeds():
     assert result["mean"] == pytest.approx(-0.2) and result["ci95"] == pytest.approx([-0.2 - half, -0.2 + half])
 
 
+def test_a_check_not_expected_at_the_reduced_size_says_so_there_and_nowhere_else():
+    runs = {("a", 0): rows(2.0, 2.5), ("b", 0): rows(2.0, 2.1)}
+    shown = Check(kind="compare", metric="heldout_ppl", lower="b", than="a")
+    too_small = Check(kind="compare", metric="heldout_ppl", lower="a", than="b", reduced=False)
+    results = judge([shown, too_small], [0], runs)
+    assert [r["status"] for r in results] == ["held", "failed"] and [r["reduced"] for r in results] == [True, False]
+    for size, note in [("reduced", True), ("default", False)]:
+        verdict = {"lab": "x", "title": "t", "question": "q?", "size": size, "seeds": [0], "out": "o",
+                   "summary": summary(results, size), "checks": results, "missing": {}}
+        text, markdown = render_text(verdict), render_markdown(verdict)
+        assert ("failed (not expected at the reduced size)" in text) == note
+        assert ("| failed (not expected at the reduced size) |" in markdown) == note
+        assert text.count("not expected at the reduced size") == (2 if note else 0), "the check's line and the verdict's"
+    assert summary(results, "reduced") == "1 of 2 expected outcomes held, 1 failed, 0 not run (1 not expected at the reduced size)"
+    assert summary(results) == "1 of 2 expected outcomes held, 1 failed, 0 not run"
+
+
 def test_the_t_table_is_students():
     stats = pytest.importorskip("scipy.stats")
     assert T975 == pytest.approx([stats.t.ppf(0.975, df) for df in range(1, 30)], abs=6e-5)
@@ -258,3 +276,13 @@ def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatc
     assert verdict["missing"] == {"top_k_20/seed=0": "stopped: generation 0: a stand-in failure"}
     for check in verdict["checks"]:
         assert (check["status"] == "not run") == ("top_k_20" in check["check"]), check
+
+    # Every run failing still gives a verdict, every check not run.
+    def always(cfg, say=print):
+        raise TestbedError("generation 0: a stand-in failure")
+    monkeypatch.setattr(testbed.loop, "run", always)
+    shutil.rmtree(out)
+    assert main(args) == 1
+    assert capsys.readouterr().err.startswith("error: lab sampling: runs missing or unfinished: pure/seed=0, top_k_20/seed=0")
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert {c["status"] for c in verdict["checks"]} == {"not run"} and not (out / "report").exists()

@@ -191,7 +191,7 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
             rows[key] = run["rows"]
     results = judge(lab.checks, seeds, rows, missing)
     verdict = {"lab": lab.name, "title": lab.title, "question": lab.question, "size": size, "seeds": seeds,
-               "out": str(out), "summary": summary(results), "checks": results,
+               "out": str(out), "summary": summary(results, size), "checks": results,
                "missing": {f"{a}/seed={s}": why for (a, s), why in missing.items()},
                "interval": INTERVAL}
     out.mkdir(parents=True, exist_ok=True)

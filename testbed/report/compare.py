@@ -33,6 +33,8 @@ def load_run(path: str | Path) -> dict:
 def load_runs(paths: list[str | Path]) -> list[dict]:
     """The runs, each named by as much of its path as tells it apart from the others."""
     runs = [load_run(p) for p in paths]
+    if not runs:  # a lab whose every run failed still writes its verdict
+        return []
     # Seeds-only sweeps all name their runs seed=N: none/seed=1 and detector/seed=1 must not both read seed=1.
     resolved = [r["path"].resolve() for r in runs]  # `testbed compare .` inside a run names it too
     for depth in range(1, max(len(p.parts) for p in resolved) + 1):
