@@ -174,8 +174,9 @@ def mean_loss(model, blocks: torch.Tensor, device: str, autocast) -> float:
     """Loss on a fixed set of blocks: the two trainers should land close, which
     shows they did the same work, not just the same number of steps."""
     model.eval()
+    blocks = blocks.to(device).long()
     with autocast():
-        return model(input_ids=blocks.to(device), labels=blocks.to(device)).loss.item()
+        return model(input_ids=blocks, labels=blocks).loss.item()
 
 
 # ----------------------------------------------------------------------------- device peak, model FLOPs, goals
@@ -267,7 +268,8 @@ class BlockDataset(Dataset):
         return len(self.blocks)
 
     def __getitem__(self, i):
-        return {"input_ids": self.blocks[i], "labels": self.blocks[i]}
+        block = self.blocks[i].long()  # pack() writes int32; the loss takes int64 labels, as train() widens them
+        return {"input_ids": block, "labels": block}
 
 
 class StepTimer(TrainerCallback):

@@ -14,6 +14,16 @@ same slope for the memory above the process's baseline.
 
     python scripts/scale.py                  # ~5 min on 2 idle cores
     python scripts/scale.py --base 1000 --sample-base 400
+
+--corpus-only runs the loop's data path alone, at a full-TinyStories size: it
+writes --docs storyworld stories to a .jsonl file in a temporary folder, then
+loads it as data.source=local does (streamed through datasets), splits it,
+trains the word tokenizer, encodes the training split into the human
+documents, builds the metrics' human statistics and packs the documents into
+blocks, in the loop's order. It prints seconds and peak RSS per step, and
+what the token ids, the blocks and the texts take against the peak.
+
+    python scripts/scale.py --corpus-only --docs 2000000
 """
 import argparse
 import json
@@ -46,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--inline", action="store_true", help="run every size in this process (memory figures then "
                    "carry over from size to size)")
+    p.add_argument("--corpus-only", action="store_true", help="time the data path alone (see above)")
+    p.add_argument("--docs", type=int, default=2_000_000, help="stories, with --corpus-only")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -150,6 +162,92 @@ def run_size(args, sweep: str, size: int) -> dict:
     return json.loads(lines[-1][len(MARK):])
 
 
+# ----------------------------------------------------------------------------- the data path alone
+
+DATA_STEPS = ["load", "split", "tokenizer", "encode", "stats", "pack"]
+
+
+def write_stories(path: Path, n: int, seed: int = 0, chunk: int = 50_000) -> None:
+    """n storyworld stories as JSON lines, written a chunk at a time so the writer holds no corpus."""
+    from testbed.corpus.storyworld import StoryWorld
+
+    world = StoryWorld()
+    with open(path, "w", encoding="utf-8") as f:
+        for start in range(0, n, chunk):
+            f.writelines(json.dumps({"text": t}) + "\n" for t in world.sample(min(chunk, n - start), seed + start))
+
+
+def corpus_only(args) -> dict:
+    """The loop's data path on a .jsonl corpus of args.docs stories: {step: [seconds, peak RSS]} and sizes."""
+    import psutil
+
+    from testbed.config import load_config
+    from testbed.corpus.sources import load_documents, source_name
+    from testbed.corpus.split import split_documents
+    from testbed.metrics.suite import Evaluator
+    from testbed.mix import documents
+    from testbed.seeds import stage_seed
+    from testbed.tokenizer import train_tokenizer
+    from testbed.train import pack
+
+    proc = psutil.Process()
+    steps: dict[str, list] = {}
+
+    def step(name, fn, *a, **kw):
+        start = time.perf_counter()
+        with Peak(proc) as peak:
+            out = fn(*a, **kw)
+        steps[name] = [time.perf_counter() - start, peak.peak]
+        return out
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stories.jsonl"
+        start = time.perf_counter()
+        write_stories(path, args.docs)
+        written = time.perf_counter() - start
+        # The quickstart's tokenizer and context: one token per word, so storyworld's ids fit in 16 bits.
+        cfg = load_config(None, ["data.source=local", f"data.path={path}", f"data.heldout_docs={min(400, args.docs // 10)}",
+                                 "tokenizer.kind=word", "tokenizer.vocab_size=2048", "model.context=256"])
+        baseline = proc.memory_info().rss
+        # As testbed.corpus.human.human_corpus, step by step.
+        docs = step("load", load_documents, cfg.data, stage_seed(cfg.seed, 0, "corpus"))
+        split = step("split", split_documents, docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"),
+                     source_name(cfg.data))
+        train, heldout = [docs[i] for i in split["train"]], [docs[i] for i in split["heldout"]]
+        del docs
+        tokenizer = step("tokenizer", train_tokenizer, train, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
+        human = step("encode", documents, tokenizer, train)
+        # Held while packing, as the loop holds it.
+        evaluator = step("stats", Evaluator, cfg, tokenizer, train, heldout, train_ids=[d.ids for d in human])
+        blocks = step("pack", pack, [d.ids for d in human], tokenizer.eos_token_id, cfg.model.context, 0)
+        del evaluator
+        sizes = {"file": path.stat().st_size, "written": written, "baseline": baseline,
+                 "tokens": sum(len(d.ids) for d in human), "ids": token_bytes(human), "blocks": blocks.nbytes,
+                 "blocks_dtype": str(blocks.dtype).removeprefix("torch."), "texts": sum(map(sys.getsizeof, train)),
+                 "docs": len(train), "peak": max(rss for _, rss in steps.values()),
+                 "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")}
+    return {"steps": steps, **sizes}
+
+
+def token_bytes(human) -> int:
+    """Bytes of the human documents' token ids, with the int64 offsets that cut them into documents."""
+    return sum(d.ids.nbytes for d in human) + 8 * (len(human) + 1)
+
+
+def print_corpus_only(args, r: dict) -> None:
+    mib = 2 ** 20
+    print(f"\ndata path alone: {args.docs:,} storyworld stories ({r['file'] / mib:,.0f} MiB of .jsonl, written in "
+          f"{r['written']:.0f}s), data.source=local (streamed), word tokenizer, context 256; {r['docs']:,} training "
+          f"documents, {r['tokens']:,} tokens; load average {r['load_average']:.1f} at the end")
+    print(f"  {'step':<10}{'seconds':>10}{'peak RSS':>14}")
+    for name in DATA_STEPS:
+        seconds, rss = r["steps"][name]
+        print(f"  {name:<10}{seconds:>9.1f}s{rss / mib:>10,.0f} MiB")
+    print(f"  token ids {r['ids'] / mib:,.0f} MiB, blocks {r['blocks'] / mib:,.0f} MiB ({r['blocks_dtype']}), "
+          f"texts {r['texts'] / mib:,.0f} MiB (the training split's str objects); peak RSS {r['peak'] / mib:,.0f} MiB, "
+          f"{r['baseline'] / mib:,.0f} MiB before loading")
+
+
 # ----------------------------------------------------------------------------- the table
 
 def slope(sizes: list[float], values: list[float]) -> float | None:
@@ -194,6 +292,12 @@ def main(argv=None) -> dict:
         return {}
     import torch
 
+    if args.corpus_only:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        result = corpus_only(args)
+        print_corpus_only(args, result)
+        return result
     factors = [int(f) for f in args.factors.split(",")]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     threads = args.threads or torch.get_num_threads()

@@ -102,7 +102,8 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     if main:
         rundir.lock()
     evaluator = Evaluator(cfg, tokenizer, corpus.train, corpus.heldout, autocast=accelerator.autocast,
-                          truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"))
+                          truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"),
+                          train_ids=[d.ids for d in human])
     for note in evaluator.notes:
         say(note)
     if main and not (rundir.root / "reference.json").exists():

@@ -12,15 +12,18 @@ documents from it (accumulate-subsample).
 import random
 from dataclasses import dataclass
 
+import numpy as np
+
 from testbed.config import MixConfig
 from testbed.tokenizer import encode
 
 HUMAN = "human"
 
 
-@dataclass(eq=False)  # compared by identity: curation asks which documents are in a pool
+# Compared by identity: curation asks which documents are in a pool. Slots: a run may hold millions.
+@dataclass(eq=False, slots=True)
 class Doc:
-    ids: list[int]
+    ids: np.ndarray  # a view into the TokenIds its corpus was encoded into: pools share those ids, never copy them
     text: str
     ended: bool = True  # its writer ended it; human documents always are
 

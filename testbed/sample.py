@@ -35,7 +35,7 @@ class Sample:
     ended: bool  # the model chose to end the document before max_new_tokens
 
 
-def human_prompt_pool(cfg: SampleConfig, human: list[list[int]]) -> list[list[int]]:
+def human_prompt_pool(cfg: SampleConfig, human: list) -> list:
     """The prompts sample.prompt=human draws from: the first prompt_tokens of each document long enough."""
     pool = [d[: cfg.prompt_tokens] for d in human if len(d) >= cfg.prompt_tokens]
     if not pool:
@@ -196,11 +196,11 @@ def _documents(prompts: list[list[int]], rows: list[list[int]], eos_id: int) -> 
     return samples
 
 
-def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompts: list[list[int]] | None = None,
+def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompts: list | None = None,
                   autocast=None, desc: str = "sample", watermark=None) -> list[Sample]:
     """Sample until the corpus holds cfg.size documents or tokens.
 
-    human_prompts: token ids of human documents, for cfg.prompt == "human".
+    human_prompts: token ids of human documents (lists or arrays), for cfg.prompt == "human".
     watermark: a logits processor; by default the one sample.watermark turns on.
     """
     device = next(model.parameters()).device
@@ -229,7 +229,7 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
             prompts = torch.full((n, 1), eos_id, dtype=torch.long, device=device)
         else:
             idx = torch.randint(len(pool), (n,), generator=pick).tolist()
-            prompts = torch.tensor([[eos_id] + pool[i] for i in idx], dtype=torch.long, device=device)
+            prompts = torch.tensor([[eos_id, *map(int, pool[i])] for i in idx], dtype=torch.long, device=device)
         with autocast() if autocast else nullcontext():
             if static:
                 # The last, short batch is padded to the full size, so the shapes never change.

@@ -12,8 +12,10 @@ generations. Two kinds, both lossless on the text they were trained on:
 """
 import re
 import sys
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
@@ -75,25 +77,76 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast.from_pretrained(str(path))
 
 
-def encode(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> list[list[int]]:
-    """Token ids of each document (batched in Rust).
+class TokenIds:
+    """The token ids of many documents in one flat array: ids[i] is a view of document i's, not a copy.
+
+    As lists of Python ints a token costs about 40 bytes, too many for a corpus of millions of
+    documents; here it costs 2 (4 where the vocabulary exceeds 65,536 ids).
+    """
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray):
+        self.flat, self.offsets = flat, offsets  # document i is flat[offsets[i]:offsets[i + 1]]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        i = range(len(self))[i]  # negative and out-of-range indices as a list takes them
+        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+
+    def __iter__(self):
+        for start, end in zip(self.offsets[:-1], self.offsets[1:]):
+            yield self.flat[start:end]
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __eq__(self, other):
+        """Equal to any sequence holding the same ids per document, lists of lists included."""
+        if not isinstance(other, (TokenIds, list, tuple)):
+            return NotImplemented
+        return len(self) == len(other) and all(np.array_equal(a, b) for a, b in zip(self, other))
+
+    __hash__ = None
+
+
+def id_dtype(vocab_size: int):
+    return np.uint16 if vocab_size <= 1 << 16 else np.int32
+
+
+def encode(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> TokenIds:
+    """Token ids of each document, in one flat array (batched: Rust encodes each batch in parallel).
 
     A literal "<|endoftext|>" inside a document is encoded as text: only the
     loop itself marks where documents end.
     """
-    ids = []
+    flat = np.zeros(0, id_dtype(len(tokenizer)))
+    offsets = np.zeros(len(docs) + 1, np.int64)
+    n = 0
     bar = tqdm(total=len(docs), desc="encoding", unit="docs", delay=3, disable=None if len(docs) > _BATCH else True,
                leave=False, file=sys.stderr)
     for start in range(0, len(docs), _BATCH):
         pieces = [_pieces(doc) for doc in docs[start:start + _BATCH]]
-        flat = tokenizer([p for ps in pieces for p in ps], add_special_tokens=False, split_special_tokens=True)["input_ids"]
-        at = 0
+        encoded = tokenizer([p for ps in pieces for p in ps], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        lengths, at = [], 0
         for ps in pieces:
-            ids.append([i for piece in flat[at:at + len(ps)] for i in piece] if len(ps) > 1 else flat[at])
+            lengths.append(sum(len(e) for e in encoded[at:at + len(ps)]))
             at += len(ps)
+        total = sum(lengths)
+        if n + total > len(flat):
+            # Grown in place by a quarter at least: the total is unknown until the end, and growing by
+            # less than doubling bounds the unused room; realloc moves a large array's pages, not its bytes.
+            flat.resize(max(n + total, len(flat) * 5 // 4), refcheck=False)
+        # A document's pieces are consecutive, so the batch's ids in order are its documents' ids in order.
+        flat[n:n + total] = np.fromiter(chain.from_iterable(encoded), flat.dtype, count=total)
+        offsets[start + 1:start + 1 + len(lengths)] = n + np.cumsum(lengths)
+        n += total
         bar.update(len(pieces))
     bar.close()
-    return ids
+    flat.resize(n, refcheck=False)
+    return TokenIds(flat, offsets)
 
 
 def _pieces(doc: str) -> list[str]:

@@ -17,25 +17,34 @@ from testbed import TestbedError
 from testbed.config import TrainConfig
 
 
-def pack(docs: list[list[int]], eos_id: int, block: int, seed: int) -> torch.Tensor:
+def pack(docs: list, eos_id: int, block: int, seed: int) -> torch.Tensor:
     """Documents in a seeded order, each preceded by EOS, cut into (N, block) rows.
 
     The leading EOS is what the sampler prompts with, so a model learns how
-    documents start; the tail that does not fill a block is dropped.
+    documents start; the tail that does not fill a block is dropped. Each
+    document is copied once, straight into its place: a corpus of millions of
+    documents is never a list of ids too. The rows are int32, half of int64's
+    memory; train() widens each batch for the model.
     """
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
-    stream = []
-    for i in order:
-        stream.append(eos_id)
-        stream.extend(docs[i])
-    n_blocks = len(stream) // block
+    tokens = sum(len(d) + 1 for d in docs)
+    n_blocks = tokens // block
     if n_blocks == 0:
         raise TestbedError(
-            f"the training set has {len(stream)} tokens, fewer than one block of model.context={block}; "
+            f"the training set has {tokens} tokens, fewer than one block of model.context={block}; "
             "add documents or lower model.context"
         )
-    return torch.tensor(stream[: n_blocks * block], dtype=torch.long).view(n_blocks, block)
+    blocks = torch.empty(n_blocks * block, dtype=torch.int32)
+    out, at = blocks.numpy(), 0
+    for i in order:
+        if at == len(out):
+            break
+        out[at] = eos_id
+        doc = docs[i][: len(out) - at - 1]
+        out[at + 1: at + 1 + len(doc)] = doc
+        at += 1 + len(doc)
+    return blocks.view(n_blocks, block)
 
 
 def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int, log=None, desc: str = "train") -> dict:
@@ -71,6 +80,7 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
     bar = tqdm(total=steps, desc=desc, unit="step", disable=None if accelerator.is_main_process else True, leave=False)
     step, ema, pending, lrs = 0, None, [], []
     for (x,) in loader:
+        x = x.long()  # the model's loss takes int64 labels
         with accelerator.accumulate(model):
             loss = loss_of(model, x)
             accelerator.backward(loss)

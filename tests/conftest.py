@@ -6,6 +6,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -43,6 +44,16 @@ def eos_bias():
     yield add
     for h in handles:
         h.remove()
+
+
+@pytest.fixture(scope="session")
+def as_ids():
+    """Lists of token ids as encode() returns them: views into one flat uint16 array."""
+    from testbed.tokenizer import TokenIds
+
+    def make(docs):
+        return TokenIds(np.array([t for d in docs for t in d], np.uint16), np.cumsum([0, *map(len, docs)]))
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -401,6 +401,17 @@ def test_watermark_z_is_zero_for_documents_too_short_to_test():
     assert watermark_z([[], [5], [5, 6]], 64, EOS)[:2] == [0.0, 0.0]
 
 
+def test_curation_scores_views_of_encoded_ids_as_lists(as_ids, make_model):
+    rng = random.Random(1)
+    docs = [[rng.randrange(1, 64) for _ in range(n)] for n in (0, 1, 2, 7, 30)]
+    views, model = as_ids(docs), make_model()
+    assert watermark_z(views, 64, EOS) == watermark_z(docs, 64, EOS)
+    background = unigram_logprobs(docs, 64, EOS)
+    assert unigram_logprobs(views, 64, EOS) == background
+    assert likelihood_ratio_scores(model, views, background, EOS) == likelihood_ratio_scores(model, docs, background, EOS)
+    assert mean_token_nll(model, views, EOS) == mean_token_nll(model, docs, EOS)
+
+
 def test_watermark_keep_drops_what_passes_the_threshold():
     assert watermark_keep([-1.0, 4.0, 4.1, 12.0], 4.0) == [True, True, False, False]
 

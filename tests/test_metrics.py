@@ -101,6 +101,13 @@ def test_band_perplexity_hand_computed():
     assert band_perplexity(nll, DOCS, EOS, np.array([2, 1, 1]))["rare"] is None  # no rare targets at all
 
 
+def test_views_of_encoded_ids_score_as_lists(as_ids):
+    nll = token_nll(Bigram(3), as_ids(DOCS), EOS, batch_size=2)
+    assert all(np.array_equal(a, b) for a, b in zip(nll, token_nll(Bigram(3), DOCS, EOS, batch_size=2)))
+    band_of_id = np.array([2, 0, 1])
+    assert band_perplexity(nll, as_ids(DOCS), EOS, band_of_id) == band_perplexity(nll, DOCS, EOS, band_of_id)
+
+
 def test_uniform_model_has_perplexity_vocab_size(make_model):
     model = make_model(vocab=64)
     with torch.no_grad():
@@ -395,6 +402,23 @@ def story_evaluator():
     cfg = load_config(None, ["eval.sample_words=2000", "eval.truth_docs=6", "eval.rare_max_freq=0.00012"])
     tokenizer = train_tokenizer(train, 300)
     return Evaluator(cfg, tokenizer, train, world.sample(4, 2)), tokenizer
+
+
+def test_the_training_split_is_encoded_only_when_its_ids_are_not_given(story_evaluator, monkeypatch):
+    import testbed.metrics.suite as suite
+
+    built, tokenizer = story_evaluator
+    train = StoryWorld().sample(300, 1)
+    encoded = []
+    monkeypatch.setattr(suite, "encode", lambda tok, texts: encoded.append(len(texts)) or encode(tok, texts))
+    cfg = load_config(None, ["eval.sample_words=2000", "eval.truth_docs=6", "eval.rare_max_freq=0.00012"])
+    ev = Evaluator(cfg, tokenizer, train, StoryWorld().sample(4, 2), train_ids=encode(tokenizer, train))
+    assert 300 not in encoded  # the held-out documents and the truth's, not the training split
+    assert len(ev.rare_ids) > 0 and ev.rare_ids == built.rare_ids and all(type(i) is int for i in ev.rare_ids)
+    assert np.array_equal(ev.id_band, built.id_band)
+    assert (ev.human.counts, ev.human.rare_bigrams, ev.human.band_of) == (
+        built.human.counts, built.human.rare_bigrams, built.human.band_of)
+    assert ev.reference(5) == built.reference(5)
 
 
 def test_storyworld_validity_figures(story_evaluator):

@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
-from testbed.metrics.tail import (Human, band, band_recall, bands, head_min_count, mass_recall, ngrams, rare_threshold,
-                                  rare_types, recall, report, word_counts)
+from testbed.metrics.tail import (Human, band, band_recall, bands, count_ids, head_min_count, mass_recall, ngrams,
+                                  rare_threshold, rare_types, recall, report, word_counts)
 
 
 def test_ngrams_and_counts():
@@ -84,3 +84,18 @@ def test_human_bands_with_a_quantile():
     assert h.rare == {"c", "d"}  # the lower half of 4 types: counts <= 2
     assert h.band_of == {"a": "common", "b": "middle", "c": "rare", "d": "rare"}
     assert report(h, [["a", "b", "d"]])["recall_by_band"] == {"rare": 0.5, "middle": 1.0, "common": 1.0}
+
+
+def test_human_counts_a_generator_as_the_list():
+    docs = [["the", "cat", "sat"], ["the", "dog"], [], ["a", "cat", "sat", "on", "the", "mat"]]
+    a, b = Human(docs, 0.2), Human((d for d in docs), 0.2)  # rare: at most 2 of 11 words, 1 of 8 bigrams
+    assert (a.counts, a.rare, a.band_of, a.rare_bigrams) == (b.counts, b.rare, b.band_of, b.rare_bigrams)
+    assert a.counts == word_counts(docs) and a.rare == {"cat", "sat", "dog", "a", "on", "mat"}
+    assert a.rare_bigrams == {("the", "cat"), ("the", "dog"), ("a", "cat"), ("sat", "on"), ("on", "the"), ("the", "mat")}
+
+
+def test_count_ids_over_lists_and_batches(as_ids):
+    docs = [[3, 1, 3], [], [0], [4, 4, 4, 4]]
+    expected = [1, 1, 0, 2, 4, 0]
+    assert count_ids(docs, 6).tolist() == expected
+    assert count_ids(as_ids(docs), 6, batch=1).tolist() == expected  # views, a document at a time

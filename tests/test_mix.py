@@ -1,9 +1,11 @@
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from testbed.config import MixConfig
-from testbed.mix import HUMAN, composition, synthetic_label, training_set
+from testbed.mix import HUMAN, composition, documents, synthetic_docs, synthetic_label, training_set
+from testbed.tokenizer import train_tokenizer
 
 HUMAN_DOCS = [f"h{i}" for i in range(50)]
 SYNTH = {k: [f"s{k}_{i}" for i in range(40)] for k in range(4)}
@@ -113,3 +115,18 @@ def test_composition_counts_sorted_by_label():
     assert out == {HUMAN: 2, "synthetic:gen_000": 1, "synthetic:gen_001": 1}
     assert list(out) == [HUMAN, "synthetic:gen_000", "synthetic:gen_001"]
     assert composition([]) == {}
+
+
+def test_documents_share_one_array_of_ids(words_corpus):
+    tokenizer = train_tokenizer(words_corpus, 300)
+    texts = words_corpus[:20]
+    docs = documents(tokenizer, texts)
+    expected = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert [d.ids.tolist() for d in docs] == expected and [d.text for d in docs] == texts
+    flat = docs[0].ids.base
+    assert all(d.ids.base is flat for d in docs) and flat.size == sum(map(len, expected))
+    rows = [{"text": t, "ended": i % 2 == 0} for i, t in enumerate(texts[:6])]
+    synthetic = synthetic_docs(rows, tokenizer, keep_unfinished=False)
+    assert [d.text for d in synthetic] == texts[:6:2] and all(d.ended for d in synthetic)
+    assert [d.ids.tolist() for d in synthetic] == expected[:6:2]
+    assert all(isinstance(d.ids, np.ndarray) for d in synthetic)

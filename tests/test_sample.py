@@ -192,6 +192,14 @@ def test_human_prompts(make_model):
     assert len(prompts) == 2
 
 
+def test_human_prompts_from_views_of_encoded_ids_sample_as_lists(make_model, as_ids):
+    human = [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
+    corpus = [sample_corpus(make_model(), cfg(size=6, prompt="human", prompt_tokens=3, max_new_tokens=4), EOS, seed=0,
+                            human_prompts=prompts) for prompts in (human, list(as_ids(human)))]
+    assert [(s.prompt, s.tokens) for s in corpus[0]] == [(s.prompt, s.tokens) for s in corpus[1]]
+    assert all(type(t) is int for s in corpus[1] for t in s.prompt)
+
+
 def test_human_prompts_none_long_enough(make_model):
     with pytest.raises(TestbedError, match=r"sample\.prompt_tokens=3"):
         sample_corpus(make_model(), cfg(size=2, prompt="human", prompt_tokens=3), EOS, seed=0, human_prompts=[[1, 2]])

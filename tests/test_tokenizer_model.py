@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel
@@ -5,7 +6,8 @@ from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 from testbed import TestbedError
 from testbed.config import ModelConfig, load_config
 from testbed.model import PRESETS, build_model, context_length, load_model, n_params, resolve, save_model
-from testbed.tokenizer import EOS, encode, load_tokenizer, train_tokenizer
+from testbed import tokenizer as tokenizer_module
+from testbed.tokenizer import EOS, TokenIds, encode, id_dtype, load_tokenizer, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,29 @@ def test_encode_adds_no_special_tokens(tokenizer):
     ids = encode(tokenizer, ["the fox ran"])[0]
     assert tokenizer.eos_token_id not in ids
     assert encode(tokenizer, []) == []
+
+
+def test_encode_holds_every_document_in_one_flat_array(monkeypatch, words_corpus, tokenizer):
+    monkeypatch.setattr(tokenizer_module, "_BATCH", 3)  # several batches, so the array grows between them
+    long_run = "x" * 2500 + " the " + "y" * 1200  # cut into pieces: 2500 // 1000 + 2 of them
+    docs = words_corpus[:7] + [long_run, ""] + words_corpus[7:12]
+    ids = encode(tokenizer, docs)
+    expected = [tokenizer(d, add_special_tokens=False)["input_ids"] for d in docs]
+    expected[7] = [i for p in tokenizer_module._pieces(long_run) for i in tokenizer(p, add_special_tokens=False)["input_ids"]]
+    assert len(tokenizer_module._pieces(long_run)) == 4 and tokenizer.decode(ids[7]) == long_run
+    assert isinstance(ids, TokenIds) and len(ids) == len(docs) and ids == expected
+    assert ids.flat.dtype == np.uint16 and len(ids.flat) == sum(map(len, expected))  # no spare room left
+    assert ids.lengths().tolist() == [len(e) for e in expected]
+    assert all(np.shares_memory(d, ids.flat) for d in ids if len(d))  # views, not copies
+    assert [d.tolist() for d in ids] == expected and ids[-1].tolist() == expected[-1]
+    assert [d.tolist() for d in ids[2:5]] == expected[2:5]
+    with pytest.raises(IndexError):
+        ids[len(docs)]
+    assert ids != expected[:-1] and ids != expected[:-1] + [expected[-1] + [1]]
+
+
+def test_ids_are_16_bit_while_the_vocabulary_fits():
+    assert id_dtype(300) == id_dtype(65_536) == np.uint16 and id_dtype(65_537) == np.int32
 
 
 @pytest.mark.parametrize("text", [

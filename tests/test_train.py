@@ -28,7 +28,7 @@ def split_on_eos(row):
 def test_pack_documents_preceded_by_eos_in_seeded_order():
     docs = [[1, 2], [3], [4, 5, 6]]  # 3 + 2 + 4 = 9 tokens with their EOS
     blocks = pack(docs, EOS, 3, seed=5)
-    assert blocks.shape == (3, 3) and blocks.dtype == torch.long
+    assert blocks.shape == (3, 3) and blocks.dtype == torch.int32
     order = [0, 1, 2]
     random.Random(5).shuffle(order)
     assert blocks.flatten().tolist() == [t for i in order for t in [EOS] + docs[i]]
@@ -54,6 +54,29 @@ def test_pack_order_depends_on_the_seed_only():
     assert not torch.equal(pack(docs, EOS, 4, seed=1), pack(docs, EOS, 4, seed=2))
 
 
+def reference_pack(docs, eos_id, block, seed):
+    """pack as it was written before it copied each document into place: one list of the whole stream."""
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    stream = []
+    for i in order:
+        stream.append(eos_id)
+        stream.extend(docs[i])
+    n_blocks = len(stream) // block
+    return torch.tensor(stream[: n_blocks * block], dtype=torch.long).view(n_blocks, block)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 300])
+def test_pack_equals_the_stream_cut_into_blocks(block, as_ids):
+    rng = random.Random(block)
+    lists = [[rng.randrange(1, 60_000) for _ in range(rng.choice([0, 1, 2, 9, 40, 180]))] for _ in range(200)]
+    ids = as_ids(lists)
+    expected = reference_pack(lists, 65_535, block, seed=3)
+    for docs in (lists, ids):  # lists, and views into one flat uint16 array as encode() returns them
+        blocks = pack(docs, 65_535, block, seed=3)
+        assert blocks.shape == expected.shape and torch.equal(blocks.long(), expected)
+
+
 def test_pack_fewer_tokens_than_one_block():
     with pytest.raises(TestbedError, match=r"3 tokens.*model\.context=4"):
         pack([[1, 2]], EOS, 4, seed=0)
@@ -73,7 +96,7 @@ def repetitive_blocks():
 def mean_loss(model, blocks):
     model.eval()
     with torch.no_grad():
-        return model(input_ids=blocks, labels=blocks).loss.item()
+        return model(input_ids=blocks.long(), labels=blocks.long()).loss.item()
 
 
 def tcfg(**kw):

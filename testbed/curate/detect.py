@@ -97,8 +97,9 @@ class NgramClassifier:
 def unigram_logprobs(docs: list[list[int]], vocab_size: int, eos_id: int, alpha: float = 1.0) -> list[float]:
     """log p(token) under add-alpha smoothed token frequencies; each document's closing EOS counts once."""
     import torch
-    tokens = torch.tensor([t for doc in docs for t in doc], dtype=torch.long)
-    counts = torch.bincount(tokens, minlength=vocab_size).double()
+
+    from testbed.metrics.tail import count_ids
+    counts = torch.from_numpy(count_ids(docs, vocab_size)).double()
     counts[eos_id] += len(docs)
     return ((counts + alpha) / (counts.sum() + alpha * vocab_size)).log().tolist()
 

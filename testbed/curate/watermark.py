@@ -19,6 +19,8 @@ CUDA generators permute differently: detect on the device type that sampled.
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from testbed import TestbedError
 from testbed.curate.step import Step
 
@@ -63,7 +65,7 @@ def watermark_z(docs: list[list[int]], vocab_size: int, eos_id: int, gamma: floa
     Documents of fewer than 2 tokens get 0.0: one token is no evidence either way.
     """
     import torch
-    previous = sorted({t for doc in docs if len(doc) >= 2 for t in [eos_id] + doc[:-1]})
+    previous = sorted({t for doc in docs if len(doc) >= 2 for t in [eos_id, *np.asarray(doc[:-1]).tolist()]})
     green = green_lists(previous, vocab_size, gamma, key, device)
     row = torch.full((max(previous, default=0) + 1,), -1, dtype=torch.long)
     row[previous] = torch.arange(len(previous))
@@ -73,7 +75,8 @@ def watermark_z(docs: list[list[int]], vocab_size: int, eos_id: int, gamma: floa
             z.append(0.0)
             continue
         n = len(doc)
-        hits = int(green[row[torch.tensor([eos_id] + doc[:-1])], torch.tensor(doc)].sum())
+        ids = torch.from_numpy(np.asarray(doc, np.int64))  # a list, or a view of a corpus's ids
+        hits = int(green[row[torch.cat([torch.tensor([eos_id]), ids[:-1]])], ids].sum())
         # WatermarkDetector's arithmetic, in its order, so the figures are its figures to the bit.
         z.append((hits - gamma * n) / math.sqrt(n * gamma * (1 - gamma)))
     return z

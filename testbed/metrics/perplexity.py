@@ -39,7 +39,7 @@ def token_nll(model, docs: list[list[int]], eos_id: int, batch_size: int = 32, a
     context = context_length(model)
     device = next(model.parameters()).device
     chunks = [(d, begin, w, new) for d, doc in enumerate(docs)
-              for begin, w, new in windows([eos_id] + doc + [eos_id], context)]
+              for begin, w, new in windows(np.concatenate(([eos_id], np.asarray(doc, np.int64), [eos_id])), context)]
     chunks.sort(key=lambda c: len(c[2]))  # similar lengths share a batch: less padding
     out = [np.zeros(len(doc) + 1, dtype=np.float64) for doc in docs]
     model.eval()
@@ -49,7 +49,7 @@ def token_nll(model, docs: list[list[int]], eos_id: int, batch_size: int = 32, a
         ids = torch.full((len(batch), width), eos_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, (_, _, w, _) in enumerate(batch):
-            ids[i, : len(w)] = torch.tensor(w)
+            ids[i, : len(w)] = torch.from_numpy(w)
             mask[i, : len(w)] = 1
         ids, mask = ids.to(device), mask.to(device)
         with autocast() if autocast else nullcontext():
@@ -83,7 +83,7 @@ def band_perplexity(nll: list[np.ndarray], docs: list[list[int]], eos_id: int, b
 
     A band with no predicted tokens gets None: there is nothing to average.
     """
-    targets = np.concatenate([np.asarray(d + [eos_id], dtype=np.int64) for d in docs]) if docs else np.zeros(0, np.int64)
+    targets = np.concatenate([np.append(np.asarray(d, np.int64), eos_id) for d in docs]) if docs else np.zeros(0, np.int64)
     values = np.concatenate(nll) if nll else np.zeros(0)
     which = band_of_id[targets]
     sums = np.bincount(which, weights=values, minlength=len(names))

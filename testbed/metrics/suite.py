@@ -9,6 +9,7 @@ moves it (docs/metrics.md is written from it).
 """
 import math
 import random
+from collections import Counter
 
 import numpy as np
 
@@ -27,7 +28,9 @@ class Evaluator:
         return spec.headline()
 
     def __init__(self, cfg, tokenizer, train_texts: list[str], heldout_texts: list[str], autocast=None,
-                 truth_seed: int = 0, reference_seed: int | None = None):
+                 truth_seed: int = 0, reference_seed: int | None = None, train_ids=None):
+        """train_ids: the token ids of train_texts, where the caller has them (the loop's human documents),
+        so that a corpus of millions is not encoded a second time."""
         self.cfg = cfg.eval
         self.tokenizer = tokenizer
         self.eos = tokenizer.eos_token_id
@@ -35,7 +38,7 @@ class Evaluator:
         self.reference_seed = reference_seed
         self.heldout_texts = heldout_texts[: cfg.eval.heldout_docs]
         self.heldout = encode(tokenizer, self.heldout_texts)
-        self._human(train_texts)
+        self._human(train_texts, train_ids)
         self._references = {}
         self.embedder = None
         self.notes = [] if self.cfg.embedding_model else [
@@ -49,13 +52,13 @@ class Evaluator:
             self.truth_nll = [-lp for _, lp in scored]
             self.true_rare = self.world.rare_words()
 
-    def _human(self, train_texts: list[str]) -> None:
+    def _human(self, train_texts: list[str], train_ids) -> None:
         """Frequency bands of the human training split: over words and word bigrams, and over token ids."""
         quantile, mass = self.cfg.rare_quantile, self.cfg.common_mass
-        self.human = tail.Human([words(t) for t in train_texts], self.cfg.rare_max_freq, quantile, mass)
+        self.human = tail.Human((words(t) for t in train_texts), self.cfg.rare_max_freq, quantile, mass)
         self.rare = self.human.rare
-        ids = encode(self.tokenizer, train_texts)
-        id_counts = tail.word_counts(ids)
+        ids = encode(self.tokenizer, train_texts) if train_ids is None else train_ids
+        id_counts = Counter({i: c for i, c in enumerate(tail.count_ids(ids, len(self.tokenizer)).tolist()) if c})
         self.rare_ids = tail.rare_types(id_counts, tail.rare_threshold(id_counts, self.cfg.rare_max_freq, quantile))
         id_counts[self.eos] += len(ids)  # every training document ends with one
         id_max = tail.rare_threshold(id_counts, self.cfg.rare_max_freq, quantile)
@@ -104,7 +107,7 @@ class Evaluator:
         if human:
             row.update(tail.report(self.human, sample))
             n_tokens = cfg.sample_tokens or cfg.sample_words
-            id_sample = diversity.fixed_size_sample(texts, n_tokens, seed, lambda t: encode(self.tokenizer, [t])[0])
+            id_sample = diversity.fixed_size_sample(texts, n_tokens, seed, lambda t: encode(self.tokenizer, [t])[0].tolist())
             row["rare_id_recall"] = tail.recall(self.rare_ids, id_sample)
             row["eval_tokens"] = sum(map(len, id_sample))
         row["eval_words"] = sum(map(len, sample))

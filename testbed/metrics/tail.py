@@ -10,6 +10,8 @@ combinations before rare words) and tokenizer ids.
 import math
 from collections import Counter
 
+import numpy as np
+
 BANDS = ("rare", "middle", "common")
 
 
@@ -23,6 +25,15 @@ def word_counts(docs: list[list], n: int = 1) -> Counter:
     counts = Counter()
     for d in docs:
         counts.update(ngrams(d, n))
+    return counts
+
+
+def count_ids(docs, size: int, batch: int = 4096) -> np.ndarray:
+    """How often each token id below `size` occurs in the documents (lists, or views of a corpus's ids);
+    a batch of documents at a time, so a corpus of millions is never copied whole."""
+    counts = np.zeros(size, np.int64)
+    for start in range(0, len(docs), batch):
+        counts += np.bincount(np.concatenate([np.asarray(d, np.int64) for d in docs[start:start + batch]]), minlength=size)
     return counts
 
 
@@ -87,12 +98,16 @@ def band_recall(band_of: dict, present: set) -> dict:
 class Human:
     """The human training split's rare types and frequency bands, over words and word bigrams."""
 
-    def __init__(self, docs: list[list[str]], max_freq: float, quantile: float | None = None, common_mass: float = 0.5):
-        self.counts = word_counts(docs)
+    def __init__(self, docs, max_freq: float, quantile: float | None = None, common_mass: float = 0.5):
+        """docs: each document's words, in any iterable: counted in one pass, so a generator's
+        documents are never held all at once."""
+        self.counts, bigrams = Counter(), Counter()
+        for d in docs:
+            self.counts.update(d)
+            bigrams.update(ngrams(d, 2))
         rare_max = rare_threshold(self.counts, max_freq, quantile)
         self.rare = rare_types(self.counts, rare_max)
         self.band_of = bands(self.counts, rare_max, head_min_count(self.counts, common_mass))
-        bigrams = word_counts(docs, 2)
         self.rare_bigrams = rare_types(bigrams, rare_threshold(bigrams, max_freq, quantile))
 
 
