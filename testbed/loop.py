@@ -101,6 +101,8 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     accelerator.wait_for_everyone()
     if main:
         rundir.lock()
+        if not new_run:
+            rundir.record_generations(cfg)
     evaluator = Evaluator(cfg, tokenizer, corpus.train, corpus.heldout, autocast=accelerator.autocast,
                           truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"),
                           train_ids=[d.ids for d in human])

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from testbed import TestbedError
-from testbed.config import Config, diff, load_config, to_dict
+from testbed.config import Config, diff, load_config, to_dict, to_yaml
 
 
 def write_text(path: Path, text: str) -> None:
@@ -124,6 +124,13 @@ class RunDir:
         if saved_split != split:
             raise TestbedError(f"run_dir={self.root} was split by another version of testbed (split.json differs); "
                                "start it again in a new run_dir")
+
+    def record_generations(self, cfg: Config) -> None:
+        """An extended run's saved config takes the generations it now runs to, so that a report or a lab counts
+        it finished; never fewer, since a shorter rerun keeps every generation it finds."""
+        path = self.root / "config.yaml"
+        if cfg.generations > load_config(path).generations:
+            write_text(path, to_yaml(cfg))
 
     def model(self, g: int) -> Path:
         self.verify(g, "model/")

@@ -10,6 +10,7 @@ from testbed import loop
 from testbed.config import load_config
 from testbed.corpus.sources import load_documents
 from testbed.loop import run
+from testbed.report.compare import load_run
 from testbed.seeds import stage_seed
 
 pytestmark = pytest.mark.e2e
@@ -99,6 +100,10 @@ def test_more_generations_extend_a_finished_run(tmp_path, tiny_run):
     lines = []
     extended = run(tiny_run(tmp_path / "run", "generations=1"), say=lines.append)
     assert extended[0] == first[0] and [r["generation"] for r in extended] == [0, 1]
+    assert load_config(tmp_path / "run" / "config.yaml").generations == 1
+    assert not load_run(tmp_path / "run")["partial"], "an extended run reads as finished in reports and labs"
+    run(tiny_run(tmp_path / "run", "generations=0"), say=quiet)
+    assert load_config(tmp_path / "run" / "config.yaml").generations == 1, "a shorter rerun keeps what it found"
 
 
 @pytest.mark.parametrize("regime,expected", [
