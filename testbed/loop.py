@@ -33,6 +33,23 @@ from testbed.tracking import Tracking, check_trackers
 from testbed.train import environment, make_accelerator, pack, train
 
 
+# Generation 0 trains from scratch on the human split and samples before anything is mixed or curated, so it reads
+# none of these: runs that differ only here have the same generation 0, bit for bit, and a lab trains it once.
+NOT_READ_BY_GENERATION_0 = ("mix", "curate", "train.init", "generations", "run_dir", "track")
+
+
+def first_generation(cfg: Config) -> str:
+    """What generation 0 of cfg reads, as text: equal for runs whose generation 0 is the same."""
+    config = to_dict(cfg)
+    for key in NOT_READ_BY_GENERATION_0:
+        *parents, last = key.split(".")
+        section = config
+        for part in parents:
+            section = section[part]
+        del section[last]
+    return json.dumps(config, sort_keys=True)
+
+
 @dataclass
 class _Run:
     """What every generation of one run shares."""

@@ -132,6 +132,15 @@ class RunDir:
         if cfg.generations > load_config(path).generations:
             write_text(path, to_yaml(cfg))
 
+    def start_from(self, donor: "RunDir", cfg: Config) -> None:
+        """A new run under cfg that holds donor's finished generation 0 and the split, tokenizer and human
+        reference it was made with; only for a cfg whose generation 0 is donor's (testbed.loop.first_generation)."""
+        donor.verify(0)
+        files = {"config.yaml": to_yaml(cfg),
+                 **{name: (donor.root / name).read_text(encoding="utf-8") for name in ("split.json", "reference.json")}}
+        create(self.root, files, {name: (lambda dest, src=donor.root / name: shutil.copytree(src, dest))
+                                  for name in ("tokenizer", donor.gen(0).name)})
+
     def model(self, g: int) -> Path:
         self.verify(g, "model/")
         return self.gen(g) / "model"

@@ -11,7 +11,8 @@ import pytest
 
 from testbed import TestbedError
 from testbed.cli import main
-from testbed.labs import SIZES, load, names, plan
+from testbed.config import load_config
+from testbed.labs import SIZES, load, names, plan, run_lab
 from testbed.labs.verdict import T975, Check, interval, judge, metric_keys, render_markdown, render_text, summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,6 +236,34 @@ def test_the_t_table_is_students():
 
 
 # --- end to end --------------------------------------------------------------------------------------------
+
+
+TINY = ("generations=1, data.docs=200, data.heldout_docs=20, model.preset=nano, model.context=64, train.tokens=12000, "
+        "train.batch_size=8, sample.size=60, sample.batch_size=60, eval.sample_words=500, eval.truth_docs=10")
+
+
+@pytest.mark.e2e
+def test_arms_that_differ_after_generation_0_share_it_and_end_as_if_run_alone(tmp_path):
+    from testbed.loop import run
+    from testbed.rundir import read_jsonl
+
+    path = tmp_path / "share.yaml"
+    path.write_text(f"name: share\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
+                    f"sizes: {{reduced: [{TINY}]}}\n"
+                    "arms: [{name: a, overrides: []}, {name: b, overrides: [mix.regime=accumulate]},\n"
+                    "       {name: c, overrides: [sample.top_k=20]}]\n"
+                    "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
+    lines = []
+    verdict = run_lab(load(str(path)), "reduced", out=tmp_path / "lab", say=lines.append)
+    assert not verdict["missing"]
+    assert "lab share: generation 0 of a/seed=0 is shared by b/seed=0" in lines, "c samples otherwise: not shared"
+    assert sum(line.startswith("gen 0/") and "· train" in line for line in lines) == 2, "a's and c's, not b's"
+    a, b = (tmp_path / "lab" / arm / "seed=0" for arm in "ab")
+    for name in ("gen_000/model/model.safetensors", "gen_000/corpus.jsonl", "tokenizer/tokenizer.json", "split.json"):
+        assert (b / name).read_bytes() == (a / name).read_bytes(), name
+    assert load_config(a / "config.yaml").generations == 1, "a's run went on past the generation 0 it shared"
+    alone = run(load_config(b / "config.yaml", [f"run_dir={tmp_path / 'alone'}"]), say=lambda *_: None)
+    assert read_jsonl(b / "metrics.jsonl") == alone
 
 
 @pytest.mark.e2e

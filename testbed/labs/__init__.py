@@ -153,6 +153,35 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
     return out, planned
 
 
+def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads, address, say) -> None:
+    """Train each seed's generation 0 once for the arms that differ only where it does not look (mix, curation):
+    the first such arm's run stops after generation 0, and the others start from a copy of it. A run that
+    fails here is left to the lab's run proper, which runs it whole and reports it."""
+    from dataclasses import replace
+
+    from testbed.loop import first_generation
+    from testbed.parallel import run_all
+    from testbed.rundir import RunDir
+
+    donors, sharers = {}, {}
+    for p in planned:
+        donor = donors.setdefault((p.seed, first_generation(p.config)), p)
+        if donor is not p and not Path(p.config.run_dir).exists():
+            sharers.setdefault(donor.config.run_dir, (donor, []))[1].append(p)
+    if not sharers:
+        return
+    first = [(f"{d.arm}/seed={d.seed} generation 0", replace(d.config, generations=0))
+             for d, _ in sharers.values() if not RunDir(d.config.run_dir).finished(0)]
+    if first:
+        run_all(first, jobs, threads, address, f"lab {lab}", say)
+    for donor, arms in sharers.values():
+        if RunDir(donor.config.run_dir).finished(0):
+            for p in arms:
+                RunDir(p.config.run_dir).start_from(RunDir(donor.config.run_dir), p.config)
+            say(f"lab {lab}: generation 0 of {donor.arm}/seed={donor.seed} is shared by "
+                + ", ".join(f"{p.arm}/seed={p.seed}" for p in arms))
+
+
 def listing() -> str:
     labs = [load(n) for n in names()]
     width = max((len(lab.name) for lab in labs), default=0)
@@ -172,6 +201,7 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
 
     seeds = seeds or lab.seeds
     out, planned = plan(lab, size, seeds, out)
+    share_first_generations(planned, lab.name, jobs, threads, address, say)
     # A run that fails does not stop the others: they still answer the checks that do not read it.
     named = {f"{p.arm}/seed={p.seed}": p for p in planned}
     stopped = run_all([(name, p.config) for name, p in named.items()], jobs, threads, address, f"lab {lab.name}", say)
@@ -203,4 +233,4 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
 
 
 __all__ = ["Arm", "Check", "Lab", "Planned", "Sizes", "Text", "find", "listing", "load", "names", "plan", "render_text",
-           "run_lab"]
+           "run_lab", "share_first_generations"]
