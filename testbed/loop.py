@@ -87,6 +87,7 @@ def run(cfg: Config, say=print) -> list[dict]:
             shutil.rmtree(rundir.root, ignore_errors=True)
         raise
     finally:
+        rundir.unlock()
         if r is not None:
             r.tracking.close()
     rows = read_jsonl(rundir.root / "metrics.jsonl")

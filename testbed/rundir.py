@@ -97,6 +97,13 @@ class RunDir:
         except BlockingIOError:
             raise TestbedError(f"run_dir={self.root} is in use by another testbed run; wait for it or choose another run_dir") from None
 
+    def unlock(self) -> None:
+        """Released when the run ends, not when the garbage collector gets to it: the same process may run the
+        folder again (a lab runs an arm's generation 0 first, then the arm)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def begin(self, g: int) -> Path:
         """A clean working folder for generation g; leftovers of a killed attempt are removed, and so is a
         gen_NNN without its DONE marker: it is not finished, whatever it holds, and would block the rename."""

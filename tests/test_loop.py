@@ -95,6 +95,18 @@ def test_a_different_config_on_an_existing_run_is_refused(tmp_path, tiny_run):
         run(tiny_run(tmp_path / "run", "generations=0", "seed=1"), say=quiet)
 
 
+def test_a_finished_run_releases_its_folder_at_once(tmp_path, tiny_run, monkeypatch):
+    from testbed.rundir import RunDir
+
+    # Something may still hold the run's objects (a notebook kernel did): the lock must not wait for them to go,
+    # since a lab runs an arm's generation 0 and then the arm in one process.
+    held, init = [], RunDir.__init__
+    monkeypatch.setattr(RunDir, "__init__", lambda self, root: (init(self, root), held.append(self))[0])
+    run(tiny_run(tmp_path / "run", "generations=0"), say=quiet)
+    run(tiny_run(tmp_path / "run", "generations=1"), say=quiet)
+    assert len(held) >= 2
+
+
 def test_more_generations_extend_a_finished_run(tmp_path, tiny_run):
     first = run(tiny_run(tmp_path / "run", "generations=0"), say=quiet)
     lines = []
