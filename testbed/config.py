@@ -92,7 +92,10 @@ class WatermarkConfig:
 @dataclass
 class SampleConfig:
     size: int = 3600  # synthetic corpus size, in `unit`s
-    unit: Literal["docs", "tokens"] = "docs"
+    # verified: documents curate.verifier accepts; the model writes until that many pass (or max_docs are written),
+    # so that the next generation can train on as many verified documents as an unverified arm has (mix.after_curation).
+    unit: Literal["docs", "tokens", "verified"] = "docs"
+    max_docs: int | None = None  # unit=verified: stop after this many documents however few passed; default 20 x size
     # Pure ancestral sampling is temperature 1, top_k 0 (off), top_p 1 (off).
     temperature: float = 1.0
     top_k: int = 0
@@ -124,6 +127,9 @@ class MixConfig:
     # `docs` documents from the pool each generation.
     size: Literal["grow", "fixed"] = "grow"
     docs: int | None = None  # with size=fixed; default: the human training split's size
+    # With size=fixed: count `docs` after curation, not before. The whole newest corpus is curated and what is kept
+    # is cut to the budget, so every arm trains on as many documents whatever its curation removes.
+    after_curation: bool = False
     # Synthetic documents cut off at the length cap: left out of every pool (they would be
     # trained as if the model had ended them there), or kept.
     keep_unfinished: bool = False
@@ -216,6 +222,17 @@ class Config:
             raise TestbedError(f"sample.top_k={self.sample.top_k} must be >= 0 (0 turns it off)")
         if not 0 < self.sample.top_p <= 1:
             raise TestbedError(f"sample.top_p={self.sample.top_p} must be in (0, 1] (1 turns it off)")
+        if self.sample.max_docs is not None and self.sample.max_docs < self.sample.size:
+            raise TestbedError(f"sample.max_docs={self.sample.max_docs} is below sample.size={self.sample.size}: "
+                               "raise it, or null for 20 x sample.size")
+        if self.sample.unit == "verified" and not self.curate.verifier.enabled:
+            raise TestbedError("sample.unit=verified counts the documents curate.verifier accepts: "
+                               "set curate.verifier.enabled=true (and curate.verifier.name)")
+        if self.sample.unit == "verified" and not self.mix.after_curation:
+            raise TestbedError("sample.unit=verified writes extra documents for the verifier to reject; without "
+                               "mix.after_curation=true the mix would draw its budget before verifying: set it")
+        if self.mix.after_curation and self.mix.size != "fixed":
+            raise TestbedError("mix.after_curation=true cuts the curated pool to mix.docs: it needs mix.size=fixed")
         if not 0 <= self.mix.anchor_fraction <= 1:
             raise TestbedError(f"mix.anchor_fraction={self.mix.anchor_fraction} must be in [0, 1]")
         for section in dataclasses.fields(self.curate):  # each curation step checks its own keys

@@ -22,7 +22,8 @@ from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
 from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
 from testbed.metrics.suite import Evaluator, numbers
-from testbed.mix import HUMAN, Doc, composition, documents, synthetic_docs, synthetic_label, synthetic_needed, training_set
+from testbed.mix import (HUMAN, Doc, composition, documents, fill, synthetic_docs, synthetic_label, synthetic_needed,
+                         training_set)
 from testbed.model import build_model, context_length, load_model, n_params, save_model
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_jsonl, write_json
@@ -141,8 +142,9 @@ def _generation(g: int, r: _Run) -> None:
     tag = f"gen {g}/{r.cfg.generations}"
     examples, newest = _mix(g, r, tag)
     pool = composition(examples)
-    examples, curation = (curate_everywhere(r.curator, g, examples, newest, r.accelerator, lambda m: r.say(f"{tag} · {m}"))
-                          if g and r.curator.steps() else (examples, []))
+    curated, curation = (curate_everywhere(r.curator, g, examples, newest, r.accelerator, lambda m: r.say(f"{tag} · {m}"))
+                         if g and r.curator.steps() else (examples, []))
+    examples = _fill(g, r, curated, tag)
     part = r.rundir.begin(g) if r.accelerator.is_main_process else None
     model, trained = _train(g, r, examples, part, tag)
     if part:
@@ -152,7 +154,7 @@ def _generation(g: int, r: _Run) -> None:
         row.update(train_mix=composition(examples), train_tokens=trained["tokens"], train_passes=trained["passes"],
                    human_tokens_seen=trained["human_tokens_seen"], unfinished_docs=corpus["unfinished"])
         if curation:
-            row.update(curation_summary(sum(pool.values()), examples, curation), curation=curation)
+            row.update(curation_summary(sum(pool.values()), curated, curation, examples), curation=curation)
         _commit(g, r, part, texts, samples, corpus=corpus,
                 train={"pool": pool, "mix": row["train_mix"], **trained, "environment": environment(r.accelerator)},
                 curation={"pool": pool, "steps": curation} if curation else None, metrics=row)
@@ -172,6 +174,16 @@ def _mix(g: int, r: _Run, tag: str):
     counts = ", ".join(f"{k} {v}" for k, v in composition(examples).items())
     r.say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs ({counts})")
     return examples, synthetic.get(g - 1)
+
+
+def _fill(g: int, r: _Run, curated, tag: str):
+    """With mix.after_curation, the curated pool cut to the budget: the amount is equal after curation."""
+    if not (g and r.cfg.mix.after_curation):
+        return curated
+    examples = fill(curated, r.cfg.mix, len(r.human), _seed(r, g, "fill"))
+    counts = ", ".join(f"{k} {v}" for k, v in composition(examples).items())
+    r.say(f"{tag} · fill: {len(curated)} curated docs -> {len(examples)} ({counts})")
+    return examples
 
 
 def _train(g: int, r: _Run, examples, part, tag: str):
@@ -204,17 +216,30 @@ def _sample(g: int, r: _Run, model, tag: str):
     """Model g's synthetic corpus: the samples, their texts, and the corpus's provenance."""
     cfg, seed = r.cfg, _seed(r, g, "sample")
     start = time.perf_counter()
+    verified = _verified(r) if cfg.sample.unit == "verified" else None
     samples = sample_corpus(model, cfg.sample, r.tokenizer.eos_token_id, seed, human_prompts=[d.ids for d in r.human],
-                            autocast=r.accelerator.autocast, desc=f"{tag} sample")
+                            autocast=r.accelerator.autocast, desc=f"{tag} sample", accept=verified)
     seconds = time.perf_counter() - start
     texts = [r.tokenizer.decode(s.prompt[1:] + s.tokens) for s in samples]
     n_tokens = sum(len(s.tokens) + s.ended for s in samples)
     r.say(f"{tag} · sample: {len(samples)} docs, {n_tokens:,} tokens in {seconds:.0f}s ({n_tokens / seconds:,.0f} tok/s), "
           f"{sum(s.ended for s in samples) / len(samples):.0%} ended with EOS")
+    extra = {}
+    if verified:
+        extra["verified"] = sum(map(verified, samples))
+        r.say(f"{tag} · sample: {extra['verified']} of {len(samples)} pass the verifier"
+              + ("" if extra["verified"] >= cfg.sample.size else
+                 f", short of sample.size={cfg.sample.size}: sample.max_docs stopped it"))
     corpus = {"source": synthetic_label(g), "model": f"{r.rundir.gen(g).name}/model", "documents": len(samples), "tokens": n_tokens,
               "unfinished": sum(not s.ended for s in samples), "seed": seed, "sampling": to_dict(cfg)["sample"],
-              "seconds": seconds}
+              "seconds": seconds, **extra}
     return samples, texts, corpus
+
+
+def _verified(r: _Run):
+    """sample.unit=verified: does the next generation's verifier keep this sample (in a pool, if it ended)."""
+    verifier, keep_unfinished = r.curator.step("verifier").verifier, r.cfg.mix.keep_unfinished
+    return lambda s: (s.ended or keep_unfinished) and bool(verifier(r.tokenizer.decode(s.prompt[1:] + s.tokens)))
 
 
 def _evaluate(g: int, r: _Run, model, texts, samples, tag: str) -> dict:

@@ -7,7 +7,8 @@ regime:
   accumulate  the human split and every synthetic corpus so far
   anchor      the newest synthetic corpus, with a share of human documents
 and by size: `grow` keeps the whole pool, `fixed` subsamples `mix.docs`
-documents from it (accumulate-subsample).
+documents from it (accumulate-subsample): before curation, or with
+`mix.after_curation` from what curation kept (`fill`).
 """
 import random
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ def training_set(generation: int, human: list, synthetic: dict[int, list], cfg: 
         return labelled_human
     newest = [(synthetic_label(generation - 1), d) for d in synthetic[generation - 1]]
     rng = random.Random(seed)
-    budget = cfg.docs if cfg.docs is not None else len(human)
+    budget = budget_docs(cfg, len(human))
     if cfg.regime == "replace":
         pool = newest
     elif cfg.regime == "accumulate":
@@ -59,11 +60,30 @@ def training_set(generation: int, human: list, synthetic: dict[int, list], cfg: 
         n_human = min(round(cfg.anchor_fraction * total), len(human))
         anchor = ([(HUMAN, d) for d in fresh(n_human)] if cfg.anchor_set == "fresh"
                   else random.Random(anchor_seed).sample(labelled_human, n_human))
-        rest = rng.sample(newest, min(total - n_human, len(newest)))
+        rest = newest if cfg.after_curation else rng.sample(newest, min(total - n_human, len(newest)))
         return anchor + rest
-    if cfg.size == "fixed" and len(pool) > budget:
+    if cfg.size == "fixed" and len(pool) > budget and not cfg.after_curation:
         pool = rng.sample(pool, budget)
     return pool
+
+
+def budget_docs(cfg: MixConfig, n_human: int) -> int:
+    """How many documents mix.size=fixed trains on."""
+    return cfg.docs if cfg.docs is not None else n_human
+
+
+def fill(curated: list[tuple[str, object]], cfg: MixConfig, n_human: int, seed: int) -> list[tuple[str, object]]:
+    """mix.after_curation: the curated pool cut to the budget. The anchor regime keeps every human document
+    curation kept and fills the rest with a seeded subsample of the synthetic ones; the others subsample it all."""
+    budget = budget_docs(cfg, n_human)
+    if len(curated) <= budget:
+        return curated
+    rng = random.Random(seed)
+    if cfg.regime != "anchor":
+        return rng.sample(curated, budget)
+    anchor = [e for e in curated if e[0] == HUMAN][:budget]
+    synthetic = [e for e in curated if e[0] != HUMAN]
+    return anchor + rng.sample(synthetic, min(budget - len(anchor), len(synthetic)))
 
 
 def composition(examples: list[tuple[str, object]]) -> dict[str, int]:

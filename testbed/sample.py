@@ -197,8 +197,9 @@ def _documents(prompts: list[list[int]], rows: list[list[int]], eos_id: int) -> 
 
 
 def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompts: list | None = None,
-                  autocast=None, desc: str = "sample", watermark=None) -> list[Sample]:
-    """Sample until the corpus holds cfg.size documents or tokens.
+                  autocast=None, desc: str = "sample", watermark=None, accept=None) -> list[Sample]:
+    """Sample until the corpus holds cfg.size documents or tokens, or (unit=verified) documents accept(sample)
+    passes, giving up after max_docs documents (default 20 x size).
 
     human_prompts: token ids of human documents (lists or arrays), for cfg.prompt == "human".
     watermark: a logits processor; by default the one sample.watermark turns on.
@@ -220,11 +221,17 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
         # One cache for every batch: the captured graph reads and writes these tensors.
         prompt_len = 1 if cfg.prompt == "eos" else 1 + cfg.prompt_tokens
         cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new)
+    if cfg.unit == "verified" and accept is None:
+        raise ValueError("sample.unit=verified needs accept(sample) -> bool")
+    cap = (cfg.max_docs or 20 * cfg.size) if cfg.unit == "verified" else None
     corpus: list[Sample] = []
-    generated = 0
+    generated = accepted = 0
     bar = tqdm(total=cfg.size, desc=desc, unit=cfg.unit, disable=None, leave=False)
-    while (len(corpus) if cfg.unit == "docs" else generated) < cfg.size:
-        n = cfg.batch_size if cfg.unit == "tokens" else min(cfg.batch_size, cfg.size - len(corpus))
+    while {"docs": len(corpus), "tokens": generated, "verified": accepted}[cfg.unit] < cfg.size:
+        if cap is not None and len(corpus) >= cap:
+            break
+        n = {"docs": min(cfg.batch_size, cfg.size - len(corpus)), "tokens": cfg.batch_size,
+             "verified": min(cfg.batch_size, (cap or 0) - len(corpus))}[cfg.unit]
         if cfg.prompt == "eos":
             prompts = torch.full((n, 1), eos_id, dtype=torch.long, device=device)
         else:
@@ -240,8 +247,12 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
         for s in batch:
             if cfg.unit == "tokens" and generated >= cfg.size:
                 break
+            if cfg.unit == "verified" and accepted >= cfg.size:
+                break  # the rest of the last batch is not needed: the corpus ends where the count is reached
             corpus.append(s)
             generated += len(s.tokens)
-            bar.update(1 if cfg.unit == "docs" else len(s.tokens))
+            ok = cfg.unit == "verified" and accept(s)
+            accepted += ok
+            bar.update({"docs": 1, "tokens": len(s.tokens), "verified": int(ok)}[cfg.unit])
     bar.close()
     return corpus

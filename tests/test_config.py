@@ -175,6 +175,19 @@ def test_nan_is_rejected(override):
         load_config(None, [override])
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["sample.size=100", "sample.max_docs=50"], r"sample\.max_docs=50 is below sample\.size=100"),
+    (["sample.unit=verified", "mix.size=fixed", "mix.after_curation=true"], r"set curate\.verifier\.enabled=true"),
+    (["sample.unit=verified", "curate.verifier.enabled=true"], r"without mix\.after_curation=true"),
+    (["mix.after_curation=true"], r"mix\.after_curation=true .* needs mix\.size=fixed"),
+])
+def test_verified_sampling_needs_the_verifier_and_a_budget_counted_after_curation(overrides, message):
+    with pytest.raises(TestbedError, match=message):
+        load_config(None, overrides)
+    if "sample.unit=verified" in overrides:
+        load_config(None, ["sample.unit=verified", "curate.verifier.enabled=true", "mix.size=fixed", "mix.after_curation=true"])
+
+
 def test_local_source_needs_a_path():
     with pytest.raises(TestbedError, match=r"data\.path is not set"):
         load_config(None, ["data.source=local"])

@@ -66,6 +66,23 @@ def test_every_step_reports_what_it_removed_and_training_gets_what_is_left(tmp_p
     assert train["pool"] == curation["pool"] and train["mix"] == rows[1]["train_mix"]
 
 
+def test_verified_sampling_fills_the_budget_after_curation(tmp_path, tiny_run):
+    """Equal amounts after verification: model 0 writes until 30 stories pass, generation 1 trains on 10 + 30."""
+    cfg = tiny_run(tmp_path / "run", "generations=1", "mix.regime=anchor", "mix.anchor_fraction=0.25", "mix.size=fixed",
+                   "mix.docs=40", "mix.after_curation=true", "sample.unit=verified", "sample.size=30",
+                   "curate.verifier.enabled=true", "curate.verifier.name=test_curate:long_enough")
+    rows = run(cfg, say=quiet)
+    gen0 = tmp_path / "run" / "gen_000"
+    corpus = json.loads((gen0 / "corpus.json").read_text())
+    written = [json.loads(line) for line in (gen0 / "corpus.jsonl").read_text().splitlines()]
+    passed = sum(d["ended"] and long_enough(d["text"]) for d in written)
+    assert corpus["verified"] == passed == 30 and corpus["documents"] == len(written) > 30
+    assert rows[1]["train_mix"] == {"human": 10, "synthetic:gen_000": 30}
+    (step,) = json.loads((tmp_path / "run" / "gen_001" / "curation.json").read_text())["steps"]
+    assert step["docs_in"] == 10 + sum(d["ended"] for d in written) and step["docs_out"] == 40
+    assert rows[1]["curated_kept"] == 40 / step["docs_in"] and rows[1]["train_synthetic_share"] == 0.75
+
+
 def test_the_detector_learns_from_a_model_before_the_writer_and_says_so(tmp_path, tiny_run):
     cfg = tiny_run(tmp_path / "run", *CONTAMINATED, "generations=2", "data.fresh_docs=80", "curate.detector.enabled=true",
                    "curate.detector.train_docs=20")

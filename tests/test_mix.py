@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from testbed.config import MixConfig
-from testbed.mix import HUMAN, composition, documents, synthetic_docs, synthetic_label, training_set
+from testbed.mix import HUMAN, composition, documents, fill, synthetic_docs, synthetic_label, training_set
 from testbed.tokenizer import train_tokenizer
 
 HUMAN_DOCS = [f"h{i}" for i in range(50)]
@@ -100,6 +100,26 @@ def test_fixed_size_defaults_to_the_human_split_size():
 def test_fixed_size_keeps_a_smaller_pool_whole():
     out = training_set(1, HUMAN_DOCS, SYNTH, MixConfig(regime="replace", size="fixed", docs=100), seed=0, anchor_seed=0)
     assert sorted(docs(out)) == sorted(SYNTH[0])
+
+
+def test_after_curation_the_mix_offers_the_whole_newest_corpus():
+    cfg = MixConfig(regime="anchor", anchor_fraction=0.5, size="fixed", docs=20, after_curation=True)
+    out = training_set(1, HUMAN_DOCS, SYNTH, cfg, seed=0, anchor_seed=0)
+    assert composition(out) == {HUMAN: 10, "synthetic:gen_000": 40}
+    replace = training_set(1, HUMAN_DOCS, SYNTH, MixConfig(size="fixed", docs=20, after_curation=True), seed=0, anchor_seed=0)
+    assert len(replace) == 40
+
+
+def test_fill_keeps_the_curated_human_anchor_and_tops_up_with_synthetic():
+    cfg = MixConfig(regime="anchor", anchor_fraction=0.5, size="fixed", docs=20, after_curation=True)
+    # Curation kept 8 of the 10 anchor documents and 30 synthetic ones: 8 human + 12 synthetic fill the 20.
+    curated = [(HUMAN, f"h{i}") for i in range(8)] + [("synthetic:gen_000", f"s{i}") for i in range(30)]
+    out = fill(curated, cfg, n_human=50, seed=1)
+    assert composition(out) == {HUMAN: 8, "synthetic:gen_000": 12} and len(set(docs(out))) == 20
+    assert out == fill(curated, cfg, n_human=50, seed=1) and out != fill(curated, cfg, n_human=50, seed=2)
+    assert fill(curated[:15], cfg, n_human=50, seed=1) == curated[:15]  # short of the budget: all of it
+    # Other regimes subsample the curated pool as a whole; mix.docs=null means the human split's size.
+    assert len(fill(curated, MixConfig(size="fixed", after_curation=True), n_human=25, seed=0)) == 25
 
 
 def test_same_document_text_keeps_its_provenance():

@@ -145,6 +145,26 @@ def test_unit_tokens_stops_once_the_size_is_reached(make_model):
     assert sum(counts) >= 100 and sum(counts[:-1]) < 100
 
 
+def test_unit_verified_samples_until_enough_pass(make_model):
+    def even(s):
+        return s.tokens[0] % 2 == 0
+    corpus = sample_corpus(make_model(), cfg(size=5, unit="verified", batch_size=4, max_new_tokens=6), EOS, seed=0,
+                           accept=even)
+    passed = [even(s) for s in corpus]
+    assert sum(passed) == 5 and passed[-1]  # it stops at the fifth that passes, mid-batch
+    assert len(corpus) > 5
+
+
+def test_unit_verified_gives_up_after_max_docs(make_model):
+    model, never = make_model(), (lambda s: False)
+    assert len(sample_corpus(model, cfg(size=3, unit="verified", max_docs=10, batch_size=4, max_new_tokens=4), EOS,
+                             seed=0, accept=never)) == 10
+    assert len(sample_corpus(model, cfg(size=2, unit="verified", batch_size=16, max_new_tokens=4), EOS, seed=0,
+                             accept=never)) == 40  # default: 20 x size
+    with pytest.raises(ValueError, match="accept"):
+        sample_corpus(model, cfg(size=2, unit="verified"), EOS, seed=0)
+
+
 def test_documents_never_contain_eos_and_ended_means_eos_was_emitted(make_model, eos_bias):
     model = make_model()
     eos_bias(model, 2.0)  # about 1 in 10 steps ends a row: a mix of ended and cut-off documents

@@ -36,9 +36,13 @@ class Curator:
     def steps(self) -> list[str]:
         return [step.name for step in self.active]
 
+    def step(self, name: str):
+        """The active step called `name`."""
+        return next(step for step in self.active if step.name == name)
+
     def section(self, name: str) -> str:
         """Where step `name` keeps its keys: curate.<section>."""
-        return next(step.section for step in self.active if step.name == name)
+        return self.step(name).section
 
     def __call__(self, generation: int, pool: list[tuple[str, Doc]], newest: list[Doc]):
         """The curated pool and one report per step; newest is everything model g-1 wrote (the pool may hold part)."""
@@ -89,10 +93,14 @@ def curate_everywhere(curator: Curator, g: int, examples, newest, accelerator, s
     return kept, reports
 
 
-def summary(pool_size: int, kept: list[tuple[str, Doc]], reports: list[dict]) -> dict:
-    """The few figures of a generation's curation that belong in its metrics row."""
+def summary(pool_size: int, kept: list[tuple[str, Doc]], reports: list[dict], trained=None) -> dict:
+    """The few figures of a generation's curation that belong in its metrics row.
+
+    trained: the training set, where it is not all that curation kept (mix.after_curation cut it to the budget).
+    """
+    trained = kept if trained is None else trained
     row = {"curated_kept": len(kept) / pool_size if pool_size else 0.0,
-           "train_synthetic_share": sum(is_synthetic(label) for label, _ in kept) / len(kept) if kept else 0.0}
+           "train_synthetic_share": sum(is_synthetic(label) for label, _ in trained) / len(trained) if trained else 0.0}
     for r in reports:
         if "roc_auc" in r:
             for key in ("precision", "recall", "roc_auc", "synthetic_slipped", "in_distribution"):
