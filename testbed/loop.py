@@ -37,12 +37,16 @@ from testbed.train import environment, make_accelerator, pack, train
 # Generation 0 trains from scratch on the human split and samples before anything is mixed or curated, so it reads
 # none of these: runs that differ only here have the same generation 0, bit for bit, and a lab trains it once.
 NOT_READ_BY_GENERATION_0 = ("mix", "curate", "train.init", "generations", "run_dir", "track")
+# Model 0 is trained before anything is sampled: runs that differ in sampling as well train the same model 0,
+# which a lab trains once, and each samples and scores its own generation 0 (RunDir.FIRST_MODEL).
+NOT_READ_BY_MODEL_0 = (*NOT_READ_BY_GENERATION_0, "sample")
 
 
-def first_generation(cfg: Config) -> str:
-    """What generation 0 of cfg reads, as text: equal for runs whose generation 0 is the same."""
+def first_generation(cfg: Config, unread=NOT_READ_BY_GENERATION_0) -> str:
+    """What generation 0 of cfg reads, as text: equal for runs whose generation 0 is the same.
+    unread=NOT_READ_BY_MODEL_0: what model 0's training reads."""
     config = to_dict(cfg)
-    for key in NOT_READ_BY_GENERATION_0:
+    for key in unread:
         *parents, last = key.split(".")
         section = config
         for part in parents:
@@ -188,6 +192,8 @@ def _fill(g: int, r: _Run, curated, tag: str):
 
 def _train(g: int, r: _Run, examples, part, tag: str):
     """Model g, trained from its initial weights on the (curated) pool packed into blocks."""
+    if g == 0 and (shared := r.rundir.first_model()):
+        return _shared_first_model(r, shared, part, tag)
     cfg, eos = r.cfg, r.tokenizer.eos_token_id
     set_seed(_seed(r, g, "init"))
     model = _initial_model(g, r, eos)
@@ -203,6 +209,17 @@ def _train(g: int, r: _Run, examples, part, tag: str):
     r.say(f"{tag} · train: {n_params(model) / 1e6:.2f}M params, {trained['tokens']:,} tokens in {trained['seconds']:.0f}s "
           f"({trained['tokens_per_s']:,.0f} tok/s), loss {trained['final_loss']:.3f}")
     return model, {"blocks": len(blocks), "init": cfg.train.init if g else "scratch", **trained, "params": n_params(model)}
+
+
+def _shared_first_model(r: _Run, shared, part, tag: str):
+    """Model 0 as another run of the lab trained it under the same settings, with its training record and log."""
+    trained = {k: v for k, v in json.loads((shared / "train.json").read_text(encoding="utf-8")).items()
+               if k not in ("pool", "mix", "environment")}
+    if part:
+        shutil.copy(shared / "log.txt", part / "log.txt")
+    r.say(f"{tag} · train: model 0 shared, trained once for the runs that differ from this one only in what "
+          f"generation 0 does not train on ({trained['tokens']:,} tokens in {trained['seconds']:.0f}s)")
+    return load_model(shared / "model", r.accelerator.device), {**trained, "shared": True}
 
 
 def _initial_model(g: int, r: _Run, eos: int):

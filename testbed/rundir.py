@@ -139,14 +139,30 @@ class RunDir:
         if cfg.generations > load_config(path).generations:
             write_text(path, to_yaml(cfg))
 
-    def start_from(self, donor: "RunDir", cfg: Config) -> None:
+    # A model 0 another run trained (start_from, model_only): generation 0 samples and scores it instead of training.
+    FIRST_MODEL = "first_model"
+
+    def start_from(self, donor: "RunDir", cfg: Config, model_only: bool = False) -> None:
         """A new run under cfg that holds donor's finished generation 0 and the split, tokenizer and human
-        reference it was made with; only for a cfg whose generation 0 is donor's (testbed.loop.first_generation)."""
+        reference it was made with; only for a cfg whose generation 0 is donor's (testbed.loop.first_generation).
+        model_only: only donor's model 0, with its training record and log, for a cfg that trains the same model 0
+        (first_generation with NOT_READ_BY_MODEL_0) but samples otherwise; the run writes its own generation 0."""
         donor.verify(0)
         files = {"config.yaml": to_yaml(cfg),
                  **{name: (donor.root / name).read_text(encoding="utf-8") for name in ("split.json", "reference.json")}}
-        create(self.root, files, {name: (lambda dest, src=donor.root / name: shutil.copytree(src, dest))
-                                  for name in ("tokenizer", donor.gen(0).name)})
+        copies = {"tokenizer": donor.root / "tokenizer"}
+        if model_only:
+            files.update({f"{self.FIRST_MODEL}/{name}": (donor.gen(0) / name).read_text(encoding="utf-8")
+                          for name in ("train.json", "log.txt")})
+            copies[f"{self.FIRST_MODEL}/model"] = donor.gen(0) / "model"
+        else:
+            copies[donor.gen(0).name] = donor.gen(0)
+        create(self.root, files, {name: (lambda dest, src=src: shutil.copytree(src, dest)) for name, src in copies.items()})
+
+    def first_model(self) -> Path | None:
+        """The model 0 another run trained for this one, until generation 0 is finished."""
+        path = self.root / self.FIRST_MODEL
+        return path if path.is_dir() and not self.finished(0) else None
 
     def model(self, g: int) -> Path:
         self.verify(g, "model/")
@@ -195,6 +211,8 @@ class RunDir:
         write_json(part / "DONE", {str(p.relative_to(part)): _fingerprint(p) for p in sorted(part.rglob("*"))
                                    if p.is_file() and p.name != "DONE"})
         os.replace(part, self.gen(g))
+        if g == 0:
+            shutil.rmtree(self.root / self.FIRST_MODEL, ignore_errors=True)  # a copy of gen_000/model now
         self.rebuild_metrics()
         return self.gen(g)
 
@@ -223,6 +241,7 @@ def create(root: Path, files: dict[str, str], dirs: dict[str, callable]) -> None
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.", suffix=".tmp"))
     try:
         for name, text in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text, encoding="utf-8")
         for name, fill in dirs.items():
             fill(tmp / name)

@@ -251,19 +251,29 @@ def test_arms_that_differ_after_generation_0_share_it_and_end_as_if_run_alone(tm
     path.write_text(f"name: share\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
                     f"sizes: {{reduced: [{TINY}]}}\n"
                     "arms: [{name: a, overrides: []}, {name: b, overrides: [mix.regime=accumulate]},\n"
-                    "       {name: c, overrides: [sample.top_k=20]}]\n"
+                    "       {name: c, overrides: [sample.top_k=20]}, {name: d, overrides: [sample.top_k=20, mix.size=fixed]}]\n"
                     "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
     lines = []
     verdict = run_lab(load(str(path)), "reduced", out=tmp_path / "lab", say=lines.append)
     assert not verdict["missing"]
-    assert "lab share: generation 0 of a/seed=0 is shared by b/seed=0" in lines, "c samples otherwise: not shared"
-    assert sum(line.startswith("gen 0/") and "· train" in line for line in lines) == 2, "a's and c's, not b's"
-    a, b = (tmp_path / "lab" / arm / "seed=0" for arm in "ab")
+    assert "lab share: generation 0 of a/seed=0 is shared by b/seed=0" in lines
+    # c samples otherwise: it takes a's model 0 and writes its own generation 0, which d then shares.
+    assert "lab share: model 0 of a/seed=0 is shared by c/seed=0" in lines
+    assert "lab share: generation 0 of c/seed=0 is shared by d/seed=0" in lines
+    assert sum(line.startswith("gen 0/") and "params" in line for line in lines) == 1, "model 0 is trained once"
+    a, b, c, d = (tmp_path / "lab" / arm / "seed=0" for arm in "abcd")
     for name in ("gen_000/model/model.safetensors", "gen_000/corpus.jsonl", "tokenizer/tokenizer.json", "split.json"):
         assert (b / name).read_bytes() == (a / name).read_bytes(), name
+        assert (d / name).read_bytes() == (c / name).read_bytes(), name
+    assert (c / "gen_000/model/model.safetensors").read_bytes() == (a / "gen_000/model/model.safetensors").read_bytes()
+    assert (c / "gen_000/corpus.jsonl").read_bytes() != (a / "gen_000/corpus.jsonl").read_bytes()
+    assert not (c / "first_model").exists(), "the shared model 0 is dropped once generation 0 holds it"
+    assert json.loads((c / "gen_000/train.json").read_text())["shared"] is True
     assert load_config(a / "config.yaml").generations == 1, "a's run went on past the generation 0 it shared"
-    alone = run(load_config(b / "config.yaml", [f"run_dir={tmp_path / 'alone'}"]), say=lambda *_: None)
-    assert read_jsonl(b / "metrics.jsonl") == alone
+    for arm in (b, c):
+        alone = run(load_config(arm / "config.yaml", [f"run_dir={tmp_path / 'alone' / arm.parent.name}"]),
+                    say=lambda *_: None)
+        assert read_jsonl(arm / "metrics.jsonl") == alone, arm.parent.name
 
 
 @pytest.mark.e2e

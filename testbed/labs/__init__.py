@@ -154,32 +154,49 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
 
 
 def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads, address, say) -> None:
-    """Train each seed's generation 0 once for the arms that differ only where it does not look (mix, curation):
-    the first such arm's run stops after generation 0, and the others start from a copy of it. A run that
-    fails here is left to the lab's run proper, which runs it whole and reports it."""
+    """Train each seed's model 0 once. Arms that differ only where generation 0 does not look (mix, curation)
+    start from a copy of one arm's whole generation 0; arms that differ in sampling as well start from a copy
+    of its model 0 and sample and score their own generation 0. The donors' runs stop after generation 0 here.
+    A run that fails here is left to the lab's run proper, which runs it whole and reports it."""
     from dataclasses import replace
 
-    from testbed.loop import first_generation
+    from testbed.loop import NOT_READ_BY_MODEL_0, first_generation
     from testbed.parallel import run_all
     from testbed.rundir import RunDir
 
-    donors, sharers = {}, {}
+    by_generation, by_model = {}, {}
     for p in planned:
-        donor = donors.setdefault((p.seed, first_generation(p.config)), p)
-        if donor is not p and not Path(p.config.run_dir).exists():
-            sharers.setdefault(donor.config.run_dir, (donor, []))[1].append(p)
-    if not sharers:
-        return
-    first = [(f"{d.arm}/seed={d.seed} generation 0", replace(d.config, generations=0))
-             for d, _ in sharers.values() if not RunDir(d.config.run_dir).finished(0)]
-    if first:
-        run_all(first, jobs, threads, address, f"lab {lab}", say)
-    for donor, arms in sharers.values():
-        if RunDir(donor.config.run_dir).finished(0):
-            for p in arms:
-                RunDir(p.config.run_dir).start_from(RunDir(donor.config.run_dir), p.config)
-            say(f"lab {lab}: generation 0 of {donor.arm}/seed={donor.seed} is shared by "
-                + ", ".join(f"{p.arm}/seed={p.seed}" for p in arms))
+        by_generation.setdefault((p.seed, first_generation(p.config)), p)
+        by_model.setdefault((p.seed, first_generation(p.config, NOT_READ_BY_MODEL_0)), p)
+    generation_copies, model_copies = [], []
+    for p in planned:
+        if Path(p.config.run_dir).exists():
+            continue
+        donor = by_generation[(p.seed, first_generation(p.config))]
+        if donor is not p:
+            generation_copies.append((donor, p))
+        elif (donor := by_model[(p.seed, first_generation(p.config, NOT_READ_BY_MODEL_0))]) is not p:
+            model_copies.append((donor, p))
+
+    def first(runs):
+        """Generation 0 of each donor that does not have it yet."""
+        todo = {d.config.run_dir: d for d in runs if not RunDir(d.config.run_dir).finished(0)}
+        if todo:
+            run_all([(f"{d.arm}/seed={d.seed} generation 0", replace(d.config, generations=0)) for d in todo.values()],
+                    jobs, threads, address, f"lab {lab}", say)
+
+    def copy(pairs, model_only):
+        for donor, p in pairs:
+            if RunDir(donor.config.run_dir).finished(0) and not Path(p.config.run_dir).exists():
+                RunDir(p.config.run_dir).start_from(RunDir(donor.config.run_dir), p.config, model_only)
+                say(f"lab {lab}: {'model' if model_only else 'generation'} 0 of {donor.arm}/seed={donor.seed} "
+                    f"is shared by {p.arm}/seed={p.seed}")
+
+    model_sharers = {id(p) for _, p in model_copies}
+    first([d for d, _ in model_copies] + [d for d, _ in generation_copies if id(d) not in model_sharers])
+    copy(model_copies, model_only=True)
+    first([d for d, _ in generation_copies if id(d) in model_sharers])  # they sample with the shared model 0
+    copy(generation_copies, model_only=False)
 
 
 def listing() -> str:
