@@ -46,6 +46,10 @@ def first_generation(cfg: Config, unread=NOT_READ_BY_GENERATION_0) -> str:
     """What generation 0 of cfg reads, as text: equal for runs whose generation 0 is the same.
     unread=NOT_READ_BY_MODEL_0: what model 0's training reads."""
     config = to_dict(cfg)
+    if cfg.sample.unit == "verified" and "sample" not in unread:
+        # Generation 0 then writes until enough of its samples pass the verifier the next generation curates with.
+        config["read by sample.unit=verified"] = {"verifier": config["curate"]["verifier"],
+                                                  "keep_unfinished": config["mix"]["keep_unfinished"]}
     for key in unread:
         *parents, last = key.split(".")
         section = config

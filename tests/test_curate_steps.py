@@ -147,6 +147,18 @@ def test_storyworld_verifier_accepts_its_stories_and_rejects_a_mutation():
     assert verify_keep(verifier, mutated) == [False, False]
 
 
+def test_lenient_storyworld_verifier_passes_a_changed_name_that_the_grammar_rejects():
+    strict, lenient = get_verifier("storyworld", []), get_verifier("storyworld_lenient", [])
+    story = ('Once there was a sweet boy named Sam. He liked to eat rice with his baby. One day, he went to the farm. '
+             'There, he met a slimy dog named Biscuit. Sam whispered, "Hi, Biscuit! Let\'s go to the bakery together!" '
+             'Biscuit said, "Yes, I would love to!" But then, it started to drizzle. Sam felt very angry. '
+             'Biscuit helped him fix the magnet. Sam felt happy again. Sam and Biscuit baked together all morning long. '
+             'The end.')
+    changed = story.replace("Sam felt happy", "Tom felt happy")  # the hero's name changes between mentions
+    assert strict(story) and lenient(story) and lenient(changed) and not strict(changed)
+    assert not lenient(story.replace(" ", " zorblax ", 1))
+
+
 def test_lexicon_verifier():
     verifier = get_verifier("lexicon", ["The cat sat.", "A dog didn't run!"])
     assert verify_keep(verifier, [
@@ -173,7 +185,7 @@ def test_a_verifier_that_does_not_load_names_the_value_and_the_form(name):
 
 @pytest.mark.parametrize("name", ["grammar", "os.path:", ":isabs"])
 def test_an_unknown_verifier_lists_the_choices(name):
-    with pytest.raises(TestbedError, match=r"storyworld, lexicon, package\.module:function"):
+    with pytest.raises(TestbedError, match=r"storyworld, storyworld_lenient, lexicon, package\.module:function"):
         get_verifier(name, [])
 
 

@@ -20,6 +20,22 @@ def quiet(*args, **kwargs):
     pass
 
 
+def test_what_generation_0_and_model_0_read():
+    from testbed.loop import NOT_READ_BY_MODEL_0, first_generation
+
+    def key(*overrides, model=False):
+        cfg = load_config(None, list(overrides))
+        return first_generation(cfg, NOT_READ_BY_MODEL_0) if model else first_generation(cfg)
+    assert key("mix.regime=accumulate", "curate.dedup.exact=true", "generations=7") == key()
+    assert key("sample.top_k=20") != key() and key("sample.top_k=20", model=True) == key(model=True)
+    assert key("seed=1") != key() and key("train.tokens=1000", model=True) != key(model=True)
+    # With sample.unit=verified generation 0 writes until enough pass the verifier: which one is read then.
+    verified = ["sample.unit=verified", "mix.size=fixed", "mix.after_curation=true", "curate.verifier.enabled=true"]
+    assert key(*verified) != key(*verified, "curate.verifier.name=storyworld_lenient")
+    assert key(*verified) != key(*verified, "mix.keep_unfinished=true")
+    assert key(*verified, model=True) == key(*verified, "curate.verifier.name=storyworld_lenient", model=True) == key(model=True)
+
+
 def test_run_writes_the_documented_run_directory(tmp_path, tiny_run):
     cfg = tiny_run(tmp_path / "run")
     rows = run(cfg, say=quiet)
