@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     lab_run.add_argument("--out", metavar="DIR", help="the lab's folder (default: runs/labs/NAME, or NAME-SIZE)")
     lab_run.add_argument("--size", choices=["default", "reduced", "gpu"], default="default",
                          help="reduced: seconds a run, checks the pipeline only; gpu: a bigger model for one GPU")
+    lab_run.add_argument("overrides", nargs="*", metavar="key=value",
+                         help="laid over every arm, e.g. train.mixed_precision=fp32 or model.family=llama")
     for p in (sw, lab_run):
         p.add_argument("--jobs", type=int, default=1, metavar="N",
                        help="runs at once, on Ray (pip install -e \".[ray]\"); default 1: one after the other, in this process")
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(listing())
                 return 0
             verdict = run_lab(load(args.name), args.size, parse_seeds(args.seeds), args.out, jobs=args.jobs,
-                              threads=args.threads, address=args.address)
+                              threads=args.threads, address=args.address, overrides=args.overrides)
             print(render_text(verdict))
             report = f"; report: {verdict['report']}" if "report" in verdict else ""
             print(f"wrote {verdict['out']}/verdict.md and verdict.json{report}")

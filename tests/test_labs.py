@@ -116,6 +116,21 @@ def test_a_check_past_the_last_generation_or_a_bad_arm_config_fails_at_planning(
         load("nope")
 
 
+def test_overrides_lie_over_every_arm_and_name_a_bad_key(tmp_path):
+    lab = load("sampling")
+    _, planned = plan(lab, "default", [0], tmp_path / "out", ["train.mixed_precision=fp32", "sample.top_k=5"])
+    assert {p.config.train.mixed_precision for p in planned} == {"fp32"}
+    # The user's overrides come last: they win over an arm's own (top_k_20's sample.top_k=20).
+    assert {p.arm: p.config.sample.top_k for p in planned} == {a.name: 5 for a in lab.arms}
+    with pytest.raises(TestbedError, match="lab sampling, arm pure, size default: .*train.mixed_precision"):
+        plan(lab, "default", [0], tmp_path / "out", ["train.mixed_precision=fp64"])
+    assert not (tmp_path / "out").exists()
+    verdict = {"lab": "x", "title": "t", "question": "q?", "size": "default", "seeds": [0], "out": "o", "summary": "s",
+               "checks": [], "missing": {}, "overrides": ["train.mixed_precision=fp32"]}
+    assert "seeds 0, over every arm train.mixed_precision=fp32)" in render_text(verdict)
+    assert "seeds 0, over every arm `train.mixed_precision=fp32`;" in render_markdown(verdict)
+
+
 # --- the verdict on hand-built rows --------------------------------------------------------------------------
 
 

@@ -122,8 +122,10 @@ def default_out(lab: Lab, size: str) -> Path:
     return Path("runs/labs") / (lab.name if size == "default" else f"{lab.name}-{size}")
 
 
-def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None) -> tuple[Path, list[Planned]]:
-    """The lab's folder and the config of every arm x seed, all built and checked before any run starts."""
+def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None,
+         overrides: list[str] = ()) -> tuple[Path, list[Planned]]:
+    """The lab's folder and the config of every arm x seed, all built and checked before any run starts.
+    overrides: key=value laid over every arm last, as a user varies the whole lab (train.mixed_precision=fp32)."""
     if size not in SIZES:
         raise TestbedError(f"--size {size!r} is not allowed; choose one of: {', '.join(SIZES)}")
     out = Path(out) if out is not None else default_out(lab, size)
@@ -133,7 +135,7 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
     for arm in lab.arms:
         for seed in seeds or lab.seeds:
             try:
-                cfg = load_config(lab.base, [*getattr(lab.sizes, size), *arm.overrides, f"seed={seed}",
+                cfg = load_config(lab.base, [*getattr(lab.sizes, size), *arm.overrides, *overrides, f"seed={seed}",
                                              f"run_dir={out / arm.name / f'seed={seed}'}"])
             except TestbedError as e:
                 raise TestbedError(f"lab {lab.name}, arm {arm.name}, size {size}: {e}") from None
@@ -208,16 +210,17 @@ def listing() -> str:
 
 
 def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None, say=print,
-            jobs: int = 1, threads: int | None = None, address: str | None = None) -> dict:
+            jobs: int = 1, threads: int | None = None, address: str | None = None, overrides: list[str] = ()) -> dict:
     """Run (or resume) every arm x seed, then write the report and the verdict; returns the verdict.
-    jobs, threads, address: as `testbed sweep`'s (testbed/parallel.py): jobs runs at once on Ray, else one by one here."""
+    jobs, threads, address: as `testbed sweep`'s (testbed/parallel.py): jobs runs at once on Ray, else one by one here.
+    overrides: key=value over every arm (plan)."""
     from testbed.parallel import run_all
     from testbed.report.compare import load_runs
     from testbed.report.page import build
     from testbed.rundir import write_json, write_text
 
     seeds = seeds or lab.seeds
-    out, planned = plan(lab, size, seeds, out)
+    out, planned = plan(lab, size, seeds, out, overrides)
     share_first_generations(planned, lab.name, jobs, threads, address, say)
     # A run that fails does not stop the others: they still answer the checks that do not read it.
     named = {f"{p.arm}/seed={p.seed}": p for p in planned}
@@ -238,7 +241,7 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
             rows[key] = run["rows"]
     results = judge(lab.checks, seeds, rows, missing)
     verdict = {"lab": lab.name, "title": lab.title, "question": lab.question, "size": size, "seeds": seeds,
-               "out": str(out), "summary": summary(results, size), "checks": results,
+               "overrides": list(overrides), "out": str(out), "summary": summary(results, size), "checks": results,
                "missing": {f"{a}/seed={s}": why for (a, s), why in missing.items()},
                "interval": INTERVAL}
     out.mkdir(parents=True, exist_ok=True)

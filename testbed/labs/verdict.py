@@ -292,9 +292,15 @@ def status(verdict: dict, result: dict) -> str:
     return result["status"]
 
 
+def over(verdict: dict, quote: str = "") -> str:
+    """What the user laid over every arm, if anything: the verdict is about the lab as run, not as written."""
+    return ", over every arm " + " ".join(f"{quote}{o}{quote}" for o in verdict.get("overrides") or []) \
+        if verdict.get("overrides") else ""
+
+
 def render_text(verdict: dict) -> str:
-    lines = [f"lab {verdict['lab']} (size {verdict['size']}, seeds {', '.join(map(str, verdict['seeds']))}): "
-             f"{verdict['question']}"]
+    lines = [f"lab {verdict['lab']} (size {verdict['size']}, seeds {', '.join(map(str, verdict['seeds']))}"
+             f"{over(verdict)}): {verdict['question']}"]
     for r in verdict["checks"]:
         lines.append(f"{status(verdict, r):<8} {r['check']}")
         lines.append(f"{'':9}figure: {r['figure']}")
@@ -307,7 +313,8 @@ def render_text(verdict: dict) -> str:
 def render_markdown(verdict: dict) -> str:
     cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
     lines = [f"# Lab {verdict['lab']}: {verdict['title']}", "", f"**{verdict['question']}**", "",
-             f"Size `{verdict['size']}`, seeds {', '.join(map(str, verdict['seeds']))}; runs under `{verdict['out']}`, "
+             f"Size `{verdict['size']}`, seeds {', '.join(map(str, verdict['seeds']))}{over(verdict, '`')}; "
+             f"runs under `{verdict['out']}`, "
              f"report in `{verdict['out']}/report/index.html`.", "", f"**Verdict: {verdict['summary']}.**", "",
              "| expected outcome | verdict | figure | per seed | mean (95% interval) |", "|---|---|---|---|---|"]
     for r in verdict["checks"]:
