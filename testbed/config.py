@@ -69,7 +69,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup: float = 0.05  # share of steps spent warming up
     weight_decay: float = 0.1
-    # auto: bf16 where the GPU has it, else fp32. ("fp32", not accelerate's "no": YAML reads an unquoted no as false.)
+    # auto: training in bf16 where the GPU, or the CPU (AVX512-BF16, AMX), multiplies it natively, else fp32; on a
+    # CPU, sampling and scoring stay fp32. ("fp32", not accelerate's "no": YAML reads an unquoted no as false.)
     mixed_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # How generation g >= 1 starts: fresh weights, generation g-1's, or generation 0's.
     init: Literal["scratch", "previous", "first"] = "scratch"

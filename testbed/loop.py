@@ -31,7 +31,7 @@ from testbed.sample import sample_corpus
 from testbed.seeds import stage_seed
 from testbed.tokenizer import load_tokenizer, train_tokenizer
 from testbed.tracking import Tracking, check_trackers
-from testbed.train import environment, make_accelerator, pack, train
+from testbed.train import environment, inference_autocast, make_accelerator, pack, train
 
 
 # Generation 0 trains from scratch on the human split and samples before anything is mixed or curated, so it reads
@@ -120,7 +120,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     # Built before anything is written: a verifier that does not import, or a
     # dedup setting datasketch cannot band, is bad input like any other.
     curator = Curator(cfg, human, len(tokenizer), tokenizer.eos_token_id, rundir, accelerator.device,
-                      accelerator.autocast, lambda g, stage: stage_seed(cfg.seed, g, "curate:" + stage))
+                      inference_autocast(accelerator), lambda g, stage: stage_seed(cfg.seed, g, "curate:" + stage))
     if new_run and main:
         create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(corpus.split) + "\n"},
                {"tokenizer": tokenizer.save_pretrained})
@@ -130,7 +130,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
         rundir.lock()
         if not new_run:
             rundir.record_generations(cfg)
-    evaluator = Evaluator(cfg, tokenizer, corpus.train, corpus.heldout, autocast=accelerator.autocast,
+    evaluator = Evaluator(cfg, tokenizer, corpus.train, corpus.heldout, autocast=inference_autocast(accelerator),
                           truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"),
                           train_ids=[d.ids for d in human])
     for note in evaluator.notes:
@@ -239,7 +239,7 @@ def _sample(g: int, r: _Run, model, tag: str):
     start = time.perf_counter()
     verified = _verified(r) if cfg.sample.unit == "verified" else None
     samples = sample_corpus(model, cfg.sample, r.tokenizer.eos_token_id, seed, human_prompts=[d.ids for d in r.human],
-                            autocast=r.accelerator.autocast, desc=f"{tag} sample", accept=verified)
+                            autocast=inference_autocast(r.accelerator), desc=f"{tag} sample", accept=verified)
     seconds = time.perf_counter() - start
     texts = [r.tokenizer.decode(s.prompt[1:] + s.tokens) for s in samples]
     n_tokens = sum(len(s.tokens) + s.ended for s in samples)

@@ -113,7 +113,8 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
     seconds = time.perf_counter() - start
     tokens = steps * per_step
     accelerator.wait_for_everyone()
-    model = accelerator.unwrap_model(model)
+    # Without the wrapper prepare() put on forward: the caller decides how the trained model samples and scores.
+    model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     accelerator.free_memory()
     return {"model": model, "steps": steps, "tokens": tokens, "passes": tokens / blocks.numel(), "seconds": seconds,
             "tokens_per_s": tokens / seconds, "final_loss": ema}
@@ -146,8 +147,14 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
     import os
 
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    accelerator = Accelerator(mixed_precision=precision(cfg.mixed_precision), gradient_accumulation_steps=cfg.grad_accum,
+    mode = precision(cfg.mixed_precision)
+    if AcceleratorState._shared_state and AcceleratorState._shared_state.get("_mixed_precision") != mode:
+        # accelerate keeps one precision per process and refuses another; runs of one sweep or lab in this
+        # process may differ in it (an arm at train.mixed_precision=fp32). The process group is kept.
+        AcceleratorState._reset_state()
+    accelerator = Accelerator(mixed_precision=mode, gradient_accumulation_steps=cfg.grad_accum,
                               log_with=track or None, project_dir=project_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > accelerator.num_processes:
         # Each process would think itself alone and make the same run directory.
@@ -159,8 +166,23 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
 def precision(mode: str) -> str:
     """accelerate's name for the configured precision."""
     if mode == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "no"
+        # A CPU with native bf16 trains 1.26x faster in it, within seed-to-seed noise of fp32 (docs/benchmarks.md);
+        # one without emulates it, slower than fp32.
+        return "bf16" if native_cpu_bf16() else "no"
     return "no" if mode == "fp32" else mode
+
+
+def native_cpu_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPU multiplies bf16 matrices itself."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def inference_autocast(accelerator):
+    """The autocast for sampling and scoring: the training precision on a GPU, fp32 on a CPU, where bf16
+    sampled no faster and would round every metric."""
+    return accelerator.autocast if accelerator.device.type == "cuda" else None
 
 
 def environment(accelerator) -> dict:

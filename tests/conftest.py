@@ -21,6 +21,16 @@ EOS_ID = 0
 VOCAB = 64
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps one precision per process: each test starts without the one an earlier test's run set
+    (the quickstart trains in bf16 on a CPU that has it, and a test's Accelerator(cpu=True) would inherit that)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+
+
 @pytest.fixture
 def make_model():
     """A random 1-layer GPT-2 (or family="llama") model (context 32, vocab 64, EOS id 0), seeded."""

@@ -218,3 +218,37 @@ def test_compiled_training_matches_eager_and_compiles_once(make_model):
     first = train_mod.compiled_loss()
     trained_weights(make_model, compile=True)  # a later generation: a new model, the same compiled step
     assert train_mod.compiled_loss() is first
+
+
+@pytest.mark.parametrize("cuda, cuda_bf16, cpu_bf16, expected", [
+    (True, True, False, "bf16"), (True, False, True, "no"),  # a GPU decides by itself, whatever the CPU has
+    (False, False, True, "bf16"), (False, False, False, "no"),  # a CPU without native bf16 would emulate it: fp32
+])
+def test_auto_precision_is_bf16_where_the_device_multiplies_it_natively(monkeypatch, cuda, cuda_bf16, cpu_bf16, expected):
+    import testbed.train as t
+    monkeypatch.setattr(t.torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(t.torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
+    monkeypatch.setattr(t, "native_cpu_bf16", lambda: cpu_bf16)
+    assert t.precision("auto") == expected
+    assert t.precision("fp32") == "no" and t.precision("bf16") == "bf16"
+
+
+def test_sampling_and_scoring_run_in_fp32_on_a_cpu_whatever_training_runs_in():
+    from types import SimpleNamespace
+
+    from testbed.train import inference_autocast
+
+    cpu = SimpleNamespace(device=torch.device("cpu"), autocast=object())  # as an Accelerator(mixed_precision="bf16")
+    assert inference_autocast(cpu) is None
+    gpu = SimpleNamespace(device=torch.device("cuda"), autocast=object())
+    assert inference_autocast(gpu) is gpu.autocast
+
+
+def test_runs_in_one_process_may_differ_in_precision(tmp_path):
+    """A sweep or lab runs one run after another in one process; an arm at fp32 after one in bf16 must not
+    stop on accelerate's one-precision-per-process state."""
+    from testbed.train import make_accelerator
+
+    assert make_accelerator(tcfg(mixed_precision="bf16"), [], str(tmp_path)).mixed_precision == "bf16"
+    assert make_accelerator(tcfg(mixed_precision="fp32"), [], str(tmp_path)).mixed_precision == "no"
+    assert make_accelerator(tcfg(mixed_precision="bf16"), [], str(tmp_path)).mixed_precision == "bf16"
