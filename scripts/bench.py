@@ -55,7 +55,8 @@ from testbed.corpus.storyworld import StoryWorld
 from testbed.model import build_model, n_params, resolve
 from testbed.sample import max_new_tokens, sample_corpus
 from testbed.tokenizer import encode, train_tokenizer
-from testbed.train import native_cpu_bf16, pack, train
+from testbed.train import inference_autocast, pack, train
+from testbed.train import precision as precision_for
 
 SEED = 1234
 
@@ -421,12 +422,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    precision = args.mixed_precision
-    if precision == "auto":  # as testbed's loop resolves it
-        if device == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "no"
-        else:
-            precision = "bf16" if native_cpu_bf16() else "no"
+    precision = precision_for(args.mixed_precision if args.mixed_precision != "no" else "fp32", device)
 
     # --- data and model: built once, outside every timed region
     texts, source = load_texts(args)
@@ -449,8 +445,8 @@ def main(argv=None) -> dict:
     train_tokens = steps * per_step
     accelerator = Accelerator(mixed_precision=precision, cpu=device == "cpu")
     autocast = accelerator.autocast if precision != "no" else nullcontext
-    # testbed samples and scores in fp32 on a CPU whatever it trains in (testbed.train.inference_autocast).
-    sample_autocast = autocast if device == "cuda" else nullcontext
+    # testbed samples and scores in fp32 on a CPU whatever it trains in.
+    sample_autocast = inference_autocast(accelerator) or nullcontext
     precision_name = "fp32" if precision == "no" else precision
     static_cache = {"auto": "auto", "true": True, "false": False}[args.static_cache]
     params = n_params(fresh_model())

@@ -163,13 +163,13 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
     return accelerator
 
 
-def precision(mode: str) -> str:
-    """accelerate's name for the configured precision."""
+def precision(mode: str, device: str | None = None) -> str:
+    """accelerate's name for the configured precision, on device ("cuda" or "cpu"; None: CUDA where there is one)."""
     if mode == "auto":
-        if torch.cuda.is_available():
+        if device == "cuda" or (device is None and torch.cuda.is_available()):
             return "bf16" if torch.cuda.is_bf16_supported() else "no"
-        # A CPU with native bf16 trains 1.26x faster in it, within seed-to-seed noise of fp32 (docs/benchmarks.md);
-        # one without emulates it, slower than fp32.
+        # A CPU with native bf16 trains 1.3-1.5x faster in it, within seed-to-seed noise of fp32
+        # (docs/benchmarks.md); one without emulates it, slower than fp32.
         return "bf16" if native_cpu_bf16() else "no"
     return "no" if mode == "fp32" else mode
 

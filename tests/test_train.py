@@ -230,6 +230,7 @@ def test_auto_precision_is_bf16_where_the_device_multiplies_it_natively(monkeypa
     monkeypatch.setattr(t.torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
     monkeypatch.setattr(t, "native_cpu_bf16", lambda: cpu_bf16)
     assert t.precision("auto") == expected
+    assert t.precision("auto", "cpu") == ("bf16" if cpu_bf16 else "no")  # the CPU of a GPU machine
     assert t.precision("fp32") == "no" and t.precision("bf16") == "bf16"
 
 
