@@ -175,8 +175,10 @@ def precision(mode: str, device: str | None = None) -> str:
 
 
 def native_cpu_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPU multiplies bf16 matrices itself."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    """AVX512-BF16 or AMX: the CPU multiplies bf16 matrices itself. (torch's private probes: a torch without
+    them answers fp32.)"""
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(probe() for probe in probes if probe is not None)
 
 
 def inference_autocast(accelerator):
