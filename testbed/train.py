@@ -189,7 +189,6 @@ def inference_autocast(accelerator):
 
 def environment(accelerator) -> dict:
     """Where and with what a generation was made: a resumed run may finish on another machine or stack."""
-    import importlib.metadata as meta
     import platform
     from datetime import datetime, timezone
 
@@ -198,4 +197,15 @@ def environment(accelerator) -> dict:
     return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": f"{device.type}: {name}",
             "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
             "versions": {"python": platform.python_version(),
-                         **{p: meta.version(p) for p in ("testbed", "torch", "transformers", "accelerate", "datasets", "tokenizers")}}}
+                         **{p: _version(p) for p in ("testbed", "torch", "transformers", "accelerate", "datasets", "tokenizers")}}}
+
+
+def _version(package: str) -> str:
+    """The installed version, else the imported module's: a source checkout on PYTHONPATH has no package metadata."""
+    import importlib
+    import importlib.metadata as meta
+
+    try:
+        return meta.version(package)
+    except meta.PackageNotFoundError:
+        return getattr(importlib.import_module(package), "__version__", "unknown")

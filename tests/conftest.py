@@ -20,6 +20,10 @@ from testbed.model import build_model  # noqa: E402
 EOS_ID = 0
 VOCAB = 64
 
+# The GPU code paths (the compiled static-cache sampler, bf16 training on CUDA) are tested where a GPU is at hand;
+# CI has none, so each such test also runs its CPU twin.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
+
 
 @pytest.fixture(autouse=True)
 def fresh_accelerator_state():

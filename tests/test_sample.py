@@ -9,6 +9,8 @@ from testbed import TestbedError
 from testbed.config import SampleConfig
 from testbed.sample import draw, max_new_tokens, next_token_distribution, sample_batch, sample_corpus
 
+from conftest import DEVICES
+
 EOS = 0  # the conftest models' EOS id
 
 
@@ -326,11 +328,13 @@ def test_static_cache_path_with_a_watermark_writes_the_same_corpus(make_model):
     assert static == dynamic and static != plain
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_static_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch, family):
+def test_static_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch, family, device):
     """Every step's distribution, computed against the fixed-size cache with ended rows still in
-    the batch, equals a full no-cache forward over the row's prefix."""
-    model = make_model(seed=1, family=family)
+    the batch, equals a full no-cache forward over the row's prefix. On CUDA the decode step is the
+    compiled CUDA graph."""
+    model = make_model(seed=1, family=family).to(device)
     eos_bias(model, 2.5)
     events = []
     ntd, drw = sample_mod.next_token_distribution, sample_mod.draw
@@ -338,10 +342,11 @@ def test_static_cache_sampler_matches_full_forward(make_model, eos_bias, monkeyp
     monkeypatch.setattr(sample_mod, "draw", lambda *a: events.append(("draw", drw(*a))) or events[-1][1])
 
     batch, n, max_new = 16, 13, 24  # three rows only pad the batch
-    prompts = torch.tensor([[EOS, 3 + r % 20, 4 + r % 17] for r in range(batch)])
+    prompts = torch.tensor([[EOS, 3 + r % 20, 4 + r % 17] for r in range(batch)], device=device)
     c = cfg(temperature=0.9, top_k=40, top_p=0.95)
     cache = sample_mod.StaticCache(config=model.config, max_cache_len=3 + max_new)
-    samples = sample_mod.sample_batch_static(model, prompts, n, c, EOS, max_new, torch.Generator().manual_seed(0), cache)
+    samples = sample_mod.sample_batch_static(model, prompts, n, c, EOS, max_new,
+                                             torch.Generator(device=device).manual_seed(0), cache)
 
     seqs = [list(p) for p in prompts.tolist()[:n]]
     rows, alive, checked, shrunk = list(range(n)), [True] * n, 0, 0
@@ -349,7 +354,7 @@ def test_static_cache_sampler_matches_full_forward(make_model, eos_bias, monkeyp
         if kind == "probs":
             assert value.shape[0] == len(rows)
             for i, r in enumerate(rows):
-                ref_logits = model(input_ids=torch.tensor([seqs[r]])).logits[:, -1]
+                ref_logits = model(input_ids=torch.tensor([seqs[r]], device=device)).logits[:, -1]
                 ref = next_token_distribution(ref_logits, c.temperature, c.top_k, c.top_p)
                 assert torch.allclose(value[i: i + 1], ref, atol=1e-5), (r, len(seqs[r]))
                 checked += 1
@@ -367,3 +372,16 @@ def test_static_cache_sampler_matches_full_forward(make_model, eos_bias, monkeyp
         drawn = seqs[r][3:]
         assert s.ended == (EOS in drawn)
         assert s.tokens == (drawn[: drawn.index(EOS)] if s.ended else drawn)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_static_cache_corpus_is_reproducible_in_bf16(make_model, eos_bias, device):
+    """What a GPU run does by default (static cache, compiled step on CUDA, under bf16 autocast): the same seed
+    writes the same corpus, a short last batch included, and rows end on their own."""
+    model = make_model(seed=1).to(device)
+    eos_bias(model, 0.3)
+    autocast = lambda: torch.autocast(device, dtype=torch.bfloat16)  # noqa: E731
+    first, again = (sample_corpus(model, cfg(size=20, static_cache="auto" if device == "cuda" else True), EOS, seed=3,
+                                  autocast=autocast) for _ in range(2))
+    assert first == again and len(first) == 20
+    assert 0 < sum(s.ended for s in first) < 20

@@ -9,6 +9,8 @@ from testbed import TestbedError
 from testbed.config import TrainConfig
 from testbed.train import pack, train
 
+from conftest import DEVICES
+
 EOS = 0
 
 
@@ -113,6 +115,20 @@ def test_train_reduces_loss_on_a_repetitive_corpus(make_model):
     assert before > 3.5
     assert after < 0.5, (before, after)  # the stream repeats every 11 tokens: fully predictable
     assert result["steps"] == 40 and result["final_loss"] < before  # an EMA, so it lags
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_in_bf16_reduces_loss_and_returns_a_plain_fp32_model(make_model, device):
+    """bf16 training as `auto` does it on a GPU (and on a CPU with native bf16): the model learns, and what
+    comes back has fp32 weights on the device and no autocast wrapper, so the caller decides how it samples."""
+    model, blocks = make_model(), repetitive_blocks()
+    result = train(model, blocks, tcfg(tokens=40 * 4 * 32, lr=1e-2, mixed_precision="bf16"),
+                   Accelerator(cpu=device == "cpu", mixed_precision="bf16"), seed=0)
+    trained = result["model"]
+    assert next(trained.parameters()).device.type == device
+    assert all(p.dtype == torch.float32 for p in trained.parameters())
+    assert not hasattr(trained.forward, "__wrapped__")
+    assert mean_loss(trained, blocks.to(device)) < 0.5
 
 
 def count_tokens(model):
@@ -253,3 +269,23 @@ def test_runs_in_one_process_may_differ_in_precision(tmp_path):
     assert make_accelerator(tcfg(mixed_precision="bf16"), [], str(tmp_path)).mixed_precision == "bf16"
     assert make_accelerator(tcfg(mixed_precision="fp32"), [], str(tmp_path)).mixed_precision == "no"
     assert make_accelerator(tcfg(mixed_precision="bf16"), [], str(tmp_path)).mixed_precision == "bf16"
+
+
+def test_environment_names_testbeds_version_when_run_from_a_source_checkout(monkeypatch):
+    """Run from a checkout on PYTHONPATH (no pip install), testbed has no package metadata; the generation's
+    record falls back to the module's version instead of stopping the run after training."""
+    import importlib.metadata as meta
+
+    import testbed
+    from testbed.train import environment
+
+    real = meta.version
+
+    def version(name):
+        if name == "testbed":
+            raise meta.PackageNotFoundError(name)
+        return real(name)
+    monkeypatch.setattr(meta, "version", version)
+    env = environment(Accelerator(cpu=True))
+    assert env["versions"]["testbed"] == testbed.__version__
+    assert env["versions"]["torch"] == real("torch")
