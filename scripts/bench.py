@@ -46,6 +46,7 @@ import accelerate
 import torch
 import transformers
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
@@ -292,10 +293,20 @@ class StepTimer(TrainerCallback):
         self.seconds = time.perf_counter() - self._start
 
 
+def testbed_accelerator(precision: str, device: str) -> Accelerator:
+    """An Accelerator in a fresh accelerate state, as the loop makes one per run (make_accelerator). Trainer
+    replaces the process's shared state with its own, and with it the precision an older Accelerator trains,
+    samples and scores in: testbed timed after Trainer in fp32 would silently train in fp32 too."""
+    AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=precision, cpu=device == "cpu")
+
+
 def run_testbed_train(model, blocks, cfg: TrainConfig, accelerator, device):
     with Watch(device) as watch:
         result = train(model, blocks, cfg, accelerator, SEED, desc="bench: testbed train")
-    result["optimizer"] = f"AdamW {cfg.adamw}" + (", compiled" if cfg.compile else "")
+    precision = "fp32" if accelerator.mixed_precision == "no" else accelerator.mixed_precision
+    result["optimizer"] = f"AdamW {cfg.adamw}" + (", compiled" if cfg.compile else "") + f", {precision}"
+    result["precision"] = accelerator.mixed_precision
     return result, watch
 
 
@@ -443,10 +454,6 @@ def main(argv=None) -> dict:
     per_step = cfg.batch_size * cfg.grad_accum * dims["context"]
     steps = max(1, math.ceil(cfg.tokens / per_step))
     train_tokens = steps * per_step
-    accelerator = Accelerator(mixed_precision=precision, cpu=device == "cpu")
-    autocast = accelerator.autocast if precision != "no" else nullcontext
-    # testbed samples and scores in fp32 on a CPU whatever it trains in.
-    sample_autocast = inference_autocast(accelerator) or nullcontext
     precision_name = "fp32" if precision == "no" else precision
     static_cache = {"auto": "auto", "true": True, "false": False}[args.static_cache]
     params = n_params(fresh_model())
@@ -473,7 +480,7 @@ def main(argv=None) -> dict:
     # as the first generation of a run pays for it.
     warm_cfg = TrainConfig(tokens=3 * per_step, batch_size=cfg.batch_size, mixed_precision=precision, adamw=cfg.adamw)
     with tempfile.TemporaryDirectory() as tmp:
-        train(fresh_model(), blocks, warm_cfg, accelerator, SEED, desc="bench: warm-up")
+        train(fresh_model(), blocks, warm_cfg, testbed_accelerator(precision, device), SEED, desc="bench: warm-up")
         run_trainer(fresh_model(), blocks, warm_cfg, 3, device, precision, tmp)
         base, base_watch = run_trainer(fresh_model(), blocks, cfg, steps, device, precision, tmp)
         if precision != "no":
@@ -481,6 +488,12 @@ def main(argv=None) -> dict:
             # judged against, as generate() is at its defaults below; the same-precision ratio is printed too.
             run_trainer(fresh_model(), blocks, warm_cfg, 3, device, "no", tmp)
             plain, plain_watch = run_trainer(fresh_model(), blocks, cfg, steps, device, "no", tmp)
+    # After Trainer's runs, in testbed's own state: this accelerator decides how the timed model trains, samples
+    # and is scored.
+    accelerator = testbed_accelerator(precision, device)
+    autocast = accelerator.autocast if precision != "no" else nullcontext
+    # testbed samples and scores in fp32 on a CPU whatever it trains in.
+    sample_autocast = inference_autocast(accelerator) or nullcontext
     ours, ours_watch = run_testbed_train(fresh_model(), blocks, cfg, accelerator, device)
     model = ours["model"]
     probe = blocks[: min(64, len(blocks))]
@@ -581,6 +594,7 @@ def main(argv=None) -> dict:
           f"setup and human reference {suite['setup']:.1f}s once per run  {suite_watch}")
     judged = {what: ours_tps / base_tps for what, ours_tps, _, base_tps, j in ratios if j}
     return {"training": judged["training"],
+            "testbed_precision": ours["precision"],
             "training_same_precision": train_ours / train_base,
             "sampling_default": judged["sampling"],
             "sampling_top_k0": ratios[-1][1] / ratios[-1][3],
