@@ -21,6 +21,7 @@ import os
 import socket
 import time
 import traceback
+from contextlib import contextmanager
 
 from testbed import TestbedError
 from testbed.config import Config
@@ -80,7 +81,14 @@ def _run_one(cfg: Config, threads: int, name: str) -> None:
     loop.run(cfg, say=lambda text: print("\n".join(f"[{name}] {line}" for line in str(text).splitlines()), flush=True))
 
 
-def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
+@contextmanager
+def on_ray(jobs: int, threads: int | None, address: str | None):
+    """Ray for every run_all inside (a lab's shared generations 0, then its runs), started once: a local
+    instance, or the cluster at address; a Ray already running (a notebook's, a test's) is used as it is and left
+    running. Without jobs > 1 or an address, nothing: the runs stay in this process."""
+    if jobs == 1 and address is None:
+        yield
+        return
     # Ray reads these when it is imported: lines as the runs print them, without colour codes.
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")
@@ -91,10 +99,10 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
         raise TestbedError(f'{option} runs the runs on Ray, which is not installed: pip install -e ".[ray]" '
                            "(or run them one at a time with --jobs 1)") from None
 
-    started = not ray.is_initialized()  # a notebook's or a test's own Ray is used as it is, and left running
+    started = not ray.is_initialized()
     if started and address is None:
-        threads = threads or max(1, cores() // jobs)
-        ray.init(address="local", num_cpus=jobs * threads, include_dashboard=False, logging_level="error")
+        ray.init(address="local", num_cpus=jobs * (threads or max(1, cores() // jobs)), include_dashboard=False,
+                 logging_level="error")
     elif started:
         hint = "start one with `ray start --head`, or leave out --address for a local one"
         if address != "auto" and "://" not in address:
@@ -110,6 +118,16 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
         except ConnectionError as e:
             raise TestbedError(f"--address {address}: no Ray cluster answered ({' '.join(str(e).split())}); {hint}") from None
     try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
+    with on_ray(jobs, threads, address):
+        import ray
+
         nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
         largest = max(int(n.get("CPU", 0)) for n in nodes)
         # On a cluster, a share of the largest node: a run asking for more CPUs than any node has would never start.
@@ -143,9 +161,6 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
                 failed[name] = _line(cause)
                 say(f"{what}: {name} failed: {failed[name]} ({_counts(done, len(running), len(waiting), failed)})")
         return failed
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _counts(done: int, running: int, left: int, failed: dict) -> str:

@@ -340,3 +340,27 @@ def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatc
     assert capsys.readouterr().err.startswith("error: lab sampling: runs missing or unfinished: pure/seed=0, top_k_20/seed=0")
     verdict = json.loads((out / "verdict.json").read_text())
     assert {c["status"] for c in verdict["checks"]} == {"not run"} and not (out / "report").exists()
+
+
+@pytest.mark.slow  # Ray and its workers take a minute to start on 2 cores
+@pytest.mark.e2e
+def test_a_lab_on_ray_starts_it_once_and_gives_the_numbers_of_one_at_a_time(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    path = tmp_path / "pair.yaml"
+    path.write_text(f"name: pair\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0, 1]\n"
+                    f"sizes: {{reduced: [{TINY}]}}\n"
+                    "arms: [{name: a, overrides: []}, {name: b, overrides: [mix.regime=accumulate]}]\n"
+                    "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
+    serial = run_lab(load(str(path)), "reduced", out=tmp_path / "serial", threads=1, say=lambda *_: None)
+    starts, init = [], ray.init
+    monkeypatch.setattr(ray, "init", lambda *a, **k: (starts.append(k), init(*a, **k))[1])
+    lines = []
+    parallel = run_lab(load(str(path)), "reduced", out=tmp_path / "parallel", jobs=2, threads=1, say=lines.append)
+    # Generation 0 of each seed on Ray, then the four runs on the same Ray, shut down after them.
+    assert len(starts) == 1 and not ray.is_initialized()
+    assert "lab pair: 2 runs, 2 at once on a local Ray, 1 torch threads each" in lines
+    assert "lab pair: 4 runs, 2 at once on a local Ray, 1 torch threads each" in lines
+    assert [c["per_seed"] for c in parallel["checks"]] == [c["per_seed"] for c in serial["checks"]]
+    for arm in ("a/seed=0", "a/seed=1", "b/seed=0", "b/seed=1"):
+        assert ((tmp_path / "parallel" / arm / "metrics.jsonl").read_text()
+                == (tmp_path / "serial" / arm / "metrics.jsonl").read_text()), arm

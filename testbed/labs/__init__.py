@@ -214,17 +214,19 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
     """Run (or resume) every arm x seed, then write the report and the verdict; returns the verdict.
     jobs, threads, address: as `testbed sweep`'s (testbed/parallel.py): jobs runs at once on Ray, else one by one here.
     overrides: key=value over every arm (plan)."""
-    from testbed.parallel import run_all
+    from testbed.parallel import on_ray, run_all
     from testbed.report.compare import load_runs
     from testbed.report.page import build
     from testbed.rundir import write_json, write_text
 
     seeds = seeds or lab.seeds
     out, planned = plan(lab, size, seeds, out, overrides)
-    share_first_generations(planned, lab.name, jobs, threads, address, say)
     # A run that fails does not stop the others: they still answer the checks that do not read it.
     named = {f"{p.arm}/seed={p.seed}": p for p in planned}
-    stopped = run_all([(name, p.config) for name, p in named.items()], jobs, threads, address, f"lab {lab.name}", say)
+    with on_ray(jobs, threads, address):  # one Ray for both steps: starting one takes seconds
+        share_first_generations(planned, lab.name, jobs, threads, address, say)
+        stopped = run_all([(name, p.config) for name, p in named.items()], jobs, threads, address, f"lab {lab.name}",
+                          say)
     failed = {(named[name].arm, named[name].seed): f"stopped: {error}" for name, error in stopped.items()}
     runs = load_runs([p.config.run_dir for p in planned if (Path(p.config.run_dir) / "config.yaml").is_file()])
     by_path = {Path(r["path"]).resolve(): r for r in runs}
