@@ -66,7 +66,8 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            "checks the pipeline, not the science (its verdicts say nothing about collapse); `\"gpu\"` is a bigger "
            f"model and budget for one GPU. `SEEDS`: `None` runs the lab's seeds ({seeds_text(lab)}); `[0]` runs "
            "one. `OUT`: the lab's folder; `None` is the one `testbed lab run` uses, under `runs/labs/` in the "
-           "repository, so runs started on the command line are reused here.", id="parameters-text"),
+           "repository, so runs started on the command line are reused here; point it at a lab folder run before "
+           "the lecture (copied from the instructor) and this notebook trains nothing.", id="parameters-text"),
         code('SIZE = "default"\nSEEDS = None\nOUT = None', id="parameters", metadata={"tags": ["parameters"]}),
         md("## Run the lab\n\n"
            "Every arm and seed is an ordinary run in `OUT/ARM/seed=S/`, one after the other, each printing a line "
