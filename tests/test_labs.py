@@ -59,7 +59,7 @@ def test_lab_list_prints_every_lab_with_its_time_and_question(capsys):
     for name in names():
         lab = load(name)
         assert re.search(rf"^{re.escape(name)} +{lab.time:g} min  {re.escape(lab.question)}$", printed, re.M), name
-    assert "estimates" in printed
+    assert "run it ahead: docs/labs.md" in printed
 
 
 def test_docs_list_every_lab_with_its_question_and_time():

@@ -205,8 +205,9 @@ def listing() -> str:
     labs = [load(n) for n in names()]
     width = max((len(lab.name) for lab in labs), default=0)
     lines = [f"{lab.name:<{width}}  {lab.time:>4g} min  {lab.question}" for lab in labs]
-    return "\n".join([*lines, "(stated minutes for one seed at the default size on a 2-core CPU, estimates until "
-                              "measured; `testbed lab run NAME` runs every seed of the lab)"])
+    return "\n".join([*lines, "(minutes for one seed at the default size on a 2-core CPU, as each lab states them, "
+                              "measured for the labs shipped; over a lecture's 15, run it ahead: docs/labs.md; "
+                              "`testbed lab run NAME` runs every seed of the lab)"])
 
 
 def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None, say=print,
