@@ -232,8 +232,10 @@ def test_compiled_training_matches_eager_and_compiles_once(make_model):
     compiled = trained_weights(make_model, compile=True)
     assert all(torch.allclose(eager[k], compiled[k], atol=1e-4) for k in eager)
     first = train_mod.compiled_loss()
-    trained_weights(make_model, compile=True)  # a later generation: a new model, the same compiled step
+    later = trained_weights(make_model, compile=True)  # a later generation: a new model, the same compiled step
     assert train_mod.compiled_loss() is first
+    # The graph is reused with the new model's own weights, not the first's.
+    assert all(torch.allclose(eager[k], later[k], atol=1e-4) for k in eager)
 
 
 @pytest.mark.parametrize("cuda, cuda_bf16, cpu_bf16, expected", [
