@@ -30,13 +30,10 @@ from testbed.config import Config
 def run_all(runs: list[tuple[str, Config]], jobs: int = 1, threads: int | None = None, address: str | None = None,
             what: str = "sweep", say=print) -> dict[str, str]:
     """Run (or resume) every (name, config); returns {name: error} for the runs that failed, one line each."""
-    if jobs < 1:
-        raise TestbedError(f"--jobs {jobs} must be at least 1 (the number of runs at once)")
-    if threads is not None and threads < 1:
-        raise TestbedError(f"--threads {threads} must be at least 1 (torch threads per run)")
-    if jobs == 1 and address is None:
-        return _in_process(runs, threads, what, say)
-    return _on_ray(runs, jobs, threads, address, what, say)
+    with on_ray(jobs, threads, address):
+        if jobs == 1 and address is None:
+            return _in_process(runs, threads, what, say)
+        return _on_ray(runs, jobs, threads, address, what, say)
 
 
 def cores() -> int:
@@ -86,6 +83,10 @@ def on_ray(jobs: int, threads: int | None, address: str | None):
     """Ray for every run_all inside (a lab's shared generations 0, then its runs), started once: a local
     instance, or the cluster at address; a Ray already running (a notebook's, a test's) is used as it is and left
     running. Without jobs > 1 or an address, nothing: the runs stay in this process."""
+    if jobs < 1:
+        raise TestbedError(f"--jobs {jobs} must be at least 1 (the number of runs at once)")
+    if threads is not None and threads < 1:
+        raise TestbedError(f"--threads {threads} must be at least 1 (torch threads per run)")
     if jobs == 1 and address is None:
         yield
         return
@@ -125,42 +126,42 @@ def on_ray(jobs: int, threads: int | None, address: str | None):
 
 
 def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
-    with on_ray(jobs, threads, address):
-        import ray
+    """jobs runs at a time on the Ray that on_ray connected this process to."""
+    import ray
 
-        nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
-        largest = max(int(n.get("CPU", 0)) for n in nodes)
-        # On a cluster, a share of the largest node: a run asking for more CPUs than any node has would never start.
-        threads = threads or max(1, largest // jobs)
-        if threads > largest:
-            raise TestbedError(f"--threads {threads}: no Ray node has {threads} CPUs (the largest has {largest}); "
-                               "lower --threads")
-        gpus = 1 if any(n.get("GPU", 0) >= 1 for n in nodes) else 0
-        task = ray.remote(_run_one).options(num_cpus=threads, num_gpus=gpus)
-        say(f"{what}: {len(runs)} runs, {jobs} at once on {f'Ray at {address}' if address else 'a local Ray'}, "
-            f"{threads} torch threads{' and 1 GPU' if gpus else ''} each")
-        failed, running, waiting, done = {}, {}, list(runs), 0
-        while waiting or running:
-            while waiting and len(running) < jobs:
-                name, cfg = waiting.pop(0)
-                running[task.remote(cfg, threads, name)] = (name, time.perf_counter())
-                say(f"{what}: started {name} ({_counts(done, len(running), len(waiting), failed)})")
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # back every second: Ctrl-C stops the sweep
-            if not ready:
-                continue
-            name, start = running.pop(ready[0])
-            try:
-                ray.get(ready[0])
-                done += 1
-                say(f"{what}: finished {name} in {time.perf_counter() - start:.0f}s "
-                    f"({_counts(done, len(running), len(waiting), failed)})")
-            except Exception as e:
-                cause = getattr(e, "cause", None) or e  # a RayTaskError carries the run's own exception
-                if not isinstance(cause, TestbedError):
-                    say(str(e).rstrip())  # with the worker's traceback
-                failed[name] = _line(cause)
-                say(f"{what}: {name} failed: {failed[name]} ({_counts(done, len(running), len(waiting), failed)})")
-        return failed
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    largest = max(int(n.get("CPU", 0)) for n in nodes)
+    # On a cluster, a share of the largest node: a run asking for more CPUs than any node has would never start.
+    threads = threads or max(1, largest // jobs)
+    if threads > largest:
+        raise TestbedError(f"--threads {threads}: no Ray node has {threads} CPUs (the largest has {largest}); "
+                           "lower --threads")
+    gpus = 1 if any(n.get("GPU", 0) >= 1 for n in nodes) else 0
+    task = ray.remote(_run_one).options(num_cpus=threads, num_gpus=gpus)
+    say(f"{what}: {len(runs)} runs, {jobs} at once on {f'Ray at {address}' if address else 'a local Ray'}, "
+        f"{threads} torch threads{' and 1 GPU' if gpus else ''} each")
+    failed, running, waiting, done = {}, {}, list(runs), 0
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            name, cfg = waiting.pop(0)
+            running[task.remote(cfg, threads, name)] = (name, time.perf_counter())
+            say(f"{what}: started {name} ({_counts(done, len(running), len(waiting), failed)})")
+        ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # back every second: Ctrl-C stops the sweep
+        if not ready:
+            continue
+        name, start = running.pop(ready[0])
+        try:
+            ray.get(ready[0])
+            done += 1
+            say(f"{what}: finished {name} in {time.perf_counter() - start:.0f}s "
+                f"({_counts(done, len(running), len(waiting), failed)})")
+        except Exception as e:
+            cause = getattr(e, "cause", None) or e  # a RayTaskError carries the run's own exception
+            if not isinstance(cause, TestbedError):
+                say(str(e).rstrip())  # with the worker's traceback
+            failed[name] = _line(cause)
+            say(f"{what}: {name} failed: {failed[name]} ({_counts(done, len(running), len(waiting), failed)})")
+    return failed
 
 
 def _counts(done: int, running: int, left: int, failed: dict) -> str:

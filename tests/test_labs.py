@@ -364,3 +364,11 @@ def test_a_lab_on_ray_starts_it_once_and_gives_the_numbers_of_one_at_a_time(tmp_
     for arm in ("a/seed=0", "a/seed=1", "b/seed=0", "b/seed=1"):
         assert ((tmp_path / "parallel" / arm / "metrics.jsonl").read_text()
                 == (tmp_path / "serial" / arm / "metrics.jsonl").read_text()), arm
+
+
+def test_lab_run_with_a_bad_jobs_or_threads_is_one_line_and_writes_nothing(tmp_path, capsys):
+    for option in (["--jobs", "0"], ["--threads", "0", "--jobs", "2"]):
+        assert main(["lab", "run", "sampling", "--size", "reduced", "--out", str(tmp_path / "lab"), *option]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {option[0]} 0 must be at least 1") and "\n" not in err, err
+        assert not (tmp_path / "lab").exists()
