@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache, StaticCache
+from transformers import Cache, StaticCache
+from transformers.cache_utils import DynamicLayer
 
 from testbed import TestbedError
 from testbed.config import SampleConfig
@@ -33,6 +34,42 @@ class Sample:
     prompt: list[int]  # starts with the end-of-document token
     tokens: list[int]  # generated, without the final end-of-document token
     ended: bool  # the model chose to end the document before max_new_tokens
+
+
+class _ReservedLayer(DynamicLayer):
+    """A DynamicLayer that writes each new token into room reserved for the whole document.
+
+    DynamicLayer grows by torch.cat, which copies the whole cache at every token (up to half
+    of sampling's time on a CPU, docs/benchmarks.md). Attention reads a view of the filled
+    part: the same numbers as the concatenated cache, bit for bit (tested).
+    """
+
+    def __init__(self, room: int):
+        super().__init__()
+        self.room, self.filled = room, 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        batch, heads, _, dim = key_states.shape
+        self._keys = key_states.new_empty(batch, heads, self.room, dim)
+        self._values = value_states.new_empty(batch, heads, self.room, value_states.shape[-1])
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start, self.filled = self.filled, self.filled + key_states.shape[-2]
+        self._keys[:, :, start:self.filled] = key_states
+        self._values[:, :, start:self.filled] = value_states
+        self.keys, self.values = self._keys[:, :, :self.filled], self._values[:, :, :self.filled]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        keys, values = self._keys, self._values
+        self._keys = keys.new_empty(len(indices), *keys.shape[1:])
+        self._values = values.new_empty(len(indices), *values.shape[1:])
+        self._keys[:, :, :self.filled] = keys[indices, :, :self.filled]
+        self._values[:, :, :self.filled] = values[indices, :, :self.filled]
+        self.keys, self.values = self._keys[:, :, :self.filled], self._values[:, :, :self.filled]
 
 
 def human_prompt_pool(cfg: SampleConfig, human: list) -> list:
@@ -97,7 +134,8 @@ def sample_batch(model, prompts: torch.Tensor, cfg: SampleConfig, eos_id: int, m
     logits, before temperature and truncation, as in `generate`.
     """
     batch = prompts.shape[0]
-    cache = DynamicCache(config=model.config)
+    room = prompts.shape[1] + max_new
+    cache = Cache(layers=[_ReservedLayer(room) for _ in range(model.config.num_hidden_layers)])
     logits = model(input_ids=prompts, cache=cache, use_cache=True).logits[:, -1]
     last = prompts[:, -1:]
     # Every sampled token goes to buf; a row's document is what precedes its first EOS.

@@ -2,7 +2,8 @@ import math
 
 import pytest
 import torch
-from transformers import DynamicCache
+from transformers import Cache
+from transformers.cache_utils import DynamicLayer
 
 import testbed.sample as sample_mod
 from testbed import TestbedError
@@ -236,7 +237,7 @@ def test_kv_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch
     eos_bias(model, 2.5)  # ~15% of rows end per step, so the batch is compacted several times
     events = []  # ("probs", tensor) / ("draw", tensor) / ("keep", tensor), in call order
     ntd, drw = sample_mod.next_token_distribution, sample_mod.draw
-    select = DynamicCache.batch_select_indices
+    select = Cache.batch_select_indices
 
     def spy_ntd(*a):
         out = ntd(*a)
@@ -254,7 +255,7 @@ def test_kv_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch
 
     monkeypatch.setattr(sample_mod, "next_token_distribution", spy_ntd)
     monkeypatch.setattr(sample_mod, "draw", spy_draw)
-    monkeypatch.setattr(DynamicCache, "batch_select_indices", spy_select)
+    monkeypatch.setattr(Cache, "batch_select_indices", spy_select)
 
     batch, max_new = 16, 24
     prompts = torch.tensor([[EOS] + [3 + (r + j) % 20 for j in range(prompt_len - 1)] for r in range(batch)])
@@ -289,6 +290,24 @@ def test_kv_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch
 
 
 # --- the static-cache path (sample.static_cache: on CUDA by default, tested here on the CPU) ---
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_reserved_cache_writes_what_a_concatenated_cache_writes(make_model, eos_bias, monkeypatch, family):
+    """The cache that writes into reserved room gives the documents transformers' DynamicLayer (torch.cat)
+    gives, bit for bit, through several compactions of the batch."""
+    model = make_model(seed=2, family=family)
+    eos_bias(model, 2.0)
+    prompts = torch.tensor([[EOS]] * 24)
+
+    def run():
+        return sample_batch(model, prompts, cfg(), EOS, 30, torch.Generator().manual_seed(5))
+
+    reserved = run()
+    monkeypatch.setattr(sample_mod, "_ReservedLayer", lambda room: DynamicLayer())
+    concatenated = run()
+    assert [s.tokens for s in reserved] == [s.tokens for s in concatenated]
+    assert len({len(s.tokens) for s in reserved}) > 3  # rows ended at many steps: the batch was compacted
+
 
 def test_static_cache_is_auto_on_cuda_only():
     assert not sample_mod.use_static_cache(cfg(), torch.device("cpu"))
