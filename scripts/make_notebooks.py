@@ -64,7 +64,8 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
         md("## Parameters\n\n"
            "`SIZE`: `\"default\"` is the lab as a lecture runs it; `\"reduced\"` trains tiny models for seconds and "
            "checks the pipeline, not the science (its verdicts say nothing about collapse); `\"gpu\"` is a bigger "
-           f"model and budget for one GPU. `SEEDS`: `None` runs the lab's seeds ({seeds_text(lab)}); `[0]` runs "
+           "model and budget for one GPU (about 40 s a generation of each arm on an H200, measured on the collapse "
+           f"lab). `SEEDS`: `None` runs the lab's seeds ({seeds_text(lab)}); `[0]` runs "
            "one. `OUT`: the lab's folder; `None` is the one `testbed lab run` uses, under `runs/labs/` in the "
            "repository, so runs started on the command line are reused here; point it at a lab folder run before "
            "the lecture (copied from the instructor) and this notebook trains nothing.", id="parameters-text"),
