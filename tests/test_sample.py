@@ -289,8 +289,6 @@ def test_kv_cache_sampler_matches_full_forward(make_model, eos_bias, monkeypatch
         assert s.ended or len(s.tokens) == max_new
 
 
-# --- the static-cache path (sample.static_cache: on CUDA by default, tested here on the CPU) ---
-
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_reserved_cache_writes_what_a_concatenated_cache_writes(make_model, eos_bias, monkeypatch, family):
     """The cache that writes into reserved room gives the documents transformers' DynamicLayer (torch.cat)
@@ -308,6 +306,8 @@ def test_reserved_cache_writes_what_a_concatenated_cache_writes(make_model, eos_
     assert [s.tokens for s in reserved] == [s.tokens for s in concatenated]
     assert len({len(s.tokens) for s in reserved}) > 3  # rows ended at many steps: the batch was compacted
 
+
+# --- the static-cache path (sample.static_cache: on CUDA by default, tested here on the CPU) ---
 
 def test_static_cache_is_auto_on_cuda_only():
     assert not sample_mod.use_static_cache(cfg(), torch.device("cpu"))
