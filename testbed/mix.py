@@ -57,7 +57,9 @@ def training_set(generation: int, human: list, synthetic: dict[int, list], cfg: 
         pool = labelled_human + [(synthetic_label(k), d) for k in range(generation) for d in synthetic[k]]
     else:
         total = budget if cfg.size == "fixed" else len(newest)
-        n_human = min(round(cfg.anchor_fraction * total), len(human))
+        n_human = round(cfg.anchor_fraction * total)
+        if cfg.anchor_set == "fixed":
+            n_human = min(n_human, len(human))  # a fresh anchor may be larger than the split: new text has no end
         anchor = ([(HUMAN, d) for d in fresh(n_human)] if cfg.anchor_set == "fresh"
                   else random.Random(anchor_seed).sample(labelled_human, n_human))
         rest = newest if cfg.after_curation else rng.sample(newest, min(total - n_human, len(newest)))

@@ -77,6 +77,17 @@ def test_fresh_anchor_is_new_human_text_never_the_training_split():
     assert not set(anchor) & set(HUMAN_DOCS)
 
 
+
+def test_a_fresh_anchor_may_be_larger_than_the_split_a_fixed_one_may_not():
+    """More human text than the split holds is what a fresh anchor is for (the data-constrained lab's one_pass
+    arm); a fixed anchor is a draw from the split, so the split caps it."""
+    fresh = lambda n: [f"new-{i}" for i in range(n)]
+    big = MixConfig(regime="anchor", anchor_fraction=1.0, anchor_set="fresh", size="fixed", docs=3 * len(HUMAN_DOCS))
+    assert composition(training_set(1, HUMAN_DOCS, SYNTH, big, seed=0, anchor_seed=0, fresh=fresh)) == {
+        HUMAN: 3 * len(HUMAN_DOCS)}
+    capped = MixConfig(regime="anchor", anchor_fraction=1.0, anchor_set="fixed", size="fixed", docs=3 * len(HUMAN_DOCS))
+    assert composition(training_set(1, HUMAN_DOCS, SYNTH, capped, seed=0, anchor_seed=0))[HUMAN] == len(HUMAN_DOCS)
+
 def test_anchor_with_fixed_size_uses_mix_docs():
     cfg = MixConfig(regime="anchor", anchor_fraction=0.5, size="fixed", docs=20)
     out = training_set(1, HUMAN_DOCS, SYNTH, cfg, seed=0, anchor_seed=0)

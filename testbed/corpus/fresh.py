@@ -16,7 +16,7 @@ def per_generation(cfg: Config, train_docs: int) -> int:
     """Human documents the anchor regime asks of one generation, at most (fewer when samples are dropped)."""
     m = cfg.mix
     total = (m.docs if m.docs is not None else train_docs) if m.size == "fixed" else cfg.sample.size
-    return min(round(m.anchor_fraction * total), train_docs)
+    return round(m.anchor_fraction * total)
 
 
 def check_reserve(cfg: Config, train_docs: int) -> None:
