@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     lab_run = labs.add_parser("run", help="run every arm x seed of a lab (resumable), then the report and the verdict")
     lab_run.add_argument("name", help="a lab from `testbed lab list`, or the path of a lab YAML file")
     lab_run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1 (default: the lab's)")
+    lab_run.add_argument("--arms", help="comma-separated arms to run, e.g. verified,unverified (default: all); "
+                         "the checks that read another arm are not run")
     lab_run.add_argument("--out", metavar="DIR", help="the lab's folder (default: runs/labs/NAME, or NAME-SIZE)")
     lab_run.add_argument("--size", choices=["default", "reduced", "gpu"], default="default",
                          help="reduced: seconds a run, checks the pipeline only; gpu: a bigger model for one GPU")
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(listing())
                 return 0
             verdict = run_lab(load(args.name), args.size, parse_seeds(args.seeds), args.out, jobs=args.jobs,
-                              threads=args.threads, address=args.address, overrides=args.overrides)
+                              threads=args.threads, address=args.address, overrides=args.overrides,
+                              arms=args.arms.split(",") if args.arms else None)
             print(render_text(verdict))
             report = f"; report: {verdict['report']}" if "report" in verdict else ""
             print(f"wrote {verdict['out']}/verdict.md and verdict.json{report}")

@@ -372,3 +372,28 @@ def test_lab_run_with_a_bad_jobs_or_threads_is_one_line_and_writes_nothing(tmp_p
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: {option[0]} 0 must be at least 1") and "\n" not in err, err
         assert not (tmp_path / "lab").exists()
+
+
+def test_arms_runs_only_those_and_leaves_the_checks_of_the_others_not_run(tmp_path, capsys):
+    path = tmp_path / "some.yaml"
+    path.write_text(f"name: some\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
+                    f"sizes: {{reduced: [{TINY}]}}\n"
+                    "arms: [{name: a, overrides: []}, {name: b, overrides: [mix.regime=accumulate]},\n"
+                    "       {name: c, overrides: [sample.top_k=20]}]\n"
+                    "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a},\n"
+                    "         {kind: compare, metric: heldout_ppl, lower: c, than: a}]\n")
+    out = tmp_path / "lab"
+    assert main(["lab", "run", str(path), "--size", "reduced", "--out", str(out), "--arms", "c,x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --arms c,x: no arm 'x' in lab some; its arms: a, b, c", err
+    assert not out.exists()
+    # Exit 0: the checks left out were asked to be left out; none is missing.
+    assert main(["lab", "run", str(path), "--size", "reduced", "--out", str(out), "--arms", "b,a"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "report", "verdict.json", "verdict.md"]
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["arms"] == ["a", "b"] and not verdict["missing"]
+    ran, left = verdict["checks"]
+    assert ran["status"] in ("held", "failed") and left["status"] == "not run"
+    assert left["per_seed"] == [{"seed": 0, "missing": "c/seed=0 (not in --arms)"}]
+    assert "seeds 0, arms a, b only)" in capsys.readouterr().out
+    assert "arms a, b only;" in (out / "verdict.md").read_text()

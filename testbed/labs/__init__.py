@@ -123,16 +123,20 @@ def default_out(lab: Lab, size: str) -> Path:
 
 
 def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None,
-         overrides: list[str] = ()) -> tuple[Path, list[Planned]]:
+         overrides: list[str] = (), arms: list[str] | None = None) -> tuple[Path, list[Planned]]:
     """The lab's folder and the config of every arm x seed, all built and checked before any run starts.
-    overrides: key=value laid over every arm last, as a user varies the whole lab (train.mixed_precision=fp32)."""
+    overrides: key=value laid over every arm last, as a user varies the whole lab (train.mixed_precision=fp32).
+    arms: only these of the lab's arms (default all): the checks that read another are not run."""
     if size not in SIZES:
         raise TestbedError(f"--size {size!r} is not allowed; choose one of: {', '.join(SIZES)}")
+    chosen(lab, arms)
     out = Path(out) if out is not None else default_out(lab, size)
     if (out / "config.yaml").exists():
         raise TestbedError(f"--out {out} holds a single run; give the lab a folder of its own")
     planned = []
     for arm in lab.arms:
+        if arms and arm.name not in arms:
+            continue
         for seed in seeds or lab.seeds:
             try:
                 cfg = load_config(lab.base, [*getattr(lab.sizes, size), *arm.overrides, *overrides, f"seed={seed}",
@@ -143,7 +147,7 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
     generations = {p.arm: p.config.generations for p in planned}
     for i, c in enumerate(lab.checks):
         where = f"lab {lab.name}, size {size}: checks[{i}]"
-        for arm in reads(c):
+        for arm in [a for a in reads(c) if a in generations]:
             last = generations[arm]
             if c.kind == "trend" and c.since >= last:
                 raise TestbedError(f"{where}: since={c.since} leaves no generation after it (arm {arm} runs to {last})")
@@ -153,6 +157,18 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
             if c.kind == "before" and g == 0:
                 raise TestbedError(f"{where}: arm {arm} has no generation after 0 to measure a change at")
     return out, planned
+
+
+def chosen(lab: Lab, arms: list[str] | None) -> list[str]:
+    """The arms to run: all the lab's, or those named (each one of the lab's, none twice)."""
+    names = [a.name for a in lab.arms]
+    if not arms:
+        return names
+    unknown = [a for a in arms if a not in names]
+    if unknown or len(set(arms)) != len(arms):
+        raise TestbedError(f"--arms {','.join(arms)}: {'no arm ' + ', '.join(map(repr, unknown)) if unknown else 'an arm repeats'}"
+                           f" in lab {lab.name}; its arms: {', '.join(names)}")
+    return [a for a in names if a in arms]
 
 
 def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads, address, say) -> None:
@@ -211,17 +227,18 @@ def listing() -> str:
 
 
 def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None, say=print,
-            jobs: int = 1, threads: int | None = None, address: str | None = None, overrides: list[str] = ()) -> dict:
+            jobs: int = 1, threads: int | None = None, address: str | None = None, overrides: list[str] = (),
+            arms: list[str] | None = None) -> dict:
     """Run (or resume) every arm x seed, then write the report and the verdict; returns the verdict.
     jobs, threads, address: as `testbed sweep`'s (testbed/parallel.py): jobs runs at once on Ray, else one by one here.
-    overrides: key=value over every arm (plan)."""
+    overrides: key=value over every arm; arms: only these arms (plan)."""
     from testbed.parallel import on_ray, run_all
     from testbed.report.compare import load_runs
     from testbed.report.page import build
     from testbed.rundir import write_json, write_text
 
     seeds = seeds or lab.seeds
-    out, planned = plan(lab, size, seeds, out, overrides)
+    out, planned = plan(lab, size, seeds, out, overrides, arms)
     # A run that fails does not stop the others: they still answer the checks that do not read it.
     named = {f"{p.arm}/seed={p.seed}": p for p in planned}
     with on_ray(jobs, threads, address):  # one Ray for both steps: starting one takes seconds
@@ -242,9 +259,11 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
             missing[key] = f"unfinished: {len(run['finished'])} of {run['planned'] + 1} generations"
         else:
             rows[key] = run["rows"]
-    results = judge(lab.checks, seeds, rows, missing)
+    left_out = {(a.name, s): "not in --arms" for a in lab.arms if a.name not in chosen(lab, arms) for s in seeds}
+    results = judge(lab.checks, seeds, rows, {**missing, **left_out})
     verdict = {"lab": lab.name, "title": lab.title, "question": lab.question, "size": size, "seeds": seeds,
-               "overrides": list(overrides), "out": str(out), "summary": summary(results, size), "checks": results,
+               "overrides": list(overrides), "arms": chosen(lab, arms) if arms else None, "out": str(out),
+               "summary": summary(results, size), "checks": results,
                "missing": {f"{a}/seed={s}": why for (a, s), why in missing.items()},
                "interval": INTERVAL}
     out.mkdir(parents=True, exist_ok=True)

@@ -293,9 +293,10 @@ def status(verdict: dict, result: dict) -> str:
 
 
 def over(verdict: dict, quote: str = "") -> str:
-    """What the user laid over every arm, if anything: the verdict is about the lab as run, not as written."""
-    return ", over every arm " + " ".join(f"{quote}{o}{quote}" for o in verdict.get("overrides") or []) \
+    """What the user laid over every arm or left out, if anything: the verdict is about the lab as run, not as written."""
+    said = ", over every arm " + " ".join(f"{quote}{o}{quote}" for o in verdict.get("overrides") or []) \
         if verdict.get("overrides") else ""
+    return said + (f", arms {', '.join(verdict['arms'])} only" if verdict.get("arms") else "")
 
 
 def render_text(verdict: dict) -> str:
