@@ -3,7 +3,7 @@
 `--jobs 1` without `--address` runs every run here, in order, as testbed always
 has, and never imports ray. `--jobs N` starts a local Ray instance and keeps N
 runs going, each a Ray task in its own worker process with its own share of
-the CPU threads (or its own GPU, when Ray sees GPUs); `--address` sends the
+the CPU threads (and its own GPU, or a share of one, when Ray sees GPUs); `--address` sends the
 same tasks to an existing Ray cluster instead (a Ray that the calling process,
 a notebook say, has already started is used as it is). Each run has its own run_dir
 and resumes from it, so a rerun skips the finished runs and continues the
@@ -125,6 +125,18 @@ def on_ray(jobs: int, threads: int | None, address: str | None):
             ray.shutdown()
 
 
+def gpu_share(nodes: list[dict], jobs: int) -> float:
+    """Each run's share of a GPU: a whole one when there is one for every run at once, else 1/k of one, k runs
+    to a GPU, so that N runs at once fit on the GPUs there are. A run of the labs' GPU size is bound by Python,
+    not by the GPU (docs/compare.md): three shared one H200 at the speed of one alone."""
+    total = sum(int(n.get("GPU", 0)) for n in nodes)
+    if not total:
+        return 0
+    k = -(-jobs // total)
+    # Ray counts a share to 4 decimals: round down, so that k shares still fit in one GPU.
+    return 1 if k == 1 else int(10_000 / k) / 10_000
+
+
 def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
     """jobs runs at a time on the Ray that on_ray connected this process to."""
     import ray
@@ -136,10 +148,11 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
     if threads > largest:
         raise TestbedError(f"--threads {threads}: no Ray node has {threads} CPUs (the largest has {largest}); "
                            "lower --threads")
-    gpus = 1 if any(n.get("GPU", 0) >= 1 for n in nodes) else 0
+    gpus = gpu_share(nodes, jobs)
     task = ray.remote(_run_one).options(num_cpus=threads, num_gpus=gpus)
+    share = "" if not gpus else " and 1 GPU" if gpus == 1 else f" and 1/{round(1 / gpus)} of a GPU"
     say(f"{what}: {len(runs)} runs, {jobs} at once on {f'Ray at {address}' if address else 'a local Ray'}, "
-        f"{threads} torch threads{' and 1 GPU' if gpus else ''} each")
+        f"{threads} torch threads{share} each")
     failed, running, waiting, done = {}, {}, list(runs), 0
     while waiting or running:
         while waiting and len(running) < jobs:

@@ -1,0 +1,44 @@
+"""testbed/parallel.py: how runs at once share the GPUs Ray sees."""
+from pathlib import Path
+
+import pytest
+
+from testbed.parallel import gpu_share
+
+QUICKSTART = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+
+
+@pytest.mark.parametrize("gpus, jobs, share", [
+    ([0], 3, 0),              # no GPU: none asked for
+    ([1], 1, 1),
+    ([4], 3, 1),              # one each, as many as there are runs
+    ([1], 2, 0.5),
+    ([1], 3, 0.3333),         # 3 x 0.3333 fits in one GPU
+    ([1], 7, 0.1428),         # 7 x 0.1428 = 0.9996 <= 1 (rounded to nearest, 0.1429 x 7 > 1: only 6 would run)
+    ([2], 3, 0.5),            # two to a GPU: 3 runs on 2 GPUs
+    ([1, 3], 6, 0.5),         # a cluster: GPUs counted over its nodes
+])
+def test_runs_at_once_share_the_gpus_there_are(gpus, jobs, share):
+    assert gpu_share([{"CPU": 16, "GPU": g} for g in gpus], jobs) == share
+    assert jobs * share <= sum(gpus) or share == 0
+
+
+@pytest.mark.e2e
+def test_two_runs_at_once_on_one_gpu_take_half_of_it_each(tmp_path, capsys):
+    """Ray told of one GPU (a fake one here: torch still sees none, and the runs train on the CPU) runs both at
+    once with half a GPU each, where a whole GPU a run left one waiting."""
+    ray = pytest.importorskip("ray")
+    from testbed.cli import main
+
+    tiny = ["generations=0", "data.docs=200", "data.heldout_docs=20", "tokenizer.vocab_size=512", "model.preset=nano",
+            "model.context=32", "train.tokens=4000", "sample.size=40", "sample.batch_size=40", "eval.sample_words=500",
+            "eval.truth_docs=20", "eval.confidence_docs=20", "eval.self_bleu_pairs=50"]
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="error")
+    try:
+        assert main(["sweep", QUICKSTART, "--seeds", "0,1", "--jobs", "2", "--threads", "1",
+                     f"run_dir={tmp_path / 'sweep'}", *tiny]) == 0
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    assert "sweep: 2 runs, 2 at once on a local Ray, 1 torch threads and 1/2 of a GPU each" in out
+    assert all((tmp_path / "sweep" / f"seed={s}" / "metrics.jsonl").is_file() for s in (0, 1)), out[-2000:]
