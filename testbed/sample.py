@@ -124,6 +124,35 @@ def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(1)
 
 
+def _decode(logits: torch.Tensor, last: torch.Tensor, advance, cfg: SampleConfig, eos_id: int, max_new: int,
+            generator: torch.Generator, watermark=None) -> list[list[int]]:
+    """The draws of both samplers: each row's tokens, drawn from `logits` (one row per prompt) until every row
+    has drawn EOS or max_new tokens. advance(rows, last, keep) gives the next logits of the rows still held,
+    after `keep` (when not None) dropped the ended ones from them."""
+    batch = logits.shape[0]
+    # Every sampled token goes to buf; a row's document is what precedes its first EOS.
+    buf = torch.full((batch, max_new), eos_id, dtype=torch.long, device=logits.device)
+    rows = torch.arange(batch, device=logits.device)  # original row of each row still held
+    alive = torch.ones(batch, dtype=torch.bool, device=logits.device)
+    for step in range(max_new):
+        if watermark is not None:
+            logits = watermark(last, logits.float())
+        nxt = draw(next_token_distribution(logits, cfg.temperature, cfg.top_k, cfg.top_p), generator)
+        buf[rows, step] = nxt
+        alive &= nxt != eos_id
+        n_alive = int(alive.sum())
+        if n_alive == 0 or step == max_new - 1:
+            break
+        keep = None
+        if len(rows) - n_alive >= _COMPACT_AT * len(rows):
+            keep = alive.nonzero().squeeze(1)
+            rows, nxt, alive = rows[keep], nxt[keep], alive[keep]
+        # Ended rows not yet dropped keep decoding; what they write lies past their EOS.
+        last = nxt[:, None]
+        logits = advance(rows, last, keep)
+    return buf.tolist()
+
+
 @torch.no_grad()
 def sample_batch(model, prompts: torch.Tensor, cfg: SampleConfig, eos_id: int, max_new: int,
                  generator: torch.Generator, watermark=None) -> list[Sample]:
@@ -133,33 +162,17 @@ def sample_batch(model, prompts: torch.Tensor, cfg: SampleConfig, eos_id: int, m
     sees the last token of each row; its green-list bias is added to the raw
     logits, before temperature and truncation, as in `generate`.
     """
-    batch = prompts.shape[0]
     room = prompts.shape[1] + max_new
     cache = Cache(layers=[_ReservedLayer(room) for _ in range(model.config.num_hidden_layers)])
-    logits = model(input_ids=prompts, cache=cache, use_cache=True).logits[:, -1]
-    last = prompts[:, -1:]
-    # Every sampled token goes to buf; a row's document is what precedes its first EOS.
-    buf = torch.full((batch, max_new), eos_id, dtype=torch.long, device=prompts.device)
-    rows = torch.arange(batch, device=prompts.device)  # original row of each row still in the batch
-    alive = torch.ones(batch, dtype=torch.bool, device=prompts.device)
-    for step in range(max_new):
-        if watermark is not None:
-            logits = watermark(last, logits.float())
-        probs = next_token_distribution(logits, cfg.temperature, cfg.top_k, cfg.top_p)
-        nxt = draw(probs, generator)
-        buf[rows, step] = nxt
-        alive &= nxt != eos_id
-        n_alive = int(alive.sum())
-        if n_alive == 0 or step == max_new - 1:
-            break
-        if len(rows) - n_alive >= _COMPACT_AT * len(rows):
-            keep = alive.nonzero().squeeze(1)
+
+    def advance(rows, last, keep):
+        if keep is not None:
             cache.batch_select_indices(keep)
-            rows, nxt, alive = rows[keep], nxt[keep], alive[keep]
-        # Ended rows not yet compacted away keep decoding; what they write lies past their EOS.
-        last = nxt[:, None]
-        logits = model(input_ids=last, cache=cache, use_cache=True).logits[:, -1]
-    return _documents(prompts.tolist(), buf.tolist(), eos_id)
+        return model(input_ids=last, cache=cache, use_cache=True).logits[:, -1]
+
+    logits = model(input_ids=prompts, cache=cache, use_cache=True).logits[:, -1]
+    buf = _decode(logits, prompts[:, -1:], advance, cfg, eos_id, max_new, generator, watermark)
+    return _documents(prompts.tolist(), buf, eos_id)
 
 
 def use_static_cache(cfg: SampleConfig, device: torch.device) -> bool:
@@ -190,39 +203,28 @@ def sample_batch_static(model, prompts: torch.Tensor, n: int, cfg: SampleConfig,
     """sample_batch with fixed shapes: the first n rows of `prompts` are sampled, the others only pad
     the batch to the size the CUDA graph was captured for.
 
-    Every row stays in the batch and the cache to the end, but the draws are made
-    for the rows sample_batch would still hold, in its order, so both paths take
-    the same random numbers for the same rows.
+    Every row stays in the batch and the cache to the end, but the draws are made by
+    sample_batch's own loop (_decode), for the rows it would still hold, so both paths
+    take the same random numbers for the same rows.
     """
     batch, prompt_len = prompts.shape
     device = prompts.device
     step_fn = decode_step(device)
     cache.reset()
+    step = prompt_len - 1
+
+    def advance(rows, last, keep):
+        nonlocal step
+        step += 1
+        full = torch.full((batch, 1), eos_id, dtype=torch.long, device=device)
+        full[rows] = last
+        position = torch.full((1,), step, dtype=torch.long, device=device)
+        # A CUDA graph writes its output into the same memory at every replay: copy out the rows held.
+        return step_fn(model, full, cache, position)[rows]
+
     logits = _forward(model, prompts, cache, torch.arange(prompt_len, device=device))
-    last = prompts[:, -1:]
-    buf = torch.full((batch, max_new), eos_id, dtype=torch.long, device=device)
-    rows = torch.arange(n, device=device)  # the rows sample_batch would hold
-    alive = torch.ones(n, dtype=torch.bool, device=device)
-    for step in range(max_new):
-        held = logits[rows]
-        if watermark is not None:
-            held = watermark(last[rows], held.float())
-        probs = next_token_distribution(held, cfg.temperature, cfg.top_k, cfg.top_p)
-        nxt = draw(probs, generator)
-        buf[rows, step] = nxt
-        alive &= nxt != eos_id
-        n_alive = int(alive.sum())
-        if n_alive == 0 or step == max_new - 1:
-            break
-        if len(rows) - n_alive >= _COMPACT_AT * len(rows):
-            keep = alive.nonzero().squeeze(1)
-            rows, nxt, alive = rows[keep], nxt[keep], alive[keep]
-        last = torch.full((batch, 1), eos_id, dtype=torch.long, device=device)
-        last[rows, 0] = nxt
-        position = torch.full((1,), prompt_len + step, dtype=torch.long, device=device)
-        # A CUDA graph writes its output into the same memory at every replay: copy it out.
-        logits = step_fn(model, last, cache, position).clone()
-    return _documents(prompts[:n].tolist(), buf[:n].tolist(), eos_id)
+    buf = _decode(logits[:n], prompts[:n, -1:], advance, cfg, eos_id, max_new, generator, watermark)
+    return _documents(prompts[:n].tolist(), buf, eos_id)
 
 
 def _documents(prompts: list[list[int]], rows: list[list[int]], eos_id: int) -> list[Sample]:
