@@ -211,14 +211,14 @@ def sample_batch_static(model, prompts: torch.Tensor, n: int, cfg: SampleConfig,
     device = prompts.device
     step_fn = decode_step(device)
     cache.reset()
-    step = prompt_len - 1
+    written = prompt_len  # tokens in the cache
 
     def advance(rows, last, keep):
-        nonlocal step
-        step += 1
+        nonlocal written
         full = torch.full((batch, 1), eos_id, dtype=torch.long, device=device)
         full[rows] = last
-        position = torch.full((1,), step, dtype=torch.long, device=device)
+        position = torch.full((1,), written, dtype=torch.long, device=device)
+        written += 1
         # A CUDA graph writes its output into the same memory at every replay: copy out the rows held.
         return step_fn(model, full, cache, position)[rows]
 

@@ -129,13 +129,13 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
     arms: only these of the lab's arms (default all): the checks that read another are not run."""
     if size not in SIZES:
         raise TestbedError(f"--size {size!r} is not allowed; choose one of: {', '.join(SIZES)}")
-    chosen(lab, arms)
+    running = chosen(lab, arms)
     out = Path(out) if out is not None else default_out(lab, size)
     if (out / "config.yaml").exists():
         raise TestbedError(f"--out {out} holds a single run; give the lab a folder of its own")
     planned = []
     for arm in lab.arms:
-        if arms and arm.name not in arms:
+        if arm.name not in running:
             continue
         for seed in seeds or lab.seeds:
             try:
@@ -259,10 +259,11 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
             missing[key] = f"unfinished: {len(run['finished'])} of {run['planned'] + 1} generations"
         else:
             rows[key] = run["rows"]
-    left_out = {(a.name, s): "not in --arms" for a in lab.arms if a.name not in chosen(lab, arms) for s in seeds}
+    running = chosen(lab, arms)
+    left_out = {(a.name, s): "not in --arms" for a in lab.arms if a.name not in running for s in seeds}
     results = judge(lab.checks, seeds, rows, {**missing, **left_out})
     verdict = {"lab": lab.name, "title": lab.title, "question": lab.question, "size": size, "seeds": seeds,
-               "overrides": list(overrides), "arms": chosen(lab, arms) if arms else None, "out": str(out),
+               "overrides": list(overrides), "arms": running if arms else None, "out": str(out),
                "summary": summary(results, size), "checks": results,
                "missing": {f"{a}/seed={s}": why for (a, s), why in missing.items()},
                "interval": INTERVAL}
