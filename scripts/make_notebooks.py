@@ -66,10 +66,12 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            "checks the pipeline, not the science (its verdicts say nothing about collapse); `\"gpu\"` is a bigger "
            "model and budget for one GPU (about 40 s a generation of each arm on an H200, measured on the collapse "
            f"lab). `SEEDS`: `None` runs the lab's seeds ({seeds_text(lab)}); `[0]` runs "
-           "one. `OUT`: the lab's folder; `None` is the one `testbed lab run` uses, under `runs/labs/` in the "
+           f"one. `ARMS`: `None` runs every arm; a list of some ({[a.name for a in lab.arms[:2]]!r}) runs only those, "
+           "when a lecture is short, and the expected outcomes that read another arm are not run. `OUT`: the lab's folder; `None` is the one `testbed lab run` uses, under `runs/labs/` in the "
            "repository, so runs started on the command line are reused here; point it at a lab folder run before "
            "the lecture (copied from the instructor) and this notebook trains nothing.", id="parameters-text"),
-        code('SIZE = "default"\nSEEDS = None\nOUT = None', id="parameters", metadata={"tags": ["parameters"]}),
+        code('SIZE = "default"\nSEEDS = None\nARMS = None\nOUT = None', id="parameters",
+             metadata={"tags": ["parameters"]}),
         md("## Run the lab\n\n"
            "Every arm and seed is an ordinary run in `OUT/ARM/seed=S/`, one after the other, each printing a line "
            "per stage. Running the cell again resumes unfinished runs and skips finished ones. Then the "
@@ -79,7 +81,7 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
              "from testbed.labs import LABS, default_out, load, render_text, run_lab\n\n"
              f'lab = load("{lab.name}")\n'
              "out = Path(OUT) if OUT else LABS.parent / default_out(lab, SIZE)\n"
-             "verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out)", id="run"),
+             "verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS)", id="run"),
         md("## The verdict\n\n"
            "Each expected outcome is checked in every seed on its own: it **held** when it held in every seed (or "
            "the share the check states), **failed** otherwise, and is **not run** when a run or a figure it needs "

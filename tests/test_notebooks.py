@@ -54,8 +54,9 @@ def test_the_notebook_parses_and_is_what_the_script_writes_from_the_lab(name):
         "an empty cell for the prediction, right below the prompt"
     parameters = cell(nb, "parameters")
     assert parameters.metadata.tags == ["parameters"]
-    assert parameters.source.splitlines() == ['SIZE = "default"', "SEEDS = None", "OUT = None"]
+    assert parameters.source.splitlines() == ['SIZE = "default"', "SEEDS = None", "ARMS = None", "OUT = None"]
     assert f'load("{name}")' in cell(nb, "run").source and "run_lab(lab, size=SIZE, seeds=SEEDS" in cell(nb, "run").source
+    assert "arms=ARMS" in cell(nb, "run").source
     for link in re.findall(r"\]\(([^)\s]+)\)", " ".join(markdown)):
         target, _, anchor = link.partition("#")
         assert (path.parent / target).is_file() and (not anchor or f"\n### {anchor}\n" in GUIDE.read_text()), link
