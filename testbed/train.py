@@ -75,7 +75,7 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
     )
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     model.train()
-    loss_of = compiled_loss() if cfg.compile else model_loss
+    loss_of = compiled_loss(accelerator.device.type) if cfg.compile else model_loss
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, unit="step", disable=None if accelerator.is_main_process else True, leave=False)
     step, ema, pending, lrs = 0, None, [], []
@@ -91,7 +91,8 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
             optimizer.zero_grad(set_to_none=True)
         if accelerator.sync_gradients:
             step += 1
-            pending.append(loss.detach())
+            # A copy: under CUDA graphs (compile mode reduce-overhead) the next step overwrites the loss in place.
+            pending.append(loss.detach().clone())
             lrs.append(scheduler.get_last_lr()[0])
             # Reading a loss makes the CPU wait for the GPU: do it every 10 steps, not every step.
             if step % 10 == 0 or step == steps:
@@ -124,17 +125,18 @@ def model_loss(model, x: torch.Tensor) -> torch.Tensor:
     return model(input_ids=x, labels=x).loss
 
 
-_compiled = None
+_compiled = {}
 
 
-def compiled_loss():
-    """model_loss under torch.compile, one per process: every generation's model has the same
-    shapes, so only the first generation pays for compiling and later ones reuse its graphs.
-    The model itself stays uncompiled, for the sampler's changing shapes."""
-    global _compiled
-    if _compiled is None:
-        _compiled = torch.compile(model_loss)
-    return _compiled
+def compiled_loss(device_type: str = "cpu"):
+    """model_loss under torch.compile, one per process and device type: every generation's model has the
+    same shapes, so only the first generation pays for compiling and later ones reuse its graphs.
+    The model itself stays uncompiled, for the sampler's changing shapes. On CUDA the forward and backward
+    are also captured as CUDA graphs (mode reduce-overhead): a small model's step there is bound by
+    kernel launches, and replaying a graph launches them all at once."""
+    if device_type not in _compiled:
+        _compiled[device_type] = torch.compile(model_loss, mode="reduce-overhead" if device_type == "cuda" else None)
+    return _compiled[device_type]
 
 
 def budget_tokens(cfg: TrainConfig, set_tokens: int) -> float:

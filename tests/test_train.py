@@ -238,6 +238,18 @@ def test_compiled_training_matches_eager_and_compiles_once(make_model):
     assert all(torch.allclose(eager[k], later[k], atol=1e-4) for k in eager)
 
 
+def test_compiled_step_takes_cuda_graphs_on_cuda_only_and_compiles_once_per_device(monkeypatch):
+    import testbed.train as train_mod
+
+    made = []
+    monkeypatch.setattr(train_mod, "_compiled", {})
+    monkeypatch.setattr(train_mod.torch, "compile", lambda fn, **kw: made.append(kw) or (fn, kw))
+    assert train_mod.compiled_loss("cuda") == (train_mod.model_loss, {"mode": "reduce-overhead"})
+    assert train_mod.compiled_loss("cpu") == (train_mod.model_loss, {"mode": None})
+    train_mod.compiled_loss("cuda"), train_mod.compiled_loss("cpu")  # later generations
+    assert len(made) == 2
+
+
 @pytest.mark.parametrize("cuda, cuda_bf16, cpu_bf16, expected", [
     (True, True, False, "bf16"), (True, False, True, "no"),  # a GPU decides by itself, whatever the CPU has
     (False, False, True, "bf16"), (False, False, False, "no"),  # a CPU without native bf16 would emulate it: fp32
