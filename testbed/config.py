@@ -76,7 +76,8 @@ class TrainConfig:
     init: Literal["scratch", "previous", "first"] = "scratch"
     # foreach: the same numbers as torch's per-tensor AdamW, faster; fused: faster again, last bits differ.
     adamw: Literal["foreach", "fused"] = "foreach"
-    compile: bool = False  # torch.compile the training step, as CUDA graphs on a GPU (compiled once per run, numbers differ slightly)
+    # torch.compile the training step, as CUDA graphs on a GPU (compiled once per run, numbers differ slightly)
+    compile: bool = False
 
 
 @dataclass
