@@ -75,7 +75,9 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
     )
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     model.train()
-    loss_of = compiled_loss(accelerator.device.type) if cfg.compile else model_loss
+    # CUDA graphs for one process only: several (DDP) all-reduce inside the backward, untested under graphs.
+    graphs = accelerator.device.type == "cuda" and accelerator.num_processes == 1
+    loss_of = compiled_loss(graphs) if cfg.compile else model_loss
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, unit="step", disable=None if accelerator.is_main_process else True, leave=False)
     step, ema, pending, lrs = 0, None, [], []
@@ -128,15 +130,15 @@ def model_loss(model, x: torch.Tensor) -> torch.Tensor:
 _compiled = {}
 
 
-def compiled_loss(device_type: str = "cpu"):
-    """model_loss under torch.compile, one per process and device type: every generation's model has the
+def compiled_loss(graphs: bool = False):
+    """model_loss under torch.compile, one per process (and per `graphs`): every generation's model has the
     same shapes, so only the first generation pays for compiling and later ones reuse its graphs.
-    The model itself stays uncompiled, for the sampler's changing shapes. On CUDA the forward and backward
-    are also captured as CUDA graphs (mode reduce-overhead): a small model's step there is bound by
-    kernel launches, and replaying a graph launches them all at once."""
-    if device_type not in _compiled:
-        _compiled[device_type] = torch.compile(model_loss, mode="reduce-overhead" if device_type == "cuda" else None)
-    return _compiled[device_type]
+    The model itself stays uncompiled, for the sampler's changing shapes. graphs: also capture the
+    forward and backward as CUDA graphs (mode reduce-overhead): a small model's step on a GPU is bound
+    by kernel launches, and replaying a graph launches them all at once."""
+    if graphs not in _compiled:
+        _compiled[graphs] = torch.compile(model_loss, mode="reduce-overhead" if graphs else None)
+    return _compiled[graphs]
 
 
 def budget_tokens(cfg: TrainConfig, set_tokens: int) -> float:
