@@ -558,6 +558,16 @@ def main(argv=None) -> dict:
     ratios = [("training", train_ours, f"Trainer ({precision_name})", train_base, precision == "no")]
     if precision != "no":
         ratios.append(("training", train_ours, "Trainer (its default, fp32)", train_tokens / plain["seconds"], True))
+    if cfg.compile:
+        # What every later generation of a run pays: compiling is once per process, and the lines above include
+        # it. Its goal is shown, not returned: the run's first generation is the judged figure.
+        cached = train_tokens / again["seconds"]
+        ratios.append(("training", cached, f"Trainer ({precision_name})", train_base,
+                       "shown" if precision == "no" else False, "testbed, graph cached"))
+        if precision != "no":
+            ratios.append(("training", cached, "Trainer (its default, fp32)", train_tokens / plain["seconds"],
+                           "shown", "testbed, graph cached"))
+        cached_ratio = ratios[-1][1] / ratios[-1][3]  # against the baseline the goal is judged against
     ratios += [
         ("sampling", sample_ours, f"generate(default, top_k={default_top_k})",
          gen_default["tokens"] / gen_default["seconds"], True),
@@ -571,10 +581,12 @@ def main(argv=None) -> dict:
         print(f"warning: other processes used up to {busiest:.2f} of the {os.cpu_count()} CPUs during a "
               f"measurement; these ratios are unreliable, rerun on an idle machine")
     width = max(len(r[2]) for r in ratios)
-    for what, ours_tps, base_name, base_tps, judged in ratios:
+    ours_width = max(len(r[5]) if len(r) > 5 else 7 for r in ratios)
+    for what, ours_tps, base_name, base_tps, judged, *ours_name in ratios:
         goal = goals.get(what) if judged else None
-        print(f"{what:<9}  testbed {ours_tps:>9,.0f} tok/s   {base_name:<{width}} {base_tps:>9,.0f} tok/s   "
-              f"ratio {ours_tps / base_tps:.2f}x{goal_note(ours_tps / base_tps, goal)}")
+        print(f"{what:<9}  {(ours_name or ['testbed'])[0]:<{ours_width}} {ours_tps:>9,.0f} tok/s   "
+              f"{base_name:<{width}} {base_tps:>9,.0f} tok/s   ratio {ours_tps / base_tps:.2f}x"
+              f"{goal_note(ours_tps / base_tps, goal)}")
     mfu_train = train_ours * train_flops / peak if peak else None
     mfu_sample = sample_ours * sample_flops / peak if peak else None
     if peak:
@@ -592,7 +604,7 @@ def main(argv=None) -> dict:
     print(f"suite      testbed {suite['seconds']:>9.1f} s      Evaluator.evaluate on {suite['tokens']:,} tokens "
           f"({suite['docs']:,} docs, {suite['keys']} keys, eval.sample_words {args.suite_words:,}), 1 CPU thread; "
           f"setup and human reference {suite['setup']:.1f}s once per run  {suite_watch}")
-    judged = {what: ours_tps / base_tps for what, ours_tps, _, base_tps, j in ratios if j}
+    judged = {what: ours_tps / base_tps for what, ours_tps, _, base_tps, j, *_ in ratios if j is True}
     return {"training": judged["training"],
             "testbed_precision": ours["precision"],
             "training_same_precision": train_ours / train_base,
@@ -600,7 +612,8 @@ def main(argv=None) -> dict:
             "sampling_top_k0": ratios[-1][1] / ratios[-1][3],
             "mfu_training": mfu_train,
             "mfu_sampling": mfu_sample,
-            "suite_seconds": suite["seconds"]}
+            "suite_seconds": suite["seconds"],
+            **({"training_graph_cached": cached_ratio} if cfg.compile else {})}
 
 
 if __name__ == "__main__":
