@@ -12,18 +12,23 @@ from testbed.train import native_cpu_bf16
 BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 
 
-def test_bench_prints_the_ratio_lines_and_the_suite_seconds(capsys):
+def smallest_bench(*extra: str) -> dict:
+    """bench.main at the smallest settings, on the CPU; returns what it returns."""
     spec = importlib.util.spec_from_file_location("bench", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     try:
-        ratios = bench.main(["--preset", "nano", "--context", "32", "--vocab", "300", "--docs", "60",
-                             "--train-tokens", "1024", "--batch-size", "4", "--sample-docs", "4",
-                             "--sample-batch-size", "4", "--device", "cpu",
-                             "--suite-tokens", "3000", "--suite-words", "500", "--peak-tflops", "0.5"])
+        return bench.main(["--preset", "nano", "--context", "32", "--vocab", "300", "--docs", "60",
+                           "--train-tokens", "1024", "--batch-size", "4", "--sample-docs", "4",
+                           "--sample-batch-size", "4", "--device", "cpu",
+                           "--suite-tokens", "3000", "--suite-words", "500", "--peak-tflops", "0.5", *extra])
     finally:
         # The script's Accelerator and Trainer set accelerate's process-wide state; later tests start clean.
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bench_prints_the_ratio_lines_and_the_suite_seconds(capsys):
+    ratios = smallest_bench()
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines()
              if re.match(r"(training|sampling) +testbed .* ratio \d+\.\d\dx( +goal >= \d\.\d\dx: (met|not met))?$", line)]
@@ -73,16 +78,7 @@ def test_device_peak_uses_the_table_the_override_or_says_unknown(monkeypatch):
 
 @pytest.mark.slow  # compiling takes 30 s to minutes on a shared 2-core machine
 def test_bench_with_compile_also_prints_the_later_generations_ratio(capsys):
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    try:
-        ratios = bench.main(["--preset", "nano", "--context", "32", "--vocab", "300", "--docs", "60",
-                             "--train-tokens", "1024", "--batch-size", "4", "--sample-docs", "4",
-                             "--sample-batch-size", "4", "--device", "cpu", "--compile",
-                             "--suite-tokens", "3000", "--suite-words", "500", "--peak-tflops", "0.5"])
-    finally:
-        AcceleratorState._reset_state(reset_partial_state=True)
+    ratios = smallest_bench("--compile")
     out = capsys.readouterr().out
     first = [line for line in out.splitlines() if re.match(r"training +testbed +[\d,]+ tok/s", line)]
     cached = [line for line in out.splitlines() if re.match(r"training +testbed, graph cached +[\d,]+ tok/s", line)]
