@@ -183,3 +183,36 @@ def test_out_replaces_only_a_report_it_wrote_and_never_a_users_files(runs, tmp_p
     with pytest.raises(TestbedError, match=r"not a report this testbed wrote"):
         build(loaded, mine, samples=1)
     assert (mine / "data" / "x.csv").read_text() == "1" and (mine / "report.json").read_text() == '{"quarterly": 1}'
+
+
+def test_reports_built_into_one_folder_at_once_all_succeed_and_leave_one_whole_report(tmp_path, monkeypatch):
+    """Several `lab run` processes sharing one --out (one per seed) each rebuild OUT/report when they finish."""
+    import threading
+    import traceback
+
+    from testbed.report import page
+
+    def write(runs, folder, metrics, samples):  # a report of many files, so replacing one takes a while
+        for i in range(40):
+            (folder / f"f{i}.txt").write_text(str(runs))
+        (folder / "report.json").write_text(json.dumps({"files": [f"f{i}.txt" for i in range(40)]}))
+
+    monkeypatch.setattr(page, "_write", write)
+    out, errors = tmp_path / "report", []
+
+    def builder(n):
+        try:
+            for _ in range(15):
+                build([n], out)
+        except Exception:  # noqa: BLE001 - every failure is reported below, with its traceback
+            errors.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=builder, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [], errors[0]
+    texts = {(out / f"f{i}.txt").read_text() for i in range(40)}
+    assert len(texts) == 1  # one builder's report, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporary folder left behind

@@ -15,6 +15,7 @@ import random
 import re
 import shutil
 import tempfile
+import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,24 +48,51 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
     try:
         _write(runs, tmp, metrics, samples)
         tmp.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out / "index.html"
 
 
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename tmp to out, first setting aside the report there. Another process may be replacing the same
+    report at this moment (a lab's seeds run as processes side by side into one --out): the last to rename
+    wins, and none fails or leaves a folder behind."""
+    for attempt in range(100):
+        try:
+            tmp.rename(out)
+            return
+        except OSError:
+            if attempt == 99:
+                raise
+        aside = out.with_name(f".{out.name}.{uuid.uuid4().hex}.old")
+        try:
+            out.rename(aside)
+        except FileNotFoundError:
+            continue  # another process set it aside first
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def _check_replaceable(out: Path) -> None:
-    try:
-        listed = set(json.loads((out / "report.json").read_text(encoding="utf-8"))["files"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise TestbedError(f"--out {out}: exists and is not a report this testbed wrote (no report.json listing its "
-                           "files); choose a new folder") from None
-    foreign = sorted(str(p.relative_to(out)) for p in out.rglob("*")
-                     if not p.is_dir() and str(p.relative_to(out)) not in listed | {"report.json"})
-    if foreign or any(p.is_dir() for p in out.iterdir()):
+    not_a_report = TestbedError(f"--out {out}: exists and is not a report this testbed wrote (no report.json listing "
+                                "its files); choose a new folder")
+    for _ in range(100):
+        try:
+            listed = set(json.loads((out / "report.json").read_text(encoding="utf-8"))["files"])
+            foreign = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                             if not p.is_dir() and str(p.relative_to(out)) not in listed | {"report.json"})
+            subfolder = any(p.is_dir() for p in out.iterdir())
+            break
+        except FileNotFoundError:
+            if not out.exists():
+                return
+            # Another process may have replaced the report while this one read it (_move_into_place): read again.
+        except (OSError, ValueError, KeyError, TypeError):
+            raise not_a_report from None
+    else:
+        raise not_a_report
+    if foreign or subfolder:
         found = ", ".join(foreign[:3]) or "a subfolder"
         raise TestbedError(f"--out {out}: holds files the report did not write ({found}); "
                            "choose a new folder, or move them out first")
