@@ -67,7 +67,9 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            "collapse); `\"gpu\"` is a bigger model and budget for one GPU (what it took on an H200: "
            f"[docs/labs.md](../../docs/labs.md)). `SEEDS`: `None` runs the lab's seeds ({seeds_text(lab)}); `[0]` runs "
            f"one. `ARMS`: `None` runs every arm; a list of some ({[a.name for a in lab.arms[:2]]!r}) runs only those, "
-           "when a lecture is short, and the expected outcomes that read another arm are not run. `OUT`: the lab's folder; `None` is the one `testbed lab run` uses, under `runs/labs/` in the "
+           "when a lecture is short, and the expected outcomes that read another arm are not run; or give each "
+           "group of students one arm, copy every group's `OUT/ARM/` folder into one `OUT`, and run the whole lab "
+           "there: it trains nothing and judges every outcome. `OUT`: the lab's folder; `None` is the one `testbed lab run` uses, under `runs/labs/` in the "
            "repository, so runs started on the command line are reused here; point it at a lab folder run before "
            "the lecture (copied from the instructor) and this notebook trains nothing.", id="parameters-text"),
         code('SIZE = "default"\nSEEDS = None\nARMS = None\nOUT = None', id="parameters",

@@ -291,6 +291,32 @@ def test_arms_that_differ_after_generation_0_share_it_and_end_as_if_run_alone(tm
         assert read_jsonl(arm / "metrics.jsonl") == alone, arm.parent.name
 
 
+
+@pytest.mark.e2e
+def test_arms_run_by_groups_in_their_own_folders_copied_into_one_give_the_whole_labs_verdict(tmp_path, monkeypatch):
+    """A class splits a lab too long for a lecture: each group runs one arm, the instructor collects the folders."""
+    path = tmp_path / "split.yaml"
+    path.write_text(f"name: split\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
+                    f"sizes: {{reduced: [{TINY}]}}\n"
+                    "arms: [{name: a, overrides: []}, {name: b, overrides: [mix.regime=accumulate]}]\n"
+                    "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
+    lab, quiet = load(str(path)), (lambda *_: None)
+    together = run_lab(lab, "reduced", out=tmp_path / "together", say=quiet)
+    for arm in "ab":
+        run_lab(lab, "reduced", out=tmp_path / f"group_{arm}", arms=[arm], say=quiet)
+        shutil.copytree(tmp_path / f"group_{arm}" / arm, tmp_path / "class" / arm)
+
+    import testbed.loop
+
+    def no_training(*a, **k):
+        raise AssertionError("a run the groups finished was trained again")
+    monkeypatch.setattr(testbed.loop, "train", no_training)
+    merged = run_lab(lab, "reduced", out=tmp_path / "class", say=quiet)
+    assert not merged["missing"] and merged["arms"] is None
+    assert [c["per_seed"] for c in merged["checks"]] == [c["per_seed"] for c in together["checks"]]
+    assert merged["checks"][0]["status"] in ("held", "failed")
+
+
 @pytest.mark.e2e
 def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatch, capsys):
     out = tmp_path / "lab"
