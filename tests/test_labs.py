@@ -291,7 +291,6 @@ def test_arms_that_differ_after_generation_0_share_it_and_end_as_if_run_alone(tm
         assert read_jsonl(arm / "metrics.jsonl") == alone, arm.parent.name
 
 
-
 @pytest.mark.e2e
 def test_arms_run_by_groups_in_their_own_folders_copied_into_one_give_the_whole_labs_verdict(tmp_path, monkeypatch):
     """A class splits a lab too long for a lecture: each group runs one arm, the instructor collects the folders."""
