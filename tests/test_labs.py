@@ -316,6 +316,51 @@ def test_arms_run_by_groups_in_their_own_folders_copied_into_one_give_the_whole_
     assert merged["checks"][0]["status"] in ("held", "failed")
 
 
+def test_lab_runs_finishing_into_one_folder_at_once_leave_one_runs_verdict_and_report(tmp_path, monkeypatch):
+    """Several `lab run` processes sharing one --out (one per seed) each write OUT's verdict and report when they
+    finish: whichever writes last, verdict.json, verdict.md and report/ must be that one's, never a mix."""
+    import random
+    import threading
+    import time
+    import traceback
+
+    import testbed.labs
+    from testbed.report import page
+
+    def write(runs, folder, metrics, samples):
+        time.sleep(random.uniform(0, 0.003))
+        (folder / "runs.txt").write_text(str(runs))
+        (folder / "report.json").write_text('{"files": ["runs.txt"]}')
+    monkeypatch.setattr(page, "_write", write)
+
+    def slow_render(verdict):  # widens the moments between the three writes, where another process may write
+        time.sleep(random.uniform(0, 0.003))
+        return render_markdown(verdict)
+    monkeypatch.setattr(testbed.labs, "render_markdown", slow_render)
+
+    def finisher(out, n, errors):
+        try:
+            for i in range(8):
+                verdict = {"lab": "race", "title": "t", "question": "q?", "size": "reduced", "seeds": [n],
+                           "overrides": [], "arms": None, "out": str(out), "summary": f"process {n}, write {i}",
+                           "checks": [], "missing": {}, "interval": ["95% interval", ""]}
+                testbed.labs.write_verdict(out, verdict, [n])
+        except Exception:  # noqa: BLE001 - every failure is reported below, with its traceback
+            errors.append(traceback.format_exc())
+
+    for attempt in range(10):  # without the lock about 4 in 10 of these ended mixed
+        out, errors = tmp_path / f"out{attempt}", []
+        threads = [threading.Thread(target=finisher, args=(out, n, errors)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], errors[0]
+        last = json.loads((out / "verdict.json").read_text())
+        assert (out / "verdict.md").read_text() == render_markdown(last), attempt
+        assert (out / "report" / "runs.txt").read_text() == str(last["seeds"]), attempt
+
+
 @pytest.mark.e2e
 def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatch, capsys):
     out = tmp_path / "lab"
@@ -323,7 +368,8 @@ def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatc
     assert main(args) == 0
     printed = capsys.readouterr().out
     lab = load("sampling")
-    assert sorted(p.name for p in out.iterdir()) == sorted([*(a.name for a in lab.arms), "report", "verdict.json", "verdict.md"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(a.name for a in lab.arms), "report", "verdict.json", "verdict.md",
+                                                         ".verdict.lock"])  # empty: one writer at a time
     assert (out / "report" / "index.html").is_file() and (out / "pure" / "seed=0" / "gen_001" / "DONE").exists()
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["seeds"] == [0] and verdict["size"] == "reduced" and not verdict["missing"]
@@ -414,7 +460,7 @@ def test_arms_runs_only_those_and_leaves_the_checks_of_the_others_not_run(tmp_pa
     assert not out.exists()
     # Exit 0: the checks left out were asked to be left out; none is missing.
     assert main(["lab", "run", str(path), "--size", "reduced", "--out", str(out), "--arms", "b,a"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "report", "verdict.json", "verdict.md"]
+    assert sorted(p.name for p in out.iterdir()) == [".verdict.lock", "a", "b", "report", "verdict.json", "verdict.md"]
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["arms"] == ["a", "b"] and not verdict["missing"]
     ran, left = verdict["checks"]

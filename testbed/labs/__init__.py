@@ -234,8 +234,6 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
     overrides: key=value over every arm; arms: only these arms (plan)."""
     from testbed.parallel import on_ray, run_all
     from testbed.report.compare import load_runs
-    from testbed.report.page import build
-    from testbed.rundir import write_json, write_text
 
     seeds = seeds or lab.seeds
     out, planned = plan(lab, size, seeds, out, overrides, arms)
@@ -267,13 +265,28 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
                "summary": summary(results, size), "checks": results,
                "missing": {f"{a}/seed={s}": why for (a, s), why in missing.items()},
                "interval": INTERVAL}
+    return write_verdict(out, verdict, runs)
+
+
+def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
+    """OUT/verdict.json, OUT/verdict.md and OUT/report/ from one verdict and its runs.
+
+    Several `lab run`s may share one OUT (a seed each) and finish together: each file is replaced whole, and
+    the lock makes the three one process's, whichever writes last."""
+    import fcntl
+
+    from testbed.report.page import build
+    from testbed.rundir import write_json, write_text
+
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "verdict.json", verdict)
-    write_text(out / "verdict.md", render_markdown(verdict))
-    if runs:
-        verdict["report"] = str(build(runs, out / "report"))
+    with open(out / ".verdict.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        write_json(out / "verdict.json", verdict)
+        write_text(out / "verdict.md", render_markdown(verdict))
+        if runs:
+            verdict["report"] = str(build(runs, out / "report"))
     return verdict
 
 
 __all__ = ["Arm", "Check", "Lab", "Planned", "Sizes", "Text", "find", "listing", "load", "names", "plan", "render_text",
-           "run_lab", "share_first_generations"]
+           "run_lab", "share_first_generations", "write_verdict"]
