@@ -171,7 +171,8 @@ def precision(mode: str, device: str | None = None) -> str:
     """accelerate's name for the configured precision, on device ("cuda" or "cpu"; None: CUDA where there is one)."""
     if mode == "auto":
         if device == "cuda" or (device is None and torch.cuda.is_available()):
-            return "bf16" if torch.cuda.is_bf16_supported() else "no"
+            # torch counts a GPU that only emulates bf16 (V100, T4) as supporting it; emulated, it is slower than fp32.
+            return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "no"
         # A CPU with native bf16 trains 1.3-1.5x faster in it, within seed-to-seed noise of fp32
         # (docs/benchmarks.md); one without emulates it, slower than fp32.
         return "bf16" if native_cpu_bf16() else "no"

@@ -251,13 +251,15 @@ def test_compiled_step_takes_cuda_graphs_only_when_asked_and_compiles_once_each(
 
 
 @pytest.mark.parametrize("cuda, cuda_bf16, cpu_bf16, expected", [
-    (True, True, False, "bf16"), (True, False, True, "no"),  # a GPU decides by itself, whatever the CPU has
-    (False, False, True, "bf16"), (False, False, False, "no"),  # a CPU without native bf16 would emulate it: fp32
+    (True, "native", False, "bf16"), (True, None, True, "no"),  # a GPU decides by itself, whatever the CPU has
+    (True, "emulated", False, "no"),  # a V100 or T4: torch runs bf16 there by emulating it, slower than fp32
+    (False, None, True, "bf16"), (False, None, False, "no"),  # a CPU without native bf16 would emulate it: fp32
 ])
 def test_auto_precision_is_bf16_where_the_device_multiplies_it_natively(monkeypatch, cuda, cuda_bf16, cpu_bf16, expected):
     import testbed.train as t
     monkeypatch.setattr(t.torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(t.torch.cuda, "is_bf16_supported", lambda *a, **k: cuda_bf16)
+    monkeypatch.setattr(t.torch.cuda, "is_bf16_supported", lambda including_emulation=True: (
+        cuda_bf16 == "native" or (including_emulation and cuda_bf16 == "emulated")))
     monkeypatch.setattr(t, "native_cpu_bf16", lambda: cpu_bf16)
     assert t.precision("auto") == expected
     assert t.precision("auto", "cpu") == ("bf16" if cpu_bf16 else "no")  # the CPU of a GPU machine
