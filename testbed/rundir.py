@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from testbed import TestbedError
@@ -134,10 +135,12 @@ class RunDir:
 
     def record_generations(self, cfg: Config) -> None:
         """An extended run's saved config takes the generations it now runs to, so that a report or a lab counts
-        it finished; never fewer, since a shorter rerun keeps every generation it finds."""
+        it finished; never fewer, since a shorter rerun keeps every generation it finds. The rest stays as first
+        saved: what else may differ (track, the spelling of run_dir) is not the run's identity."""
         path = self.root / "config.yaml"
-        if cfg.generations > load_config(path).generations:
-            write_text(path, to_yaml(cfg))
+        saved = load_config(path)
+        if cfg.generations > saved.generations:
+            write_text(path, to_yaml(replace(saved, generations=cfg.generations)))
 
     # A model 0 another run trained (start_from, model_only): generation 0 samples and scores it instead of training.
     FIRST_MODEL = "first_model"

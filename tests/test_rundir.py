@@ -1,10 +1,13 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from testbed import TestbedError
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json, write_jsonl, write_text
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
 def test_write_text_replaces_the_file(tmp_path):
@@ -168,3 +171,21 @@ def test_begin_removes_a_generation_folder_without_its_marker(tmp_path):
     (tmp_path / "gen_002" / "DONE").write_text("")
     rd.begin(2)  # a finished generation is never removed
     assert rd.finished(2)
+
+
+def test_extending_a_run_saves_its_new_generations_and_keeps_the_rest_of_its_first_config(tmp_path):
+    """track and the spelling of run_dir are not the run's identity: config.yaml keeps the first values
+    (docs/tracking.md), also when a longer rerun records its generations."""
+    from dataclasses import replace
+
+    from testbed.config import load_config, to_yaml
+
+    first = replace(load_config(QUICKSTART), run_dir=str(tmp_path / "run"), generations=2, track=[])
+    (tmp_path / "run").mkdir()
+    write_text(tmp_path / "run" / "config.yaml", to_yaml(first))
+    rundir = RunDir(tmp_path / "run")
+    rundir.record_generations(replace(first, generations=5, track=["tensorboard"], run_dir="elsewhere/../run"))
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert (saved.generations, saved.track, saved.run_dir) == (5, [], first.run_dir)
+    rundir.record_generations(replace(first, generations=3))  # a shorter rerun keeps every generation
+    assert load_config(tmp_path / "run" / "config.yaml").generations == 5
