@@ -83,7 +83,8 @@ def _local(data: DataConfig, seed: int):
 
     path = Path(data.path)
     if not path.is_file():
-        raise TestbedError(f"data.path={data.path}: file not found")
+        raise TestbedError(f"data.path={data.path}: file not found (from {Path.cwd()}); set data.path= to a .txt, "
+                           ".jsonl or .parquet corpus (relative paths start where testbed runs)")
     builder = _BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise TestbedError(f"data.path={data.path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_BUILDERS)}")
