@@ -12,7 +12,6 @@ A generation is built in gen_NNN.partial/ and renamed to gen_NNN/ only after
 its DONE marker is written, so a killed run never leaves a generation that
 looks finished; the next run deletes the partial one and starts it again.
 """
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +19,8 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from testbed import TestbedError
 from testbed.config import Config, diff, load_config, to_dict, to_yaml
@@ -39,6 +40,12 @@ def write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def os_lock(path: Path) -> FileLock:
+    """A lock the OS holds for this process (flock on Linux and macOS, LockFileEx on Windows), so a killed
+    process never leaves a folder locked. Never a lock file's mere presence: that one would outlive a kill."""
+    return FileLock(path, fallback_to_soft=False)
 
 
 def _umask() -> int:
@@ -92,17 +99,18 @@ class RunDir:
 
     def lock(self) -> None:
         """One run per directory: a second process would interleave generations."""
-        self._lock = open(self.root / ".lock", "w")
+        self._lock = os_lock(self.root / ".lock")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            self._lock = None
             raise TestbedError(f"run_dir={self.root} is in use by another testbed run; wait for it or choose another run_dir") from None
 
     def unlock(self) -> None:
         """Released when the run ends, not when the garbage collector gets to it: the same process may run the
         folder again (a lab runs an arm's generation 0 first, then the arm)."""
         if self._lock is not None:
-            self._lock.close()
+            self._lock.release()
             self._lock = None
 
     def begin(self, g: int) -> Path:

@@ -124,7 +124,7 @@ def test_lock_refuses_a_second_lock(tmp_path):
     first.lock()
     with pytest.raises(TestbedError, match=r"run_dir=.*in use"):
         RunDir(tmp_path).lock()
-    first._lock.close()  # releasing the first frees the directory
+    first.unlock()  # releasing the first frees the directory
     RunDir(tmp_path).lock()
 
 
@@ -189,3 +189,23 @@ def test_extending_a_run_saves_its_new_generations_and_keeps_the_rest_of_its_fir
     assert (saved.generations, saved.track, saved.run_dir) == (5, [], first.run_dir)
     rundir.record_generations(replace(first, generations=3))  # a shorter rerun keeps every generation
     assert load_config(tmp_path / "run" / "config.yaml").generations == 5
+
+
+def test_a_folder_locked_by_another_process_is_refused_and_free_once_that_process_is_killed(tmp_path):
+    """The lock is the OS's, not a file's presence: a run killed with SIGKILL (no cleanup at all) leaves its
+    folder free for the command that resumes it."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from testbed.rundir import RunDir; run = RunDir(sys.argv[1]); run.lock(); "
+        "print('locked', flush=True); time.sleep(60)"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(TestbedError, match=r"run_dir=.*in use by another testbed run"):
+            RunDir(tmp_path).lock()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / ".lock").exists()  # left behind by the kill, and no obstacle
+    RunDir(tmp_path).lock()

@@ -273,14 +273,11 @@ def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
 
     Several `lab run`s may share one OUT (a seed each) and finish together: each file is replaced whole, and
     the lock makes the three one process's, whichever writes last."""
-    import fcntl
-
     from testbed.report.page import build
-    from testbed.rundir import write_json, write_text
+    from testbed.rundir import os_lock, write_json, write_text
 
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".verdict.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+    with os_lock(out / ".verdict.lock"):  # waits for another process's writes
         write_json(out / "verdict.json", verdict)
         write_text(out / "verdict.md", render_markdown(verdict))
         if runs:
