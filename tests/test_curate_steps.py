@@ -345,16 +345,18 @@ def test_classifier_learns_from_the_model_train_on_names(tmp_path, make_model, m
                                            "curate.detector.train_docs=40")
     fits = []
     fit = NgramClassifier.fit
-    monkeypatch.setattr(NgramClassifier, "fit", lambda self, h, s: fits.append(s) or fit(self, h, s))
-    # Generation 2's pool: model 1's text and human text, plus a copy of one of
-    # model 0's stories (as accumulate would hold), which must not be learned from.
-    copied = Doc([1], written[0][0].text)
-    pool = ([(HUMAN, d) for d in human[:30]] + [("synthetic:gen_001", d) for d in written[1][:20]]
-            + [("synthetic:gen_000", copied)])
+    monkeypatch.setattr(NgramClassifier, "fit", lambda self, h, s: fits.append((h, s)) or fit(self, h, s))
+    # Generation 2's pool: model 1's text and human text, plus copies (other objects, the same text) of one of
+    # model 0's stories (as accumulate would hold), of one model 1 wrote twice and of one human story: none may be
+    # learned from, since the detector would then score text it was trained on.
+    copies = [("synthetic:gen_000", Doc([1], written[0][0].text)), ("synthetic:gen_001", Doc([1], written[1][25].text)),
+              (HUMAN, Doc([1], human[40].text))]
+    pool = [(HUMAN, d) for d in human[:30]] + [("synthetic:gen_001", d) for d in written[1][:20]] + copies
     _, (report,) = curator(2, pool, written[1])
-    (synthetic,) = fits
-    expected = {0: {d.text for d in written[0][1:]}, 1: {d.text for d in written[1][20:]}}[trained_on]
+    ((learned_human, synthetic),) = fits
+    expected = {0: {d.text for d in written[0][1:]}, 1: {d.text for d in written[1][20:25] + written[1][26:]}}[trained_on]
     assert sorted(synthetic) == sorted(expected)
+    assert sorted(learned_human) == sorted(d.text for d in human[30:40] + human[41:])
     assert report["detector_model"] == f"gen_{trained_on:03d}" and report["in_distribution"] == (train_on == "writer")
     assert summary(len(pool), pool, [report])["detector_in_distribution"] == (train_on == "writer")
 

@@ -172,17 +172,16 @@ class Detector(Step):
         c, cur = self.c, self.curator
         source = g - 2 if c.train_on == "earlier" and g >= 2 else g - 1  # g=1: no model but the writer exists
         # Labelled examples come from outside the pool, so the detector is never
-        # scored on the documents it learned from.
-        in_pool = {id(d) for _, d in pool}
+        # scored on the documents it learned from: matched by text, since a model
+        # may write one story twice and the pool may hold copies (accumulate).
+        pool_texts = {d.text for _, d in pool}
         rng = random.Random(cur.seed(g, "detector"))
-        human = [d for d in cur.human if id(d) not in in_pool]
+        human = [d for d in cur.human if d.text not in pool_texts]
         if source == g - 1:
-            synthetic = [d.text for d in newest if id(d) not in in_pool]
+            synthetic = [d.text for d in newest if d.text not in pool_texts]
         elif c.kind == "classifier":
             # The mix loads only the corpora the pool draws on, so an earlier one is
-            # read here, from beside its model; the pool's copies (accumulate) are
-            # other objects, matched by text.
-            pool_texts = {d.text for _, d in pool}
+            # read here, from beside its model.
             synthetic = [r["text"] for r in cur.rundir.corpus(source) if r["text"] not in pool_texts]
         else:
             synthetic = []
