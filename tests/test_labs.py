@@ -1,5 +1,6 @@
 """Teaching labs: every lab file parses and its configs validate at every size; the verdict logic on
 hand-built metrics rows; one lab end to end at its reduced size."""
+import csv
 import json
 import math
 import re
@@ -314,6 +315,24 @@ def test_arms_run_by_groups_in_their_own_folders_copied_into_one_give_the_whole_
     assert not merged["missing"] and merged["arms"] is None
     assert [c["per_seed"] for c in merged["checks"]] == [c["per_seed"] for c in together["checks"]]
     assert merged["checks"][0]["status"] in ("held", "failed")
+
+
+@pytest.mark.e2e
+def test_a_lab_over_runs_taken_further_before_reads_only_its_own_generations(tmp_path):
+    """`lab run X generations=2` once, `lab run X` (1 generation) after it on the same folder: the runs hold
+    more than the lab asks, and the verdict and the report must read generations 0..1, not 0..2."""
+    path = tmp_path / "further.yaml"
+    path.write_text(f"name: further\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
+                    f"sizes: {{reduced: [{TINY}]}}\narms: [{{name: a, overrides: []}}]\n"
+                    "checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: up}]\n")
+    lab, quiet = load(str(path)), (lambda *_: None)
+    run_lab(lab, "reduced", out=tmp_path / "once", overrides=["generations=2"], say=quiet)
+    again = run_lab(lab, "reduced", out=tmp_path / "once", say=quiet)
+    alone = run_lab(lab, "reduced", out=tmp_path / "alone", say=quiet)
+    assert again["checks"][0]["per_seed"] == alone["checks"][0]["per_seed"]
+    assert (tmp_path / "once" / "a" / "seed=0" / "gen_002" / "DONE").exists()  # kept, and not read
+    with open(tmp_path / "once" / "report" / "metrics.csv") as f:
+        assert max(int(r["generation"]) for r in csv.DictReader(f)) == 1
 
 
 def test_lab_runs_finishing_into_one_folder_at_once_leave_one_runs_verdict_and_report(tmp_path, monkeypatch):

@@ -256,6 +256,9 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
         elif run["partial"]:
             missing[key] = f"unfinished: {len(run['finished'])} of {run['planned'] + 1} generations"
         else:
+            # A folder run further before (generations=8 once, the lab's 5 now) holds more: the checks and the
+            # report read the generations this lab runs, so "last" is the lab's last.
+            run["rows"] = [r for r in run["rows"] if r["generation"] <= p.config.generations]
             rows[key] = run["rows"]
     running = chosen(lab, arms)
     left_out = {(a.name, s): "not in --arms" for a in lab.arms if a.name not in running for s in seeds}
