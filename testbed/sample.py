@@ -284,6 +284,11 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
                 batch = sample_batch_static(model, padded, n, cfg, eos_id, max_new, generator, cache, watermark)
             else:
                 batch = sample_batch(model, prompts, cfg, eos_id, max_new, generator, watermark)
+        if cfg.unit == "tokens" and not any(s.tokens for s in batch):
+            raise TestbedError(
+                f"sample.unit=tokens: all {n} documents of a batch ended at their first token, so the corpus would "
+                f"never reach sample.size={cfg.size} tokens; the model ends every document at once (collapsed, or "
+                "truncated to EOS by top_k/temperature): use sample.unit=docs")
         for s in batch:
             if cfg.unit == "tokens" and generated >= cfg.size:
                 break

@@ -148,6 +148,14 @@ def test_unit_tokens_stops_once_the_size_is_reached(make_model):
     assert sum(counts) >= 100 and sum(counts[:-1]) < 100
 
 
+def test_unit_tokens_stops_with_one_line_when_every_document_ends_at_once(make_model, eos_bias):
+    """A model that ends every document at its first token writes no tokens: the count would never grow."""
+    model = make_model()
+    eos_bias(model, 1e9)
+    with pytest.raises(TestbedError, match=r"sample\.unit=tokens: all 3 documents .* sample\.size=100 tokens"):
+        sample_corpus(model, cfg(size=100, unit="tokens", batch_size=3, max_new_tokens=8), EOS, seed=0)
+
+
 def test_unit_verified_samples_until_enough_pass(make_model):
     def even(s):
         return s.tokens[0] % 2 == 0
