@@ -193,9 +193,9 @@ class Config:
             if _get(self, key) < low:
                 raise TestbedError(f"{key}={_get(self, key)} must be >= {low}")
         # Far above any run one machine can hold: a typo such as a billion generations stops here, with
-        # its key, instead of minutes later as an out-of-memory crash.
+        # its key, instead of minutes later as an out-of-memory crash. generations: gen_NNN has three digits.
         maximum = {
-            "generations": 10_000, "data.docs": 1_000_000, "tokenizer.vocab_size": 1_000_000,
+            "generations": 999, "data.docs": 1_000_000, "tokenizer.vocab_size": 1_000_000,
             "model.n_layer": 1_000, "model.n_embd": 65_536, "model.n_head": 1_024, "model.context": 131_072,
             "train.tokens": 10**12, "train.epochs": 10_000, "train.batch_size": 65_536, "train.grad_accum": 65_536,
             "sample.size": 10**9 if self.sample.unit == "tokens" else 10_000_000, "sample.batch_size": 65_536,

@@ -163,6 +163,13 @@ def test_out_of_range_values_name_the_key(override, key):
         load_config(None, [override])
 
 
+def test_generations_stop_where_the_folder_names_do():
+    """gen_000 .. gen_999: a thousandth generation would fall outside every glob and report."""
+    assert load_config(None, ["generations=999"]).generations == 999
+    with pytest.raises(TestbedError, match=r"generations=1000 is too large: at most 999"):
+        load_config(None, ["generations=1000"])
+
+
 @pytest.mark.parametrize("override", [
     "sample.temperature=.nan",
     "train.lr=.nan",
