@@ -54,8 +54,9 @@ class Tracking:
         wandb = {"name": f"{self.root.name}/{name}", "group": self.root.name, "dir": str(folder), "config": to_dict(self.cfg)}
         if name == "generations":
             # Opened once per generation, it must stay one W&B run: continued by an id that this run
-            # directory keeps (config.yaml is written once), not one that a new run at the same path would reuse.
-            made = (self.root / "config.yaml").stat().st_mtime_ns
+            # directory keeps (split.json is written once; config.yaml is rewritten when a run is extended),
+            # not one that a new run at the same path would reuse.
+            made = (self.root / "split.json").stat().st_mtime_ns
             wandb.update(id=hashlib.sha256(f"{self.root.resolve()}:{made}".encode()).hexdigest()[:16], resume="allow")
         # purge_step: where TensorBoard drops what an earlier, killed attempt logged from this step on.
         accelerator.init_trackers("testbed", init_kwargs={"tensorboard": {"purge_step": step}, "wandb": wandb})

@@ -93,3 +93,33 @@ def test_metrics_rows_become_flat_scalars():
                                  "recall_by_band/middle": 0.5, "recall_by_band/common": 0.9,
                                  "train_mix/synthetic:gen_001": 80}
     assert numbers(row, ".")["recall_by_band.rare"] == 0.1
+
+
+def test_the_wandb_run_of_the_metrics_keeps_its_id_when_the_run_is_extended(tmp_path):
+    """Extending a run rewrites config.yaml (its generations); its metrics must go on in the same W&B run."""
+    import os
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from testbed.config import to_yaml
+
+    cfg = replace(load_config(QUICKSTART), run_dir=str(tmp_path / "run"), track=["wandb"], generations=2)
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "config.yaml").write_text(to_yaml(cfg))
+    (root / "split.json").write_text("{}")
+    inits = []
+    accelerator = SimpleNamespace(log_with=["wandb"], trackers=[], is_main_process=True,
+                                  project_configuration=SimpleNamespace(logging_dir=None),
+                                  init_trackers=lambda project, init_kwargs: inits.append(init_kwargs["wandb"]))
+    tracker = tracking.Tracking(accelerator, root, cfg)
+    tracker.open("generations")
+    os.utime(root / "config.yaml", ns=(1, 1))  # as a later write would move it
+    RunDir(root).record_generations(replace(cfg, generations=4))
+    tracker.open("generations")
+    assert len(inits) == 2 and inits[0]["id"] == inits[1]["id"] and inits[0]["resume"] == "allow"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "split.json").write_text("{}")
+    tracking.Tracking(accelerator, other, cfg).open("generations")
+    assert inits[2]["id"] != inits[0]["id"]  # another run directory, another W&B run
