@@ -275,8 +275,11 @@ def _evaluate(g: int, r: _Run, model, texts, samples, tag: str) -> dict:
 
 def _commit(g: int, r: _Run, part, texts, samples, **records) -> None:
     """Write generation g's files, log its metrics, and mark it finished: from here a rerun skips it."""
-    documents = [{"text": t, "source": synthetic_label(g), "generation": g, "ended": s.ended, "tokens": len(s.tokens)}
-                 for t, s in zip(texts, samples)]
+    # Under sample.prompt=human a text opens with a human prompt: `written` is what the model wrote after it,
+    # what the metrics count and the report's word pictures read.
+    prompted = any(len(s.prompt) > 1 for s in samples)
+    documents = [{"text": t, "source": synthetic_label(g), "generation": g, "ended": s.ended, "tokens": len(s.tokens),
+                  **({"written": r.tokenizer.decode(s.tokens)} if prompted else {})} for t, s in zip(texts, samples)]
     RunDir.save(part, documents, **{name: record for name, record in records.items() if record is not None})
     # Before the generation is marked finished: one redone after a kill logs its metrics again.
     r.tracking.log_generation(g, {k: v for k, v in numbers(records["metrics"]).items() if k != "generation"})

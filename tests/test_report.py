@@ -216,3 +216,18 @@ def test_reports_built_into_one_folder_at_once_all_succeed_and_leave_one_whole_r
     texts = {(out / f"f{i}.txt").read_text() for i in range(40)}
     assert len(texts) == 1  # one builder's report, whole
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporary folder left behind
+
+
+def test_word_pictures_count_what_the_model_wrote_after_a_human_prompt(tmp_path, tiny_run, monkeypatch):
+    """sample.prompt=human: the metrics count only the continuation, and so must the report's word pictures."""
+    from testbed.report import page
+    from testbed.rundir import read_jsonl
+
+    run(tiny_run(tmp_path / "run", *WORLD, "sample.prompt=human", "sample.prompt_tokens=4"), say=lambda *a: None)
+    rows = read_jsonl(tmp_path / "run" / "gen_001" / "corpus.jsonl")
+    assert all(r["text"].endswith(r["written"]) and r["text"] != r["written"] for r in rows if r["tokens"])
+    seen = []
+    sample = page.fixed_size_sample
+    monkeypatch.setattr(page, "fixed_size_sample", lambda docs, *a: seen.append(docs) or sample(docs, *a))
+    page.word_pictures(load_run(tmp_path / "run"), 0, tmp_path)
+    assert seen[1] == [r["written"] for r in rows]  # generation 1's corpus, after generation 0's

@@ -189,8 +189,9 @@ def word_pictures(run: dict, index: int, folder: Path) -> dict:
     size = run["config"]["eval"]["sample_words"]
     seed = stage_seed(run["config"]["seed"], 0, "eval")  # the seed the metrics' word samples use
     gens = run["finished"]
-    samples = {g: fixed_size_sample([r["text"] for r in read_jsonl(RunDir(run["path"]).gen(g) / "corpus.jsonl")],
-                                    size, seed) for g in gens}
+    # As the metrics count them: without a human prompt the text opens with (sample.prompt=human).
+    corpora = {g: read_jsonl(RunDir(run["path"]).gen(g) / "corpus.jsonl") for g in gens}
+    samples = {g: fixed_size_sample([r.get("written", r["text"]) for r in rows], size, seed) for g, rows in corpora.items()}
     counts = {g: Counter(w for d in s for w in d) for g, s in samples.items()}
     result = {"run": run["name"], "zipf": f"zipf_{index}.png", "bands": None, "note": None}
     reference = None
