@@ -293,6 +293,24 @@ def test_arms_that_differ_after_generation_0_share_it_and_end_as_if_run_alone(tm
 
 
 @pytest.mark.e2e
+def test_an_older_run_of_another_config_in_a_donors_folder_is_never_shared(tmp_path):
+    """`lab run X --arms a` once, then the whole lab with another model on the same folder: a's folder holds a
+    GPT-2 generation 0, which must not be copied to b as if it were the Llama one b's config asks for."""
+    path = tmp_path / "stale.yaml"
+    path.write_text(f"name: stale\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
+                    f"sizes: {{reduced: [{TINY}]}}\n"
+                    "arms: [{name: a, overrides: []}, {name: b, overrides: [mix.regime=accumulate]}]\n"
+                    "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
+    lab, lines = load(str(path)), []
+    run_lab(lab, "reduced", out=tmp_path / "lab", arms=["a"], say=lambda *_: None)
+    verdict = run_lab(lab, "reduced", out=tmp_path / "lab", overrides=["model.family=llama"], say=lines.append)
+    assert not any("is shared by" in line for line in lines)
+    b = tmp_path / "lab" / "b" / "seed=0"
+    assert json.loads((b / "gen_000" / "model" / "config.json").read_text())["model_type"] == "llama"
+    assert "a/seed=0" in verdict["missing"] and "different config" in verdict["missing"]["a/seed=0"]
+
+
+@pytest.mark.e2e
 def test_arms_run_by_groups_in_their_own_folders_copied_into_one_give_the_whole_labs_verdict(tmp_path, monkeypatch):
     """A class splits a lab too long for a lecture: each group runs one arm, the instructor collects the folders."""
     path = tmp_path / "split.yaml"
@@ -333,6 +351,10 @@ def test_a_lab_over_runs_taken_further_before_reads_only_its_own_generations(tmp
     assert (tmp_path / "once" / "a" / "seed=0" / "gen_002" / "DONE").exists()  # kept, and not read
     with open(tmp_path / "once" / "report" / "metrics.csv") as f:
         assert max(int(r["generation"]) for r in csv.DictReader(f)) == 1
+    # Planned to 2 but stopped after 1 (its generation 2 gone, as a kill leaves it): finished for this lab.
+    shutil.rmtree(tmp_path / "once" / "a" / "seed=0" / "gen_002")
+    stopped = run_lab(lab, "reduced", out=tmp_path / "once", say=quiet)
+    assert not stopped["missing"] and stopped["checks"][0]["per_seed"] == alone["checks"][0]["per_seed"]
 
 
 def test_lab_runs_finishing_into_one_folder_at_once_leave_one_runs_verdict_and_report(tmp_path, monkeypatch):

@@ -178,7 +178,7 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
     A run that fails here is left to the lab's run proper, which runs it whole and reports it."""
     from dataclasses import replace
 
-    from testbed.loop import NOT_READ_BY_MODEL_0, first_generation
+    from testbed.loop import NOT_READ_BY_GENERATION_0, NOT_READ_BY_MODEL_0, first_generation
     from testbed.parallel import run_all
     from testbed.rundir import RunDir
 
@@ -203,9 +203,20 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
             run_all([(f"{d.arm}/seed={d.seed} generation 0", replace(d.config, generations=0)) for d in todo.values()],
                     jobs, threads, address, f"lab {lab}", say)
 
+    def holds_its_own(donor, unread) -> bool:
+        """The donor's folder holds the run the lab plans there, not an older run of another config (a lab run
+        before with other overrides): that one's generation 0 is not the one the sharer's config asks for."""
+        try:
+            saved = load_config(Path(donor.config.run_dir) / "config.yaml")
+        except TestbedError:
+            return False
+        return first_generation(saved, unread) == first_generation(donor.config, unread)
+
     def copy(pairs, model_only):
+        unread = NOT_READ_BY_MODEL_0 if model_only else NOT_READ_BY_GENERATION_0
         for donor, p in pairs:
-            if RunDir(donor.config.run_dir).finished(0) and not Path(p.config.run_dir).exists():
+            if (RunDir(donor.config.run_dir).finished(0) and not Path(p.config.run_dir).exists()
+                    and holds_its_own(donor, unread)):
                 RunDir(p.config.run_dir).start_from(RunDir(donor.config.run_dir), p.config, model_only)
                 say(f"lab {lab}: {'model' if model_only else 'generation'} 0 of {donor.arm}/seed={donor.seed} "
                     f"is shared by {p.arm}/seed={p.seed}")
@@ -253,11 +264,12 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
             missing[key] = failed[key]
         elif run is None:
             missing[key] = "no run directory"
-        elif run["partial"]:
-            missing[key] = f"unfinished: {len(run['finished'])} of {run['planned'] + 1} generations"
+        elif lacking := [g for g in range(p.config.generations + 1) if g not in run["finished"]]:
+            wanted = p.config.generations + 1
+            missing[key] = f"unfinished: {wanted - len(lacking)} of {wanted} generations"
         else:
-            # A folder run further before (generations=8 once, the lab's 5 now) holds more: the checks and the
-            # report read the generations this lab runs, so "last" is the lab's last.
+            # A folder run further before (generations=8 once, the lab's 5 now) holds more, or was planned to: the
+            # checks and the report read the generations this lab runs, so "last" is the lab's last.
             run["rows"] = [r for r in run["rows"] if r["generation"] <= p.config.generations]
             rows[key] = run["rows"]
     running = chosen(lab, arms)
