@@ -378,7 +378,8 @@ def _coerce(tp, value, key: str):
     origin = typing.get_origin(tp)
     if origin is Literal:
         allowed = typing.get_args(tp)
-        if value not in allowed:
+        # By type too: 1 == True in Python, but sample.static_cache=1 is not true, and would be ignored as it.
+        if not any(type(value) is type(a) and value == a for a in allowed):
             raise TestbedError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
         return value
     if origin in (typing.Union, types.UnionType):

@@ -133,6 +133,14 @@ def test_literal_lists_the_choices():
         load_config(None, ["model.preset=huge"])
 
 
+@pytest.mark.parametrize("value", ["1", "0", "1.0"])
+def test_a_number_is_not_a_boolean_choice(value):
+    """1 == True in Python: accepted, sample.static_cache=1 was stored as 1 and then read as not true."""
+    assert load_config(None, ["sample.static_cache=true"]).sample.static_cache is True
+    with pytest.raises(TestbedError, match=rf"sample\.static_cache={value} is not allowed; choose one of: auto, True, False"):
+        load_config(None, [f"sample.static_cache={value}"])
+
+
 @pytest.mark.parametrize("override, needle", [
     ("train.tokens=-100", "train.tokens=-100 must be >= 1"),
     ("generations=-1", "generations=-1 must be >= 0"),
