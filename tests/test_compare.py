@@ -40,7 +40,7 @@ def test_cli_compare_and_its_errors(two_runs, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "rare_token_recall" in out and "collapse moves heldout_ppl up" in out
     assert main(["compare", str(two_runs[0]), "--metrics", "heldout_pp"]) == 2
-    assert "no run has 'heldout_pp'" in capsys.readouterr().err
+    assert "no run has a number for 'heldout_pp'" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "nothing")]) == 2
     assert "not a testbed run directory" in capsys.readouterr().err
 
@@ -62,3 +62,17 @@ def test_runs_of_different_sweeps_keep_apart_by_their_folders(two_runs, tmp_path
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(TestbedError, match="no config.yaml"):
         load_run(tmp_path)
+
+
+def test_a_null_or_nested_figure_is_a_dash_or_refused_never_a_traceback():
+    """A metric undefined at generation 0 (null) or nested (recall_by_band) once crashed the table's formatting."""
+    rows = [{"generation": 0, "rare_token_recall_rel": None, "recall_by_band": {"rare": 0.5}, "heldout_ppl": 2.0},
+            {"generation": 1, "rare_token_recall_rel": 0.8, "recall_by_band": {"rare": 0.4}, "heldout_ppl": 3.0}]
+    runs = [{"name": "r", "rows": rows, "planned": 1, "partial": False, "config": {"seed": 0}}]
+    line = next(ln for ln in table(runs, ["rare_token_recall_rel", "heldout_ppl"]).splitlines() if ln.startswith("r "))
+    assert line.split()[2:] == ["0.800", "2.000", "->", "3.000", "(+50%)"]
+    rows[0]["rare_token_recall_rel"], rows[1]["rare_token_recall_rel"] = 0.9, None  # undefined at the last
+    line = next(ln for ln in table(runs, ["heldout_ppl", "rare_token_recall_rel"]).splitlines() if ln.startswith("r "))
+    assert line.split()[-1] == "-"
+    with pytest.raises(TestbedError, match=r"no run has a number for 'recall_by_band'"):
+        table(runs, ["recall_by_band"])

@@ -59,11 +59,16 @@ def value(config: dict, dotted: str):
     return config
 
 
+def _figure(v) -> bool:
+    """A number the table can print: not a null (a metric undefined at that size), a nested band or a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def table(runs: list[dict], metrics: list[str] | None = None) -> str:
-    available = {k for r in runs for row in r["rows"] for k in row}
+    available = {k for r in runs for row in r["rows"] for k, v in row.items() if _figure(v)}
     for m in metrics or []:
         if m not in available:
-            raise TestbedError(f"--metrics: no run has {m!r}; available: {', '.join(sorted(available))}")
+            raise TestbedError(f"--metrics: no run has a number for {m!r}; available: {', '.join(sorted(available))}")
     metrics = metrics or [m for m in spec.headline() if m in available]
     header = ["run", "generations", *metrics]
     lines = []
@@ -72,10 +77,10 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
         done = f"{rows[-1]['generation'] if rows else '-'}/{run['planned']}" + (" partial" if run["partial"] else "")
         cells = [run["name"], done]
         for m in metrics:
-            if not rows or m not in rows[-1]:
+            if not rows or not _figure(rows[-1].get(m)):
                 cells.append("-")
                 continue
-            if m not in rows[0]:
+            if not _figure(rows[0].get(m)):
                 cells.append(f"{rows[-1][m]:.3f}")
                 continue
             first, last = rows[0][m], rows[-1][m]
