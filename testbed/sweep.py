@@ -28,7 +28,10 @@ def parse_set(items: list[str]) -> list[tuple[str, list[str]]]:
             raise TestbedError(f"--set {key}: use --seeds for seeds; the sweep names each run's folder under run_dir")
         if key in (k for k, _ in grid):
             raise TestbedError(f"--set {key} is given twice; list all its values once: --set {key}=v1,v2")
-        grid.append((key, [v.strip() for v in _LIST_AWARE_COMMA.split(values)]))
+        split = [v.strip() for v in _LIST_AWARE_COMMA.split(values)]
+        if len(set(split)) != len(split):
+            raise TestbedError(f"--set {item!r} repeats a value: each names one run folder, so list it once")
+        grid.append((key, split))
     return grid
 
 
@@ -56,6 +59,11 @@ def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], s
             settings = [f"{k}={v}" for (k, _), v in zip(grid, values)] + [f"seed={seed}"]
             name = re.sub(r"[^\w.=,+\-\[\]]", "-", "_".join(settings))
             configs.append(load_config(config, [*overrides, *settings, f"run_dir={root / name}"]))
+    folders = [c.run_dir for c in configs]
+    if clash := next((f for f in folders if folders.count(f) > 1), None):
+        # Two runs in one folder would fight over its lock, and the report would show one as the other.
+        raise TestbedError(f"--set: two runs of the grid would share the folder {clash}: their values differ only "
+                           "in characters a folder name cannot hold; write the values so they differ in letters or digits")
     return root, configs
 
 

@@ -21,7 +21,7 @@ def test_parse_set_and_seeds():
         ("mix.regime", ["replace", "anchor"]), ("curate.whitelist.sources", ["[human,synthetic]", "[human]"])]
     assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds(None) is None
     for bad, message in [(["mix.regime"], "is not key=v1,v2"), (["seed=1,2"], "use --seeds"),
-                         (["a=1", "a=2"], "given twice")]:
+                         (["a=1", "a=2"], "given twice"), (["mix.regime=replace,replace"], "repeats a value")]:
         with pytest.raises(TestbedError, match=message):
             parse_set(bad)
     with pytest.raises(TestbedError, match="must be integers"):
@@ -38,6 +38,9 @@ def test_plan_names_every_run_and_checks_every_config_first(tmp_path):
     with pytest.raises(TestbedError, match="mix.regime='anchr' is not allowed"):
         plan(QUICKSTART, [f"run_dir={tmp_path / 'bad'}"], [("mix.regime", ["replace", "anchr"])], None)
     assert not (tmp_path / "bad").exists()
+    # Two values one folder name cannot tell apart: two workers would share it.
+    with pytest.raises(TestbedError, match=r"would share the folder .*data\.path=a-b\.txt_seed=0"):
+        plan(QUICKSTART, [f"run_dir={tmp_path / 'clash'}"], [("data.path", ["a/b.txt", "a-b.txt"])], None)
 
 
 def test_a_sweep_runs_its_grid_resumes_and_reports(tmp_path, monkeypatch, capsys):
