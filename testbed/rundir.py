@@ -192,13 +192,21 @@ class RunDir:
         except (OSError, ValueError):
             listed = None
         if not isinstance(listed, dict):
-            raise TestbedError(f"{done}: the marker is damaged; delete {self.gen(g)} to make generation {g} again")
+            raise TestbedError(f"{done}: the marker is damaged; {self._remake(g)}")
         for name, expected in listed.items():
             if name.startswith(prefix):
                 path = self.gen(g) / name
                 if not path.is_file() or _fingerprint(path) != expected:
                     raise TestbedError(f"{path}: {'missing' if not path.is_file() else 'damaged (size or checksum differs from DONE)'}"
-                                       f"; delete {self.gen(g)} to make generation {g} again")
+                                       f"; {self._remake(g)}")
+
+    def _remake(self, g: int) -> str:
+        """The fix for a damaged generation g: the later ones were made from it, and go with it."""
+        later = [self.gen(k).name for k in self.finished_generations() if k > g]
+        if not later:
+            return f"delete {self.gen(g)} to make generation {g} again"
+        named = ", ".join(later) if len(later) <= 3 else f"{later[0]} to {later[-1]}"
+        return f"delete {self.gen(g)} and the generations made after it ({named}) to make them again from generation {g}"
 
     @staticmethod
     def log(part: Path):

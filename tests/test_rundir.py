@@ -209,3 +209,18 @@ def test_a_folder_locked_by_another_process_is_refused_and_free_once_that_proces
         holder.wait()
     assert (tmp_path / ".lock").exists()  # left behind by the kill, and no obstacle
     RunDir(tmp_path).lock()
+
+
+def test_a_damaged_generation_is_made_again_with_every_generation_made_after_it(tmp_path):
+    """The fix a damaged generation names: the later generations trained on what it wrote, so they go too."""
+    for g in range(6):
+        (tmp_path / f"gen_{g:03d}").mkdir()
+        (tmp_path / f"gen_{g:03d}" / "DONE").write_text("{}" if g != 1 and g != 4 else "damaged")
+    with pytest.raises(TestbedError, match=r"gen_004/DONE: the marker is damaged; delete .*gen_004 and the generations "
+                                           r"made after it \(gen_005\) to make them again from generation 4$"):
+        RunDir(tmp_path).verify(4)
+    with pytest.raises(TestbedError, match=r"delete .*gen_001 and the generations made after it \(gen_002 to gen_005\)"):
+        RunDir(tmp_path).verify(1)
+    (tmp_path / "gen_005" / "DONE").write_text("damaged")
+    with pytest.raises(TestbedError, match=r"delete .*gen_005 to make generation 5 again$"):
+        RunDir(tmp_path).verify(5)
