@@ -39,6 +39,13 @@ def test_txt_by_paragraph(tmp_path):
     assert local(path, separator="paragraph") == ["para one\nstill one", "para two", "para three"]
 
 
+def test_txt_by_paragraph_a_line_of_spaces_or_tabs_is_blank_too(tmp_path):
+    """As an editor shows it: a line holding only spaces or tabs parts paragraphs (datasets splits at \\n\\n only)."""
+    path = write(tmp_path, "c.txt", "para one\nstill one\n \npara two\n\t\npara three\r\n \r\npara four\n\n\n\npara five\n")
+    assert local(path, separator="paragraph") == ["para one\nstill one", "para two", "para three", "para four",
+                                                  "para five"]
+
+
 def test_txt_by_literal_separator(tmp_path):
     path = write(tmp_path, "c.txt", "a b\nc<|endoftext|>d e<|endoftext|>  \n<|endoftext|>f")
     assert local(path, separator="<|endoftext|>") == ["a b\nc", "d e", "f"]

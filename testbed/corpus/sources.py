@@ -5,6 +5,7 @@ document strings, so the rest of the run never asks where text came from.
 """
 import codecs
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,9 @@ def _storyworld(data: DataConfig, seed: int):
     return Dataset.from_dict({data.text_field: _storyworld_truth().sample(data.docs, seed)})
 
 
+_BLANK_LINE = re.compile(r"\r?\n[ \t]+\r?\n")
+
+
 def _local(data: DataConfig, seed: int):
     from datasets import load_dataset
 
@@ -131,6 +135,9 @@ def _texts(rows, data: DataConfig):
                                f"{type(text).__name__}, not text; fix that row or choose another data.text_field")
         if data.source == "local" and Path(data.path).suffix.lower() == ".txt" and data.separator not in ("line", "paragraph"):
             yield from text.split(data.separator)
+        elif data.source == "local" and data.separator == "paragraph":
+            # datasets splits paragraphs at "\n\n" only; a line of spaces or tabs looks blank and parts them too.
+            yield from (part for part in _BLANK_LINE.split(text) if part.strip())
         else:
             yield text
 
