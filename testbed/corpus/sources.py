@@ -133,9 +133,10 @@ def _texts(rows, data: DataConfig):
         if not isinstance(text, str):
             raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path or data.name} holds "
                                f"{type(text).__name__}, not text; fix that row or choose another data.text_field")
-        if data.source == "local" and Path(data.path).suffix.lower() == ".txt" and data.separator not in ("line", "paragraph"):
+        txt = data.source == "local" and Path(data.path).suffix.lower() == ".txt"
+        if txt and data.separator not in ("line", "paragraph"):
             yield from text.split(data.separator)
-        elif data.source == "local" and data.separator == "paragraph":
+        elif txt and data.separator == "paragraph":
             # datasets splits paragraphs at "\n\n" only; a line of spaces or tabs looks blank and parts them too.
             yield from (part for part in _BLANK_LINE.split(text) if part.strip())
         else:
