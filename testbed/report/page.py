@@ -189,9 +189,10 @@ def word_pictures(run: dict, index: int, folder: Path) -> dict:
     size = run["config"]["eval"]["sample_words"]
     seed = stage_seed(run["config"]["seed"], 0, "eval")  # the seed the metrics' word samples use
     gens = run["finished"]
-    # As the metrics count them: without a human prompt the text opens with (sample.prompt=human).
+    # As the metrics count them: under sample.prompt=human, what the model wrote after the prompt.
     corpora = {g: read_jsonl(RunDir(run["path"]).gen(g) / "corpus.jsonl") for g in gens}
-    samples = {g: fixed_size_sample([r.get("written", r["text"]) for r in rows], size, seed) for g, rows in corpora.items()}
+    samples = {g: fixed_size_sample([r.get("written", r["text"]) for r in rows], size, seed)
+               for g, rows in corpora.items()}
     counts = {g: Counter(w for d in s for w in d) for g, s in samples.items()}
     result = {"run": run["name"], "zipf": f"zipf_{index}.png", "bands": None, "note": None}
     reference = None
