@@ -36,6 +36,10 @@ def test_read_texts(run_like):
     root, _ = run_like
     assert read_texts(root / "synthetic.jsonl") == SYNTHETIC
     assert read_texts(root / "human.txt") == HUMAN  # blank lines are not documents
+    # A corpus.jsonl of sample.prompt=human: the loop's metrics count what the model wrote after the prompt.
+    prompted = root / "prompted.jsonl"
+    prompted.write_text("".join(json.dumps({"text": f"once upon a time {t}", "written": t}) + "\n" for t in SYNTHETIC))
+    assert read_texts(prompted) == SYNTHETIC
 
 
 def test_eval_command(run_like, capsys):

@@ -13,7 +13,8 @@ from testbed import TestbedError
 
 
 def read_texts(path: str | Path) -> list[str]:
-    """Documents of a .jsonl file (its "text" field, as in corpus.jsonl), or of any other file one per line."""
+    """Documents of a .jsonl file (its "text" field, or "written" where a corpus.jsonl has one), or of any other
+    file one per line."""
     path = Path(path)
     if not path.is_file():
         raise TestbedError(f"{path}: file not found")
@@ -35,7 +36,10 @@ def read_texts(path: str | Path) -> list[str]:
             found = type(row.get("text")).__name__ if isinstance(row, dict) and "text" in row else "no \"text\" field"
             raise TestbedError(f"{path}: line {number} must be a JSON object with a \"text\" string (found {found}); "
                                "fix or remove that line")
-        texts.append(row["text"])
+        # A corpus.jsonl of sample.prompt=human keeps what the model wrote after the prompt as `written`: the
+        # loop's metrics count that, and so does testbed eval.
+        written = row.get("written")
+        texts.append(written if isinstance(written, str) else row["text"])
     return texts
 
 
