@@ -31,7 +31,6 @@ import argparse
 import math
 import os
 import platform
-import resource
 import sys
 import tempfile
 import threading
@@ -258,6 +257,11 @@ def peak_memory(device: str, watches) -> str:
     if device == "cuda":
         peak = max(w.peak for w in watches if w.peak is not None)
         return f"peak GPU memory allocated {peak / 2**20:,.0f} MiB (torch.cuda.max_memory_allocated, largest phase)"
+    try:
+        import resource  # POSIX only
+    except ImportError:  # Windows: the largest of the phases' polled peaks
+        peak = max(w.peak for w in watches if w.peak is not None)
+        return f"peak RSS {peak / 2**20:,.0f} MiB (polled, largest phase)"
     # ru_maxrss is in KiB on Linux, in bytes on macOS.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
     return f"peak RSS {rss / 2**20:,.0f} MiB (resource.getrusage, the whole process: data, both trainers, the suite)"

@@ -2,7 +2,9 @@
 and the suite's seconds (the figures themselves are not checked: they are timings)."""
 import importlib.util
 import re
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from accelerate.state import AcceleratorState
@@ -74,6 +76,16 @@ def test_device_peak_uses_the_table_the_override_or_says_unknown(monkeypatch):
     monkeypatch.setattr(bench, "cpu_info", lambda: ({"fma", "avx2"}, "AuthenticAMD", 3000.0))
     monkeypatch.setattr(bench.torch, "get_num_threads", lambda: 2)
     assert bench.device_peak("cpu", "no", None)[0] == 2 * 3000e6 * 32
+
+
+def test_peak_memory_without_the_posix_resource_module_reports_the_polled_peak(monkeypatch):
+    """Windows has no `resource`: the bench must still import and print a peak, the phases' largest."""
+    monkeypatch.setitem(sys.modules, "resource", None)  # `import resource` now raises ImportError
+    spec = importlib.util.spec_from_file_location("bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    watches = [SimpleNamespace(peak=3 * 2**20), SimpleNamespace(peak=None), SimpleNamespace(peak=7 * 2**20)]
+    assert bench.peak_memory("cpu", watches) == "peak RSS 7 MiB (polled, largest phase)"
 
 
 @pytest.mark.slow  # compiling takes 30 s to minutes on a shared 2-core machine
