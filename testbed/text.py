@@ -6,9 +6,16 @@ is nearly empty.
 """
 import re
 
-WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
+# Letters of any script ([^\W\d_]: word characters that are neither digits nor _), so "café" is one word, not "caf";
+# the typographic apostrophe (U+2019) joins a word as the ASCII one does, since book and web text mostly uses it.
+WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
+
+
+def normal(word: str) -> str:
+    """A matched word as the metrics count it: lower-cased, apostrophes as ASCII (don’t and don't are one word)."""
+    return word.lower().replace("\u2019", "'")
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased alphabetic words; apostrophes inside a word are kept (don't, lily's)."""
-    return [w.lower() for w in WORD.findall(text)]
+    """Lower-cased words of letters (any script); apostrophes inside a word are kept (don't, lily's)."""
+    return [normal(w) for w in WORD.findall(text)]

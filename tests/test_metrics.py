@@ -233,6 +233,9 @@ def test_recall():
 def test_words():
     assert words("Don't stop, Lily's 3 cats! O'Brien-SMITH") == ["don't", "stop", "lily's", "cats", "o'brien", "smith"]
     assert words("123 ... '") == []
+    # Letters of any script, and the typographic apostrophe of book text read as the ASCII one
+    assert words("Lily didn\u2019t see the caf\u00e9. Na\u00efve \u00c9lodie\u2019s x_y") == [
+        "lily", "didn't", "see", "the", "caf\u00e9", "na\u00efve", "\u00e9lodie's", "x", "y"]
 
 
 # --- the suite -----------------------------------------------------------------

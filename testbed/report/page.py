@@ -34,7 +34,7 @@ from testbed.metrics.suite import numbers
 from testbed.report import plots
 from testbed.report.compare import differing_keys, value
 from testbed.rundir import RunDir, read_json, read_jsonl
-from testbed.text import WORD, words
+from testbed.text import WORD, normal, words
 
 
 def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, samples: int = 4) -> Path:
@@ -236,7 +236,7 @@ def highlight(text: str, rare: set) -> str:
     for m in WORD.finditer(text):
         out.append(html.escape(text[end:m.start()]))
         word = html.escape(m.group())
-        out.append(f"<mark>{word}</mark>" if m.group().lower() in rare else word)
+        out.append(f"<mark>{word}</mark>" if normal(m.group()) in rare else word)
         end = m.end()
     out.append(html.escape(text[end:]))
     return "".join(out)
