@@ -10,6 +10,7 @@ from testbed.config import ModelConfig
 from testbed.metrics import diversity, perplexity
 from testbed.metrics.files import read_texts
 from testbed.model import build_model, save_model
+from testbed.rundir import read_jsonl, write_jsonl
 from testbed.text import words
 from testbed.tokenizer import encode, train_tokenizer
 
@@ -40,6 +41,16 @@ def test_read_texts(run_like):
     prompted = root / "prompted.jsonl"
     prompted.write_text("".join(json.dumps({"text": f"once upon a time {t}", "written": t}) + "\n" for t in SYNTHETIC))
     assert read_texts(prompted) == SYNTHETIC
+
+
+def test_read_texts_ends_lines_at_newlines_only(tmp_path):
+    """A run writes corpus.jsonl with raw non-ASCII, so a text may hold U+2028 or U+0085: they are not line ends
+    (neither for `datasets`, which loads local .txt corpora)."""
+    texts = ["one\u2028two", "three\x85four", "five\u2029six"]
+    write_jsonl(tmp_path / "corpus.jsonl", [{"text": t} for t in texts])
+    assert read_texts(tmp_path / "corpus.jsonl") == texts == [r["text"] for r in read_jsonl(tmp_path / "corpus.jsonl")]
+    (tmp_path / "docs.txt").write_bytes("doc one\x85still one\r\ndoc two\rdoc three\n".encode())
+    assert read_texts(tmp_path / "docs.txt") == ["doc one\x85still one", "doc two", "doc three"]
 
 
 def test_eval_command(run_like, capsys):

@@ -22,10 +22,13 @@ def read_texts(path: str | Path) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise TestbedError(f"{path}: not UTF-8 (invalid byte at offset {e.start}); re-encode the file as UTF-8") from None
+    # Lines end at "\n" only (read_text has turned \r\n and \r into it), as `datasets` splits a local corpus:
+    # str.splitlines would also cut at U+2028, U+0085 and the like, which a JSON string may hold raw.
+    lines = text.split("\n")
     if path.suffix != ".jsonl":
-        return [line.strip() for line in text.splitlines() if line.strip()]
+        return [line.strip() for line in lines if line.strip()]
     texts = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
