@@ -349,12 +349,32 @@ def test_relative_recall():
            "recall_by_band": {"rare": 0.2, "middle": 0.9, "common": 1.0}}
     ref = {"rare_token_recall": 0.8, "rare_mass_recall": 0.6, "rare_bigram_recall": 0.4, "rare_id_recall": 0.0,
            "recall_by_band": {"rare": 0.8, "middle": 0.9, "common": 1.0}}
-    out = relative(row, {**ref, "comparable": True})
+    out = relative(row, {**ref, "comparable": True, "comparable_ids": True})
     assert out["rare_token_recall_rel"] == pytest.approx(0.25) and out["rare_mass_recall_rel"] == pytest.approx(0.5)
     assert out["rare_id_recall_rel"] is None  # human text recalls none: no ratio
     assert out["recall_by_band_rel"] == {"rare": pytest.approx(0.25), "middle": 1.0, "common": 1.0}
-    out = relative(row, {**ref, "comparable": False})
+    out = relative(row, {**ref, "comparable": False, "comparable_ids": False})
     assert all(out[f"{k}_rel"] is None for k in RECALLS) and set(out["recall_by_band_rel"].values()) == {None}
+    # Words and ids are samples of their own sizes: each ratio asks only whether its own sample is comparable.
+    ids = {**ref, "rare_id_recall": 0.25}
+    out = relative(row, {**ids, "comparable": True, "comparable_ids": False})
+    assert out["rare_token_recall_rel"] == pytest.approx(0.25) and out["rare_id_recall_rel"] is None
+    out = relative(row, {**ids, "comparable": False, "comparable_ids": True})
+    assert out["rare_token_recall_rel"] is None and out["rare_id_recall_rel"] == pytest.approx(2.0)
+
+
+def test_reference_with_fewer_tokens_than_eval_sample_tokens_is_not_comparable_for_ids(evaluator):
+    _, tokenizer = evaluator
+    # The held-out split holds 7 words and 9 tokens (with punctuation): enough words, too few tokens.
+    cfg = load_config(None, ["data.source=local", "data.path=unused.txt", "eval.sample_words=7", "eval.sample_tokens=60",
+                             "eval.rare_max_freq=0.25", "eval.heldout_docs=2"])
+    said = []
+    reference = Evaluator(cfg, tokenizer, ["the cat sat", "the dog ran far"],
+                          ["The fox ran.", "Owls hoot at night!"]).reference(seed=0, say=said.append)
+    assert reference["eval_words"] == 7 and reference["comparable"] is True
+    assert reference["eval_tokens"] < 60 and reference["comparable_ids"] is False
+    assert said == [f"note: the human reference has {reference['eval_tokens']} tokens, fewer than eval.sample_tokens=60; "
+                    "rare_id_recall_rel is left null"]
 
 
 @pytest.mark.parametrize("sample_words", [7, 8])  # the held-out split has 7 words
@@ -368,7 +388,9 @@ def test_evaluate_relative_recall_only_against_a_comparable_reference(evaluator,
     row = ev.evaluate(make_model(vocab=len(tokenizer)), ["the cat ran", "a dog sat far"], [Sample([0], [5], True)], seed=0)
     rel = {k: row[f"{k}_rel"] for k in RECALLS} | {f"band_{b}": v for b, v in row["recall_by_band_rel"].items()}
     assert len(rel) == len(RECALLS) + 3
-    if sample_words == 8:
+    if sample_words == 8:  # too few words; the ids (eval.sample_tokens: 8 of the split's 9) are comparable
+        assert reference["comparable_ids"] is True
+        assert rel.pop("rare_id_recall") == pytest.approx(row["rare_id_recall"] / reference["rare_id_recall"])
         assert set(rel.values()) == {None}
     else:
         for k in RECALLS:

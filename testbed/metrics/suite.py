@@ -151,6 +151,12 @@ class Evaluator:
             if not row["comparable"] and say:
                 say(f"note: the human reference has {row['eval_words']:,} words, fewer than eval.sample_words="
                     f"{self.cfg.sample_words:,}; reference.json is not comparable with the generations")
+            if "eval_tokens" in row:  # the id sample has a size of its own (eval.sample_tokens)
+                n_tokens = self.cfg.sample_tokens or self.cfg.sample_words
+                row["comparable_ids"] = row["eval_tokens"] == n_tokens
+                if not row["comparable_ids"] and say:
+                    say(f"note: the human reference has {row['eval_tokens']:,} tokens, fewer than eval.sample_tokens="
+                        f"{n_tokens:,}; rare_id_recall_rel is left null")
             self._references[seed] = row
         return dict(self._references[seed])
 
@@ -200,13 +206,15 @@ def ratio_se(num: list[float], den: list[float]) -> float | None:
 def relative(row: dict, reference: dict) -> dict:
     """Each recall over the same recall of human text of the same size (1: as much of the tail as human text keeps).
 
-    All None when the reference is not comparable (fewer words than eval.sample_words):
-    recall grows with sample size, so a ratio across sizes would measure the sizes, not the tail.
+    None when the reference is not comparable (fewer words than eval.sample_words, or for rare_id_recall fewer
+    tokens than eval.sample_tokens): recall grows with sample size, so a ratio across sizes would measure the
+    sizes, not the tail.
     """
-    def ratio(a, b):
-        return a / b if b and reference["comparable"] else None
+    def ratio(a, b, comparable=reference["comparable"]):
+        return a / b if b and comparable else None
 
     out = {f"{k}_rel": ratio(row[k], reference[k]) for k in RECALLS}
+    out["rare_id_recall_rel"] = ratio(row["rare_id_recall"], reference["rare_id_recall"], reference.get("comparable_ids"))
     out["recall_by_band_rel"] = {b: ratio(row["recall_by_band"][b], reference["recall_by_band"][b]) for b in tail.BANDS}
     return out
 
