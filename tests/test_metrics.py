@@ -277,6 +277,11 @@ def test_evaluate_uniform_model(evaluator, make_model):
     assert row["heldout_bpb"] == pytest.approx(tokens * math.log2(300) / 33, rel=1e-5)
     assert row["ended_rate"] == 0.5 and row["mean_doc_tokens"] == 2.0
     assert row["rare_types"] == 5
+    # A human prompt (sample.prompt=human) is part of the document, as in the reference's whole human documents;
+    # the prompt's leading end token is not: 3 + 3 and 3 + 1 tokens.
+    prompted = [Sample([0, 9, 10, 11], [5, 6, 7], True), Sample([0, 9, 10, 11], [8], False)]
+    row = ev.evaluate(model, ["the cat", "a dog"], prompted, seed=0)
+    assert row["mean_doc_tokens"] == 5.0 and row["doc_tokens_p10"] == pytest.approx(4.2)
 
 
 def test_reference_scores_the_heldout_text(evaluator):

@@ -123,7 +123,7 @@ METRICS = [
 
     Metric("ended_rate", "length", "down", "share of samples that ended with the end token (1 − the share ending "
            "without one)"),
-    *[Metric(k, "length", "", "tokens per sampled document (prompt and end token excluded); percentiles by linear "
+    *[Metric(k, "length", "", "tokens per sampled document, end token excluded (a human prompt, `sample.prompt=human`, counted: the reference counts whole human documents); percentiles by linear "
              "interpolation", moves="either way: compare with the reference")
       for k in ("mean_doc_tokens", "doc_tokens_p10", "doc_tokens_p50", "doc_tokens_p90")],
     Metric("loop_rate", "length", "up", "share of the sample's documents with a repetition loop: some phrase of 1 to "

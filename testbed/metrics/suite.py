@@ -185,7 +185,8 @@ class Evaluator:
             row.update(relative(row, self.reference(self.reference_seed if self.reference_seed is not None else seed)))
         row.update(self._rare_sizes())
         row["ended_rate"] = sum(s.ended for s in samples) / len(samples)
-        row.update(self.length_metrics([len(s.tokens) for s in samples]))
+        # The whole document, as reference.json counts human ones: a human prompt included, its leading end token not.
+        row.update(self.length_metrics([len(s.prompt) - 1 + len(s.tokens) for s in samples]))
         return row
 
 
