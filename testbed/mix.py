@@ -57,16 +57,36 @@ def training_set(generation: int, human: list, synthetic: dict[int, list], cfg: 
         pool = labelled_human + [(synthetic_label(k), d) for k in range(generation) for d in synthetic[k]]
     else:
         total = budget if cfg.size == "fixed" else len(newest)
-        n_human = round(cfg.anchor_fraction * total)
+        n_human = anchor_docs(cfg.anchor_fraction, total)
         if cfg.anchor_set == "fixed":
             n_human = min(n_human, len(human))  # a fresh anchor may be larger than the split: new text has no end
         anchor = ([(HUMAN, d) for d in fresh(n_human)] if cfg.anchor_set == "fresh"
-                  else random.Random(anchor_seed).sample(labelled_human, n_human))
+                  else nested_sample(random.Random(anchor_seed), labelled_human, n_human))
         rest = newest if cfg.after_curation else rng.sample(newest, min(total - n_human, len(newest)))
         return anchor + rest
     if cfg.size == "fixed" and len(pool) > budget and not cfg.after_curation:
         pool = rng.sample(pool, budget)
     return pool
+
+
+def anchor_docs(fraction: float, total: int) -> int:
+    """Human documents in an anchored pool of `total`: the fraction, rounded, and at least one whenever the fraction
+    is above 0, so that a small pool anchored at 10% is not silently a replace run."""
+    n = round(fraction * total)
+    return max(n, 1) if fraction > 0 and total > 0 else n
+
+
+def nested_sample(rng: random.Random, population: list, k: int) -> list:
+    """k of population, seeded, such that a smaller k draws a prefix of a larger one: a fixed anchor whose size
+    changes by a document (mix.size=grow) keeps the same documents. random.sample does not promise that (it switches
+    method with k); this is its method for large k, draw for draw, so equal to random.sample wherever it uses that."""
+    pool, n = list(population), len(population)
+    out = []
+    for i in range(k):
+        j = rng.randrange(n - i)
+        out.append(pool[j])
+        pool[j] = pool[n - i - 1]
+    return out
 
 
 def budget_docs(cfg: MixConfig, n_human: int) -> int:

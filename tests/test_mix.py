@@ -1,10 +1,12 @@
+import random
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from testbed.config import MixConfig
-from testbed.mix import HUMAN, composition, documents, fill, synthetic_docs, synthetic_label, training_set
+from testbed.mix import (HUMAN, anchor_docs, composition, documents, fill, nested_sample, synthetic_docs, synthetic_label,
+                         training_set)
 from testbed.tokenizer import train_tokenizer
 
 HUMAN_DOCS = [f"h{i}" for i in range(50)]
@@ -61,6 +63,33 @@ def test_fixed_anchor_set_is_identical_across_generations():
         for g in (1, 2, 3)
     ]
     assert anchors[0] == anchors[1] == anchors[2] and len(anchors[0]) == 10
+
+
+def test_a_fixed_anchor_that_grows_by_a_document_keeps_the_documents_it_had():
+    """mix.size=grow: the anchor's size follows the newest corpus, which loses its unfinished samples. random.sample
+    changes method between 341 and 342 of 3,600, where 18 of the 341 used to be swapped out."""
+    human = [f"h{i}" for i in range(3600)]
+    cfg = MixConfig(regime="anchor", anchor_fraction=0.1, anchor_set="fixed")
+    anchors = [[d for label, d in training_set(1, human, {0: [f"s{i}" for i in range(n)]}, cfg, seed=0, anchor_seed=3)
+                if label == HUMAN] for n in (3410, 3420, 3600)]
+    assert [len(a) for a in anchors] == [341, 342, 360]
+    assert anchors[1][:341] == anchors[0] and anchors[2][:342] == anchors[1]
+
+
+@pytest.mark.parametrize("k", [342, 360, 900, 3600])
+def test_nested_sample_draws_as_random_sample_where_that_uses_its_method(k):
+    """The fixed anchors of runs made before nested_sample (360 of 3,600 in the labs) are drawn as they were."""
+    population = list(range(3600))
+    assert nested_sample(random.Random(11), population, k) == random.Random(11).sample(population, k)
+
+
+@pytest.mark.parametrize("n, fraction, expected", [(5, 0.1, 1), (1, 0.5, 1), (4, 0.1, 1), (25, 0.1, 2), (35, 0.1, 4),
+                                                   (40, 0.0, 0), (0, 0.5, 0), (3600, 0.1, 360)])
+def test_an_anchored_pool_holds_at_least_one_human_document(n, fraction, expected):
+    assert anchor_docs(fraction, n) == expected
+    synthetic = {0: [f"s{i}" for i in range(n)]}
+    out = training_set(1, HUMAN_DOCS, synthetic, MixConfig(regime="anchor", anchor_fraction=fraction), seed=0, anchor_seed=0)
+    assert composition(out).get(HUMAN, 0) == min(expected, len(HUMAN_DOCS))
 
 
 def test_fresh_anchor_is_new_human_text_never_the_training_split():

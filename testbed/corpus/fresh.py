@@ -9,6 +9,7 @@ that split_documents set aside (data.fresh_docs), never reused.
 from testbed import TestbedError
 from testbed.config import Config
 from testbed.corpus.sources import truth
+from testbed.mix import anchor_docs
 from testbed.seeds import stage_seed
 
 
@@ -16,7 +17,7 @@ def per_generation(cfg: Config, train_docs: int) -> int:
     """Human documents the anchor regime asks of one generation, at most (fewer when samples are dropped)."""
     m = cfg.mix
     total = (m.docs if m.docs is not None else train_docs) if m.size == "fixed" else cfg.sample.size
-    return round(m.anchor_fraction * total)
+    return anchor_docs(m.anchor_fraction, total)
 
 
 def check_reserve(cfg: Config, train_docs: int) -> None:
