@@ -162,6 +162,29 @@ def test_seed_groups_join_runs_that_differ_only_in_seed():
     # A seeds-only sweep's runs are named seed=N; the group takes the sweep folder's name.
     sweep = [{**fake(f"seed={s}", s, "replace"), "path": Path("runs/none") / f"seed={s}"} for s in (0, 1)]
     assert [g["label"] for g in seed_groups(sweep)] == ["none (2 seeds: 0, 1)"]
+    # A second run of seed 0 (a rerun on another machine) is not a third seed: it makes a group of its own.
+    groups = seed_groups([fake("a_seed=0", 0, "replace"), fake("a_seed=1", 1, "replace"), fake("gpu/a_seed=0", 0, "replace")])
+    assert [g["label"] for g in groups] == ["a (2 seeds: 0, 1)", "gpu/a_seed=0"]
+    # Seeds taken to different generations: the label says the mean covers only what all of them have.
+    rows = lambda n: [{"generation": g} for g in range(n + 1)]  # noqa: E731
+    groups = seed_groups([{**fake("a_seed=0", 0, "replace"), "rows": rows(2)}, {**fake("a_seed=1", 1, "replace"), "rows": rows(1)}])
+    assert [g["label"] for g in groups] == ["a (2 seeds: 0, 1) (generations all seeds have)"]
+
+
+def test_a_groups_mean_is_drawn_only_where_every_seed_has_a_value():
+    """Seed 0 went on to generation 2, seed 1 stopped at 1: a mean at generation 2 would be seed 0 alone."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from testbed.report.plots import draw_metric
+    runs = [{"rows": [{"generation": 0, "m": 1.0}, {"generation": 1, "m": 3.0}, {"generation": 2, "m": 9.0}]},
+            {"rows": [{"generation": 0, "m": 2.0}, {"generation": 1, "m": 5.0}]}]
+    fig, ax = plt.subplots()
+    draw_metric(ax, "m", [{"label": "a", "runs": runs}], direction=1)
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == [0, 1] and list(line.get_ydata()) == [1.5, 4.0]
+    plt.close(fig)
 
 
 def test_out_replaces_only_a_report_it_wrote_and_never_a_users_files(runs, tmp_path):

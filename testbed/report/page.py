@@ -131,20 +131,28 @@ def _write(runs, folder: Path, metrics, samples) -> None:
 
 
 def seed_groups(runs: list[dict]) -> list[dict]:
-    """Runs whose configs differ only in seed (and run_dir) form one group, drawn as a mean and a band."""
+    """Runs whose configs differ only in seed (and run_dir) form one group, drawn as a mean and a band over the
+    generations every member has. A run of a seed the group already holds (a rerun elsewhere) starts a group of
+    its own: it is not another seed."""
     groups = {}
     for run in runs:
         key = json.dumps({k: v for k, v in run["config"].items() if k not in ("seed", "run_dir", "generations", "track")},
                          sort_keys=True)
-        groups.setdefault(key, []).append(run)
+        same = groups.setdefault(key, [])
+        home = next((g for g in same if all(m["config"]["seed"] != run["config"]["seed"] for m in g)), None)
+        if home is None:
+            same.append(home := [])
+        home.append(run)
     out = []
-    for members in groups.values():
+    for members in (g for same in groups.values() for g in same):
         label = members[0]["name"]
         if len(members) > 1:
             stripped = re.sub(r"[_\-,.]?seed[=_\-]?\d+", "", label).strip("/")
             # A seeds-only sweep names its runs seed=N: the sweep's folder is then the name.
             stripped = stripped or Path(members[0]["path"]).parent.name or label
             label = f"{stripped} ({len(members)} seeds: {', '.join(str(m['config']['seed']) for m in members)})"
+            if len({tuple(sorted(r["generation"] for r in m.get("rows", []))) for m in members}) > 1:
+                label += " (generations all seeds have)"
         if any(m["partial"] for m in members):
             label += " (partial)"
         out.append({"label": label, "runs": members})

@@ -21,15 +21,16 @@ def _direction(ax, direction: int | None) -> None:
 
 
 def draw_metric(ax, metric: str, groups: list[dict], direction: int | None) -> None:
-    """One line per group of runs; with several seeds, their mean and a band from min to max."""
+    """One line per group of runs; with several seeds, their mean and a band from min to max, at the generations
+    every seed has (a mean over fewer seeds would move with which seeds are left, not with the metric)."""
     for i, group in enumerate(groups):
         color = COLORS[i % len(COLORS)]
         series = [{r["generation"]: r[metric] for r in run["rows"] if isinstance(r.get(metric), (int, float))}
                   for run in group["runs"]]
-        gens = sorted({g for s in series for g in s})
+        gens = sorted(set.intersection(*(set(s) for s in series))) if series else []
         if not gens:
             continue
-        values = [[s[g] for s in series if g in s] for g in gens]
+        values = [[s[g] for s in series] for g in gens]
         ax.plot(gens, [np.mean(v) for v in values], marker="o", ms=3, color=color, label=group["label"])
         if len(series) > 1:
             ax.fill_between(gens, [min(v) for v in values], [max(v) for v in values], color=color, alpha=0.2, lw=0)
