@@ -323,13 +323,16 @@ def test_likelihood_ratio_scores_text_the_model_favours_higher(make_model):
 
 
 def detector_run(tmp_path, make_model, *overrides):
-    """A curator over a two-generation run dir: gen_000 wrote rocket stories, gen_001 (the pool's writer) nonsense words."""
+    """A curator over a two-generation run dir: gen_000 wrote rocket stories, gen_001 (the pool's writer) nonsense words.
+    gen_000's last 4 stories ran into the length cap (ended: false), as unfinished samples do."""
     cfg = load_config(None, ["curate.detector.enabled=true", "curate.detector.train_docs=20", *overrides])
-    corpora = {0: random_docs(ROCKETS, 30, 20, seed=2), 1: random_docs(WORDS, 30, 20, seed=3)}
+    corpora = {0: random_docs(ROCKETS, 34, 20, seed=2), 1: random_docs(WORDS, 30, 20, seed=3)}
     for g, texts in corpora.items():
         save_model(make_model(seed=g), tmp_path / f"gen_{g:03d}" / "model")
-        write_jsonl(tmp_path / f"gen_{g:03d}" / "corpus.jsonl", ({"text": t} for t in texts))
+        write_jsonl(tmp_path / f"gen_{g:03d}" / "corpus.jsonl",
+                    ({"text": t, "ended": not (g == 0 and i >= 30)} for i, t in enumerate(texts)))
         (tmp_path / f"gen_{g:03d}" / "DONE").write_text("")
+    corpora[0] = corpora[0][:30]  # what the mix keeps of it (mix.keep_unfinished: false)
     rng = random.Random(0)
     doc = lambda text: Doc([rng.randrange(1, 64) for _ in range(12)], text)  # noqa: E731
     human = [doc(t) for t in random_docs(CATS, 60, 20, seed=4)]

@@ -181,8 +181,11 @@ class Detector(Step):
             synthetic = [d.text for d in newest if d.text not in pool_texts]
         elif c.kind == "classifier":
             # The mix loads only the corpora the pool draws on, so an earlier one is
-            # read here, from beside its model.
-            synthetic = [r["text"] for r in cur.rundir.corpus(source) if r["text"] not in pool_texts]
+            # read here, from beside its model, and left as the mix leaves a corpus (without the documents cut off
+            # at the length cap, unless mix.keep_unfinished): a detector learns the kind of text it will score.
+            keep_unfinished = cur.cfg.mix.keep_unfinished
+            synthetic = [r["text"] for r in cur.rundir.corpus(source)
+                         if (r["ended"] or keep_unfinished) and r["text"] not in pool_texts]
         else:
             synthetic = []
         if len(human) < 2 or (c.kind == "classifier" and len(synthetic) < 2):
