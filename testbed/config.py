@@ -235,6 +235,10 @@ class Config:
                                "mix.after_curation=true the mix would draw its budget before verifying: set it")
         if self.mix.after_curation and self.mix.size != "fixed":
             raise TestbedError("mix.after_curation=true cuts the curated pool to mix.docs: it needs mix.size=fixed")
+        if self.mix.after_curation and self.curate.detector.enabled and self.curate.detector.kind == "classifier":
+            raise TestbedError("curate.detector.kind=classifier learns from model text outside the pool, and "
+                               "mix.after_curation=true puts all of generation 0's in the pool of generation 1: "
+                               "set mix.after_curation=false, or curate.detector.kind=likelihood")
         if not 0 <= self.mix.anchor_fraction <= 1:
             raise TestbedError(f"mix.anchor_fraction={self.mix.anchor_fraction} must be in [0, 1]")
         for section in dataclasses.fields(self.curate):  # each curation step checks its own keys

@@ -203,6 +203,17 @@ def test_verified_sampling_needs_the_verifier_and_a_budget_counted_after_curatio
         load_config(None, ["sample.unit=verified", "curate.verifier.enabled=true", "mix.size=fixed", "mix.after_curation=true"])
 
 
+def test_a_classifier_detector_cannot_learn_outside_a_pool_that_holds_the_whole_corpus():
+    """mix.after_curation puts all of the newest corpus in the pool: generation 1's classifier would have no model text
+    left to learn from, and the run used to stop there, after generation 0, with advice the config already followed."""
+    after = ["mix.size=fixed", "mix.after_curation=true", "curate.detector.enabled=true"]
+    with pytest.raises(TestbedError, match=r"^curate\.detector\.kind=classifier .* set mix\.after_curation=false, or "
+                                           r"curate\.detector\.kind=likelihood$"):
+        load_config(None, after)
+    load_config(None, [*after, "curate.detector.kind=likelihood"])  # it learns only from human text
+    load_config(None, [*after[:2], "curate.detector.enabled=false"])
+
+
 def test_local_source_needs_a_path():
     with pytest.raises(TestbedError, match=r"data\.path is not set"):
         load_config(None, ["data.source=local"])
