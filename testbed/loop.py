@@ -16,6 +16,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from testbed import TestbedError
 from testbed.config import Config, to_dict, to_yaml
 from testbed.corpus.fresh import fresh_texts
 from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
@@ -181,6 +182,11 @@ def _mix(g: int, r: _Run, tag: str):
                             lambda n: documents(r.tokenizer, fresh_texts(cfg, r.corpus.reserve, len(r.human), g, n)))
     counts = ", ".join(f"{k} {v}" for k, v in composition(examples).items())
     r.say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs ({counts})")
+    if not examples:  # else curation or packing would take the blame
+        written = sum(len(r.rundir.corpus(k)) for k in synthetic)
+        raise TestbedError(f"generation {g}: the mix holds no documents: all {written:,} that model {g - 1} wrote "
+                           "ran into the length cap unfinished, and mix.keep_unfinished=false leaves those out; set "
+                           "mix.keep_unfinished=true, or give documents more room (sample.max_new_tokens, model.context)")
     return examples, synthetic.get(g - 1)
 
 

@@ -157,6 +157,18 @@ def test_unfinished_samples_stay_out_of_the_pool_unless_kept(tmp_path, tiny_run)
     assert kept[1]["train_mix"] == {"synthetic:gen_000": len(corpus)}
 
 
+def test_a_mix_left_empty_by_unfinished_samples_says_so(tmp_path):
+    """One token a document: every sample is cut off, so the mix is empty before any curation step could be blamed."""
+    cfg = load_config(None, [f"run_dir={tmp_path / 'run'}", "generations=1", "data.docs=300", "data.heldout_docs=30",
+                             "model.preset=nano", "model.context=64", "train.tokens=20000", "sample.size=4",
+                             "sample.max_new_tokens=1", "eval.sample_words=500", "eval.truth_docs=10",
+                             "curate.heuristics.enabled=true"])
+    with pytest.raises(TestbedError, match=r"^generation 1: the mix holds no documents: all 4 that model 0 wrote ran "
+                                           r"into the length cap unfinished, .* set mix\.keep_unfinished=true"):
+        run(cfg, say=quiet)
+    assert (tmp_path / "run" / "gen_000" / "DONE").exists() and not (tmp_path / "run" / "gen_001.partial").exists()
+
+
 def test_fresh_human_text_is_new_each_generation_and_never_the_training_split(tmp_path, monkeypatch, tiny_run):
     """The contaminated pool's human half: from the reserve, a new slice per generation."""
     pools = []
