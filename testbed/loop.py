@@ -275,7 +275,7 @@ def _evaluate(g: int, r: _Run, model, texts, samples, tag: str) -> dict:
     first = texts if g == 0 else [row["text"] for row in r.rundir.corpus(0)]
     row = {"generation": g, **r.evaluator.evaluate(model, texts, samples, _seed(r, 0, "eval"), gen0_texts=first)}
     r.say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
-        f"{k} {row[k]:.4g}" for k in r.evaluator.headline if k in row))
+        f"{k} {row[k]:.4g}" if row[k] is not None else f"{k} null" for k in r.evaluator.headline if k in row))
     return row
 
 

@@ -176,16 +176,16 @@ def test_bits_per_byte_arithmetic():
     (1, 2 / 4),  # a b a b: {a, b} of 4
     (2, 2 / 3),  # ab ba ab: {ab, ba} of 3
     (4, 1.0),
-    (5, 0.0),  # no 5-grams at all
+    (5, None),  # no 5-grams at all: undefined, not "no diversity" (0)
 ])
 def test_distinct_n(n, expected):
-    assert distinct_n([["a", "b", "a", "b"]], n) == pytest.approx(expected)
+    assert distinct_n([["a", "b", "a", "b"]], n) == (pytest.approx(expected) if expected is not None else None)
 
 
 def test_distinct_n_does_not_cross_documents():
     # (a b), (a b): 1 of 2; across the boundary (b a) would make it 2 of 3
     assert distinct_n([["a", "b"], ["a", "b"]], 2) == pytest.approx(1 / 2)
-    assert distinct_n([], 1) == 0.0
+    assert distinct_n([], 1) is None
 
 
 TEXTS = ["one two three", "four five", "six seven eight nine", "ten", "eleven twelve thirteen"]
@@ -282,6 +282,20 @@ def test_evaluate_uniform_model(evaluator, make_model):
     prompted = [Sample([0, 9, 10, 11], [5, 6, 7], True), Sample([0, 9, 10, 11], [8], False)]
     row = ev.evaluate(model, ["the cat", "a dog"], prompted, seed=0)
     assert row["mean_doc_tokens"] == 5.0 and row["doc_tokens_p10"] == pytest.approx(4.2)
+
+
+def test_a_sample_without_words_has_no_figure_that_reads_as_no_collapse(evaluator):
+    """A model that writes nothing is the extreme of collapse: its word figures are null, never the human-like end
+    (JS 0, self-BLEU 0, compression 0, loop rate 0) they used to be."""
+    ev, _ = evaluator
+    row = ev.corpus_metrics(["", "...", ""], seed=0)
+    assert row["eval_words"] == 0 and row["vocab_used"] == 0 and row["rare_token_recall"] == 0.0
+    undefined = ["distinct_1", "distinct_2", "entropy_1", "entropy_2", "self_bleu", "compression_ratio", "zipf_slope",
+                 "unigram_kl", "unigram_js", "tail_mass"]
+    assert {k: row[k] for k in undefined} == dict.fromkeys(undefined)
+    # One document of one word repeated: no pair for self-BLEU, where the loop rate is 1.
+    row = ev.corpus_metrics(["the " * 8], seed=0)
+    assert row["self_bleu"] is None and row["loop_rate"] == 1.0 and row["distinct_1"] == 1 / 8
 
 
 def test_reference_scores_the_heldout_text(evaluator):

@@ -25,7 +25,7 @@ def test_has_loop(text, loops):
 def test_loop_rate_and_length_quantiles():
     docs = ["a b a b a b".split(), "one two three four".split(), [], "x y z".split()]
     assert loop_rate(docs) == pytest.approx(1 / 4)
-    assert loop_rate([]) == 0.0
+    assert loop_rate([]) is None  # no documents: not "none loops" (0)
     # 1..10: numpy's linear interpolation puts p10 at 1.9, p50 at 5.5, p90 at 9.1
     assert length_quantiles(list(range(1, 11))) == {"p10": pytest.approx(1.9), "p50": 5.5, "p90": pytest.approx(9.1)}
     assert length_quantiles([]) == {"p10": 0.0, "p50": 0.0, "p90": 0.0}

@@ -55,7 +55,7 @@ def test_self_bleu_averages_seeded_pairs():
     pairs = [rng.sample(range(3), 2) for _ in range(30)]
     expected = sum(set(p) == {0, 1} for p in pairs) / 30
     assert self_bleu(docs, 30, seed=4) == pytest.approx(expected)
-    assert self_bleu(docs[:1], 30, seed=4) == 0.0
+    assert self_bleu(docs[:1], 30, seed=4) is None  # one document has no pair: not "pairs share nothing" (0)
 
 
 def test_ngram_entropy_hand_computed():
@@ -63,7 +63,7 @@ def test_ngram_entropy_hand_computed():
     # unigrams a: 1/2, b: 1/4, c: 1/4 -> 1.5 bits; bigrams aa ab bc, uniform -> log2 3
     assert ngram_entropy(docs, 1) == pytest.approx(1.5)
     assert ngram_entropy(docs, 2) == pytest.approx(math.log2(3))
-    assert ngram_entropy([], 2) == 0.0
+    assert ngram_entropy([], 2) is None
 
 
 def test_compression_ratio_is_raw_over_zlib_bytes():
@@ -72,7 +72,7 @@ def test_compression_ratio_is_raw_over_zlib_bytes():
     docs = [["ab", "ab"], ["cd"]]
     raw = b"ab ab\ncd"
     assert compression_ratio(docs) == pytest.approx(len(raw) / len(zlib.compress(raw, 9)))
-    assert compression_ratio([]) == 0.0
+    assert compression_ratio([]) is None and compression_ratio([[], []]) is None
 
 
 def test_distinct_4():

@@ -29,9 +29,9 @@ def has_loop(doc: list, copies: int = 3, max_period: int = 10, min_words: int = 
     return False
 
 
-def loop_rate(docs: list[list]) -> float:
-    """Share of documents with a repetition loop."""
-    return sum(map(has_loop, docs)) / len(docs) if docs else 0.0
+def loop_rate(docs: list[list]) -> float | None:
+    """Share of documents with a repetition loop; None for no documents."""
+    return sum(map(has_loop, docs)) / len(docs) if docs else None
 
 
 def length_quantiles(lengths: list[int], qs=(10, 50, 90)) -> dict:

@@ -32,21 +32,22 @@ def fixed_size_sample(texts: list, n_words: int, seed: int, split=words) -> list
     return sample
 
 
-def distinct_n(docs: list[list], n: int) -> float:
-    """Unique n-grams / total n-grams; n-grams do not cross document boundaries."""
+def distinct_n(docs: list[list], n: int) -> float | None:
+    """Unique n-grams / total n-grams; n-grams do not cross document boundaries. None without any n-gram."""
     grams = [g for d in docs for g in ngrams(d, n)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+    return len(set(grams)) / len(grams) if grams else None
 
 
-def ngram_entropy(docs: list[list], n: int) -> float:
-    """Entropy (bits) of the sample's n-gram distribution."""
+def ngram_entropy(docs: list[list], n: int) -> float | None:
+    """Entropy (bits) of the sample's n-gram distribution; None without any n-gram."""
     return entropy(word_counts(docs, n))
 
 
-def compression_ratio(docs: list[list[str]]) -> float:
-    """Bytes of the sample (words joined by spaces, documents by newlines) over its zlib-9 size: higher, more redundant."""
+def compression_ratio(docs: list[list[str]]) -> float | None:
+    """Bytes of the sample (words joined by spaces, documents by newlines) over its zlib-9 size: higher, more redundant.
+    None for a sample without words."""
     raw = "\n".join(" ".join(d) for d in docs).encode("utf-8")
-    return len(raw) / len(zlib.compress(raw, 9)) if raw else 0.0
+    return len(raw) / len(zlib.compress(raw, 9)) if any(docs) else None
 
 
 def sentence_bleu(hyp: list[str], ref: list[str]) -> float:
@@ -65,14 +66,15 @@ def _bleu():
     return BLEU(tokenize="none", smooth_method="exp", effective_order=True)
 
 
-def self_bleu(docs: list[list[str]], pairs: int, seed: int) -> float:
+def self_bleu(docs: list[list[str]], pairs: int, seed: int) -> float | None:
     """Mean sentence BLEU over a seeded sample of ordered (hypothesis, reference) pairs of distinct documents.
 
     Pairs rather than each document against all others: the cost is fixed
-    however large the sample, and the estimate's spread shrinks as 1/sqrt(pairs).
+    however large the sample, and the estimate's spread shrinks as 1/sqrt(pairs). None below two documents: a
+    sample of one has no pair, which is not the same as pairs that share nothing (0).
     """
     if len(docs) < 2 or pairs < 1:
-        return 0.0
+        return None
     rng = random.Random(seed)
     total = 0.0
     for _ in range(pairs):

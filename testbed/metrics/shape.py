@@ -11,11 +11,11 @@ from collections import Counter
 import numpy as np
 
 
-def entropy(counts: Counter) -> float:
-    """Shannon entropy of the empirical distribution, in bits (plug-in estimate)."""
+def entropy(counts: Counter) -> float | None:
+    """Shannon entropy of the empirical distribution, in bits (plug-in estimate); None for no counts."""
     c = np.array([v for v in counts.values() if v > 0], dtype=np.float64)
     if not len(c):
-        return 0.0
+        return None
     p = c / c.sum()
     return float(-(p * np.log2(p)).sum())
 
@@ -27,23 +27,27 @@ def _aligned(p: Counter, q: Counter) -> tuple[np.ndarray, np.ndarray]:
             np.array([q.get(k, 0) for k in keys], dtype=np.float64))
 
 
-def kl_divergence(p: Counter, q: Counter, alpha: float = 1.0) -> float:
-    """KL(p || q) in bits, both smoothed add-alpha over the union of their types.
+def kl_divergence(p: Counter, q: Counter, alpha: float = 1.0) -> float | None:
+    """KL(p || q) in bits, both smoothed add-alpha over the union of their types; None when either has no counts
+    (smoothing alone would make an empty sample a uniform distribution, a figure of nothing measured).
 
     Smoothing keeps a type that q never produced from making the divergence
     infinite; what it costs is then set by alpha and q's size.
     """
     a, b = _aligned(p, q)
+    if not a.sum() or not b.sum():
+        return None
     a = (a + alpha) / (a.sum() + alpha * len(a))
     b = (b + alpha) / (b.sum() + alpha * len(b))
     return float((a * np.log2(a / b)).sum()) if len(a) else 0.0
 
 
-def js_divergence(p: Counter, q: Counter) -> float:
-    """Jensen-Shannon divergence in bits, in [0, 1]; needs no smoothing, since the mixture covers both."""
+def js_divergence(p: Counter, q: Counter) -> float | None:
+    """Jensen-Shannon divergence in bits, in [0, 1]; needs no smoothing, since the mixture covers both. None when
+    either has no counts: an empty sample is not identical to the human text (0)."""
     a, b = _aligned(p, q)
     if not a.sum() or not b.sum():
-        return 0.0
+        return None
     a, b = a / a.sum(), b / b.sum()
     m = (a + b) / 2
 
@@ -53,19 +57,20 @@ def js_divergence(p: Counter, q: Counter) -> float:
     return float(max(0.0, (half(a) + half(b)) / 2))
 
 
-def zipf_slope(counts: Counter) -> float:
-    """Least-squares slope of log(count) against log(rank) over every type (about -1 for natural text)."""
+def zipf_slope(counts: Counter) -> float | None:
+    """Least-squares slope of log(count) against log(rank) over every type (about -1 for natural text); None below
+    two types, where no line is defined."""
     c = np.sort(np.array([v for v in counts.values() if v > 0], dtype=np.float64))[::-1]
     if len(c) < 2:
-        return 0.0
+        return None
     x, y = np.log(np.arange(1, len(c) + 1)), np.log(c)
     return float(np.polyfit(x, y, 1)[0])
 
 
-def tail_mass(counts: Counter, rare: set) -> float:
-    """Share of all occurrences whose type is in `rare`."""
+def tail_mass(counts: Counter, rare: set) -> float | None:
+    """Share of all occurrences whose type is in `rare`; None for no occurrences."""
     total = sum(counts.values())
-    return sum(c for w, c in counts.items() if w in rare) / total if total else 0.0
+    return sum(c for w, c in counts.items() if w in rare) / total if total else None
 
 
 
