@@ -28,7 +28,7 @@ from testbed.mix import (HUMAN, Doc, composition, documents, fill, synthetic_doc
 from testbed.model import build_model, context_length, load_model, n_params, save_model
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_jsonl, write_json
-from testbed.sample import sample_corpus
+from testbed.sample import sample_corpus, written_text
 from testbed.seeds import stage_seed
 from testbed.tokenizer import load_tokenizer, train_tokenizer
 from testbed.tracking import Tracking, check_trackers
@@ -285,7 +285,7 @@ def _commit(g: int, r: _Run, part, texts, samples, **records) -> None:
     # what the metrics count and the report's word pictures read.
     prompted = any(len(s.prompt) > 1 for s in samples)
     documents = [{"text": t, "source": synthetic_label(g), "generation": g, "ended": s.ended, "tokens": len(s.tokens),
-                  **({"written": r.tokenizer.decode(s.tokens)} if prompted else {})} for t, s in zip(texts, samples)]
+                  **({"written": written_text(r.tokenizer, s, t)} if prompted else {})} for t, s in zip(texts, samples)]
     RunDir.save(part, documents, **{name: record for name, record in records.items() if record is not None})
     # Before the generation is marked finished: one redone after a kill logs its metrics again.
     r.tracking.log_generation(g, {k: v for k, v in numbers(records["metrics"]).items() if k != "generation"})

@@ -12,6 +12,7 @@ rows and a fixed-size cache to the end, so the decode step can be captured
 once as a CUDA graph. Both paths draw the same random numbers for the same
 rows, so they write the same corpus up to floating-point rounding.
 """
+import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -70,6 +71,22 @@ class _ReservedLayer(DynamicLayer):
         self._keys[:, :, :self.filled] = keys[indices, :, :self.filled]
         self._values[:, :, :self.filled] = values[indices, :, :self.filled]
         self.keys, self.values = self._keys[:, :, :self.filled], self._values[:, :, :self.filled]
+
+
+def written_text(tokenizer, sample: Sample, text: str) -> str:
+    """What the model wrote after a human prompt (sample.prompt=human), from `text`, the whole decoded document.
+
+    Cut after the prompt's last whole word, not at its last token: a BPE prompt may end inside a word ("an ele"),
+    and the model's part would then open with a fragment ("phant") that the word metrics would count as a word.
+    The word the model completed is the model's.
+    """
+    head = tokenizer.decode(sample.prompt[1:])
+    if not text.startswith(head):  # a decoder that joins otherwise at the seam: the continuation decoded alone
+        return tokenizer.decode(sample.tokens).strip()
+    cut = len(head)
+    if cut < len(text) and text[cut].isalpha() and (inside := re.search(r"[^\W\d_]+$", head)):
+        cut = inside.start()
+    return text[cut:].strip()
 
 
 def human_prompt_pool(cfg: SampleConfig, human: list) -> list:

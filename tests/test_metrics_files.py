@@ -71,6 +71,24 @@ def test_eval_command(run_like, capsys):
     assert {"ppl_rare", "unigram_kl", "rare_bigram_recall", "self_bleu"} <= set(row)
 
 
+def test_eval_of_a_prompted_corpus_scores_the_model_on_whole_documents_and_counts_only_what_it_wrote(run_like, capsys):
+    """A corpus.jsonl of sample.prompt=human: the loop's self-perplexity reads whole documents, its word figures only
+    `written`; testbed eval does the same (bits per byte tells the two apart, the uniform model's ppl cannot)."""
+    root, _ = run_like
+    prompted = root / "prompted_eval.jsonl"
+    prompted.write_text("".join(json.dumps({"text": f"once upon a time {t}", "written": t}) + "\n" for t in SYNTHETIC))
+    (root / "whole.txt").write_text("".join(f"once upon a time {t}\n" for t in SYNTHETIC))
+    (root / "written.txt").write_text("".join(f"{t}\n" for t in SYNTHETIC))
+    rows = {}
+    for name in ("prompted_eval.jsonl", "whole.txt", "written.txt"):
+        assert main(["eval", "--model", str(root / "gen_000" / "model"), "--text", str(root / name),
+                     "eval.sample_words=100"]) == 0
+        rows[name] = json.loads(capsys.readouterr().out)
+    assert rows["prompted_eval.jsonl"]["bpb"] == pytest.approx(rows["whole.txt"]["bpb"])
+    assert rows["prompted_eval.jsonl"]["bpb"] != pytest.approx(rows["written.txt"]["bpb"])
+    assert rows["prompted_eval.jsonl"]["eval_words"] == rows["written.txt"]["eval_words"] == 18
+
+
 def test_eval_command_without_model_or_human_leaves_their_metrics_out(run_like, capsys):
     root, _ = run_like
     assert main(["eval", "--text", str(root / "synthetic.jsonl"), "--tokenizer", str(root / "tokenizer")]) == 0

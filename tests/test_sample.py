@@ -231,6 +231,30 @@ def test_human_prompts_from_views_of_encoded_ids_sample_as_lists(make_model, as_
     assert all(type(t) is int for s in corpus[1] for t in s.prompt)
 
 
+@pytest.mark.parametrize("kind", ["bpe", "word"])
+def test_written_text_starts_at_a_whole_word_where_a_prompt_ends_inside_one(kind):
+    """A BPE prompt may stop inside a word: what the model wrote is the whole word it completed, never the fragment
+    ("phant", or "ant", a real word it never wrote) that decoding its tokens alone gives."""
+    from testbed.sample import Sample, written_text
+    from testbed.text import words
+    from testbed.tokenizer import encode, train_tokenizer
+
+    tokenizer = train_tokenizer(["an elephant walked home.", "the cat sat on the mat."] * 30, 120 if kind == "bpe" else 50,
+                                kind)
+    ids = encode(tokenizer, ["an elephant walked home."])[0].tolist()
+    seen = {}
+    for k in range(1, len(ids)):
+        s = Sample([tokenizer.eos_token_id, *ids[:k]], ids[k:], True)
+        prompt_words = words(tokenizer.decode(ids[:k]))
+        written = words(written_text(tokenizer, s, tokenizer.decode(ids)))
+        seen[k] = written
+        # The document's words are the prompt's whole words and then what the model wrote, with no fragment.
+        whole = ["an", "elephant", "walked", "home"]
+        assert written == whole[len(whole) - len(written):] and len(written) >= len(whole) - len(prompt_words)
+    if kind == "bpe":  # this small BPE spells the words in pieces: some prompt ends inside "elephant"
+        assert any(tokenizer.decode(ids[:k]).endswith("ele") for k in seen)
+
+
 def test_human_prompts_none_long_enough(make_model):
     with pytest.raises(TestbedError, match=r"sample\.prompt_tokens=3"):
         sample_corpus(make_model(), cfg(size=2, prompt="human", prompt_tokens=3), EOS, seed=0, human_prompts=[[1, 2]])

@@ -12,9 +12,9 @@ from pathlib import Path
 from testbed import TestbedError
 
 
-def read_texts(path: str | Path) -> list[str]:
-    """Documents of a .jsonl file (its "text" field, or "written" where a corpus.jsonl has one), or of any other
-    file one per line."""
+def read_texts(path: str | Path, written: bool = True) -> list[str]:
+    """Documents of a .jsonl file (its "text" field, or "written" where a corpus.jsonl has one, unless written=False),
+    or of any other file one per line."""
     path = Path(path)
     if not path.is_file():
         raise TestbedError(f"{path}: file not found")
@@ -41,8 +41,8 @@ def read_texts(path: str | Path) -> list[str]:
                                "fix or remove that line")
         # A corpus.jsonl of sample.prompt=human keeps what the model wrote after the prompt as `written`: the
         # loop's metrics count that, and so does testbed eval.
-        written = row.get("written")
-        texts.append(written if isinstance(written, str) else row["text"])
+        part = row.get("written") if written else None
+        texts.append(part if isinstance(part, str) else row["text"])
     return texts
 
 
@@ -88,19 +88,23 @@ def evaluate_file(text: str, model: str | None = None, human: str | None = None,
     human_texts = read_texts(human) if human else []
     if model:
         check_model(model)
-    return evaluate_texts(cfg, texts, human_texts, find_tokenizer(model, tokenizer), seed, model, say)
+    return evaluate_texts(cfg, texts, human_texts, find_tokenizer(model, tokenizer), seed, model, say,
+                          whole=read_texts(text, written=False))
 
 
 def evaluate_texts(cfg, texts: list[str], human_texts: list[str], tokenizer: str | Path, seed: int = 0,
-                   model: str | None = None, say=print) -> dict:
+                   model: str | None = None, say=print, whole: list[str] | None = None) -> dict:
     """`testbed eval` on documents in memory, the row it prints. The evaluate module (testbed/metrics/hf/collapse)
-    calls this too, so the two cannot disagree."""
+    calls this too, so the two cannot disagree. whole: the documents with their human prompts, where `texts` is
+    what a model wrote after them (sample.prompt=human): the model's perplexity and the grammar read whole
+    documents, as the loop's do; the word figures read only what the model wrote."""
+    whole = texts if whole is None else whole
     from testbed.metrics.suite import Evaluator
     from testbed.model import load_model
     from testbed.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer)
-    ev = Evaluator(cfg, tok, human_texts, texts)
+    ev = Evaluator(cfg, tok, human_texts, whole)
     for note in ev.notes:
         say(note)
     row = {}
@@ -109,6 +113,6 @@ def evaluate_texts(cfg, texts: list[str], human_texts: list[str], tokenizer: str
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         row.update({k.replace("heldout_", "", 1): v for k, v in ev.model_metrics(load_model(model, device)).items()})
-    row.update(ev.corpus_metrics(texts, seed))
+    row.update(ev.corpus_metrics(texts, seed, whole=whole))
     row["documents"] = len(texts)
     return row

@@ -16,6 +16,7 @@ import numpy as np
 from testbed.corpus.sources import truth
 from testbed.metrics import degeneration, diversity, perplexity, semantic, shape, spec, tail
 from testbed.text import words
+from testbed.sample import written_text
 from testbed.tokenizer import encode
 
 RECALLS = ["rare_token_recall", "rare_mass_recall", "rare_bigram_recall", "rare_id_recall"]
@@ -179,7 +180,7 @@ class Evaluator:
             row["gen0_ppl"] = row["self_ppl"] if same else self.corpus_perplexity(model, gen0_texts, seed)
         # A human prompt is not what the model wrote: the corpus figures count only its continuation.
         prompted = any(len(s.prompt) > 1 for s in samples)
-        written = [self.tokenizer.decode(s.tokens) for s in samples] if prompted else texts
+        written = [written_text(self.tokenizer, s, t) for s, t in zip(samples, texts)] if prompted else texts
         row.update(self.corpus_metrics(written, seed, whole=texts))
         if self.human.counts:
             row.update(relative(row, self.reference(self.reference_seed if self.reference_seed is not None else seed)))
