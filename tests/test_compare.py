@@ -35,6 +35,19 @@ def test_an_unfinished_run_is_shown_as_partial(two_runs):
     assert "1/3 partial" in line
 
 
+def test_rows_come_from_the_finished_generations_not_from_metrics_jsonl(two_runs):
+    """metrics.jsonl is derived: cut, stale after a kill before its rewrite, or edited, it must not be what is shown."""
+    replace, _ = two_runs
+    expected = load_run(replace)["rows"]
+    assert [r["generation"] for r in expected] == [0, 1]
+    whole = (replace / "metrics.jsonl").read_text()
+    for damaged in (whole[:200], whole.splitlines(keepends=True)[0], whole.replace('"heldout_ppl": ', '"heldout_ppl": 1e9, "x": ')):
+        (replace / "metrics.jsonl").write_text(damaged)
+        assert load_run(replace)["rows"] == expected
+    (replace / "metrics.jsonl").unlink()
+    assert load_run(replace)["rows"] == expected
+
+
 def test_cli_compare_and_its_errors(two_runs, capsys, tmp_path):
     assert main(["compare", *map(str, two_runs)]) == 0
     out = capsys.readouterr().out

@@ -9,19 +9,20 @@ from pathlib import Path
 from testbed import TestbedError
 from testbed.config import diff, load_config, to_dict
 from testbed.metrics import spec
-from testbed.rundir import RunDir, read_json, read_jsonl
+from testbed.rundir import RunDir, read_json
 
 def load_run(path: str | Path) -> dict:
     root = Path(path)
     if not (root / "config.yaml").is_file():
         raise TestbedError(f"{root}: not a testbed run directory (no config.yaml)")
     cfg = load_config(root / "config.yaml")
-    rows = read_jsonl(root / "metrics.jsonl") if (root / "metrics.jsonl").exists() else []
     rundir = RunDir(root)
     finished = rundir.finished_generations()
     for g in finished:
         rundir.verify(g)  # a report of a damaged generation would be a wrong report
-    rows = [r for r in rows if r["generation"] in finished]
+    # From each finished generation, as DONE checked it: metrics.jsonl is derived from them, and after a kill
+    # between a generation's rename and its rewrite, or a cut or edited copy, it would say something else.
+    rows = [read_json(rundir.gen(g) / "metrics.json") for g in finished]
     planned = list(range(cfg.generations + 1))
     made = [read_json(rundir.gen(g) / "train.json") for g in finished]
     return {"name": root.name, "path": root, "config": to_dict(cfg), "rows": rows, "planned": cfg.generations,
