@@ -63,12 +63,18 @@ def write_jsonl(path: Path, rows) -> None:
 
 
 def read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as e:  # JSON, or UTF-8: a file cut short or edited by hand
+        raise TestbedError(f"{path}: damaged ({e}); restore it from a copy, or start again in a new folder") from None
 
 
 def read_jsonl(path: Path) -> list:
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        try:
+            return [json.loads(line) for line in f if line.strip()]
+        except ValueError as e:
+            raise TestbedError(f"{path}: damaged ({e}); restore it from a copy, or start again in a new folder") from None
 
 
 class RunDir:

@@ -20,6 +20,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
+from testbed import TestbedError
+
 EOS = "<|endoftext|>"
 UNK = "<|unk|>"
 
@@ -74,7 +76,12 @@ def train_tokenizer(docs: list[str], vocab_size: int, kind: str = "bpe") -> PreT
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast.from_pretrained(str(path))
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception for a damaged tokenizer.json
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TestbedError(f"{path}: not a readable tokenizer ({reason}); restore it from a copy, or start again in a "
+                           "new folder") from None
 
 
 class TokenIds:

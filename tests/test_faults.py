@@ -177,6 +177,16 @@ def test_a_lost_metrics_line_and_a_lost_done_marker_are_made_again(finished, tmp
     assert (run_dir / "gen_001" / "DONE").exists() and len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.parametrize("name", ["split.json", "tokenizer/tokenizer.json"])
+def test_a_damaged_run_file_outside_the_generations_is_named_in_one_line(finished, tmp_path, capsys, config, name):
+    run_dir = copy_of(finished, tmp_path)
+    whole = (run_dir / name).read_text()
+    (run_dir / name).write_text(whole[: len(whole) // 2])  # cut short
+    line = fails(capsys, *run_argv(config, run_dir, "generations=2"), needles=[str(run_dir / name.split("/")[0])])
+    assert "restore it from a copy" in line
+    assert not (run_dir / "gen_002").exists() and not (run_dir / "gen_002.partial").exists()
+
+
 # 6. the same run under another spelling ----------------------------------------------------------------------------
 
 def test_the_same_run_under_another_spelling_resumes(finished, tmp_path, capsys, config, monkeypatch):
