@@ -62,3 +62,32 @@ def test_evaluator_reports_semantic_diversity_only_when_configured(tiny_bert, wo
     assert ev.corpus_metrics(texts, seed=0)["semantic_diversity"] == pytest.approx(expected, rel=1e-5)
     assert not ev.notes
     assert ev.corpus_metrics(["a happy cat"] * 4, seed=0)["semantic_diversity"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_folder_that_is_not_an_embedding_model_is_one_line(tmp_path):
+    from testbed import TestbedError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TestbedError, match=r"^eval\.embedding_model=.*empty: not a model and tokenizer transformers can "
+                                           r"load \(.*\); give a local sentence-embedding model"):
+        load(str(tmp_path / "empty"))
+
+
+def test_a_model_whose_tokenizer_has_no_pad_token_is_padded_with_its_end_token(tmp_path, words_corpus):
+    """A testbed generation (GPT-2, word tokenizer without a pad token) as the embedder: batches of unequal lengths
+    embed, and a text's row does not depend on the batch it came in."""
+    from testbed.config import ModelConfig
+    from testbed.model import build_model, save_model
+    from testbed.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(words_corpus, 300)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(tmp_path / "m")
+    torch.manual_seed(0)
+    save_model(build_model(ModelConfig(n_layer=1, n_embd=16, n_head=2, context=32), len(tokenizer),
+                           tokenizer.eos_token_id), tmp_path / "m")
+    tok, model = load(str(tmp_path / "m"))
+    assert tok.pad_token == tok.eos_token
+    both = embed(["the cat sat on the mat", "a dog"], tok, model)
+    alone = embed(["a dog"], tok, model)
+    assert torch.allclose(both[1], alone[0], atol=1e-5)

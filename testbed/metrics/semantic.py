@@ -6,12 +6,25 @@ its token states, as sentence-transformers models are pooled.
 """
 import torch
 
+from testbed import TestbedError
+
 
 def load(path: str, device=None):
     from transformers import AutoModel, AutoTokenizer
 
-    model = AutoModel.from_pretrained(path).eval()
-    return AutoTokenizer.from_pretrained(path), model.to(device) if device is not None else model
+    try:
+        model = AutoModel.from_pretrained(path).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # transformers raises ValueError, OSError or its own for a folder that is not a model
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TestbedError(f"eval.embedding_model={path}: not a model and tokenizer transformers can load ({reason}); "
+                           "give a local sentence-embedding model saved with save_pretrained, or null to turn it off") from None
+    if tokenizer.pad_token is None:  # a decoder-only model's: batches need a pad, which the mean over the mask ignores
+        if (tokenizer.eos_token or tokenizer.unk_token) is None:
+            raise TestbedError(f"eval.embedding_model={path}: its tokenizer has no pad, end or unknown token to pad "
+                               "batches with; use a sentence-embedding model")
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer, model.to(device) if device is not None else model
 
 
 @torch.no_grad()
