@@ -1,15 +1,14 @@
 """testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed sweep`, `testbed compare RUN_DIR...`,
 `testbed eval`, `testbed lab`."""
 import argparse
-import errno
 import os
 import re
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from testbed import TestbedError
+from testbed.rundir import check_can_hold, os_failure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         from testbed.loop import run as run_experiment
 
         cfg = load_config(args.config, args.overrides)
-        _check_can_hold(cfg.run_dir)
+        check_can_hold(cfg.run_dir)
         run_experiment(cfg)
     except TestbedError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished generations are kept; run the same command again to resume", file=sys.stderr)
         return 130
     except OSError as e:
-        print(f"error: {args.command}: {_os_failure(e)}", file=sys.stderr)
+        print(f"error: {args.command}: {os_failure(e)}", file=sys.stderr)
         return 1
     except MemoryError:
         print(f"error: {args.command}: out of memory; lower the sizes (model.*, sample.batch_size, eval.batch_size, "
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         found = re.search(r"\(os error (\d+)\)", str(e))
         if not found:
             raise
-        print(f"error: {args.command}: {_os_failure(OSError(int(found[1]), os.strerror(int(found[1]))))}", file=sys.stderr)
+        print(f"error: {args.command}: {os_failure(OSError(int(found[1]), os.strerror(int(found[1]))))}", file=sys.stderr)
         return 1
     finally:
         if previous is not None:
@@ -176,40 +175,6 @@ def _catch_sigterm():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the cleanup too
         raise Terminated()
     return signal.signal(signal.SIGTERM, handler)
-
-
-def _check_can_hold(run_dir: str) -> None:
-    """Before any work: a run_dir under a file could never be made, and would fail only after the tokenizer."""
-    for parent in Path(run_dir).absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise TestbedError(f"run_dir={run_dir}: {parent} is a file, so no folder can be made under it; "
-                                   "choose another run_dir")
-            return
-
-
-# What to do about an OS failure, by its error number.
-_OS_HINTS = {
-    errno.ENOSPC: "the disk is full: free space, then run the same command again (finished generations are kept)",
-    errno.EDQUOT: "the disk quota is used up: free space, then run the same command again (finished generations are kept)",
-    errno.EFBIG: "a file went over the file-size limit (ulimit -f): raise it, then run the same command again",
-    errno.EACCES: "no permission: choose a folder you can write to (run_dir=, --out) or fix its permissions",
-    errno.EPERM: "no permission: choose a folder you can write to (run_dir=, --out) or fix its permissions",
-    errno.EROFS: "a read-only file system: choose a folder on a writable disk (run_dir=, --out)",
-    errno.ENOTDIR: "a part of this path is a file, not a folder: choose another path",
-    errno.EEXIST: "a file of this name is in the way (a file where a folder is needed?): choose another path",
-    errno.EISDIR: "this is a folder where a file is expected: give the path of a file",
-    errno.ENOENT: "no such file or folder: check the path",
-    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
-}
-
-
-def _os_failure(e: OSError) -> str:
-    """One line for an error from the OS: the file (when the OS names one), what happened, what to do."""
-    name = f"{e.filename}: " if e.filename is not None else ""
-    what = e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]
-    hint = _OS_HINTS.get(e.errno, "check the path, the disk and the permissions, then run the same command again")
-    return f"{name}{what}; {hint}"
 
 
 if __name__ == "__main__":

@@ -25,11 +25,15 @@ from contextlib import contextmanager
 
 from testbed import TestbedError
 from testbed.config import Config
+from testbed.rundir import check_can_hold, os_failure
 
 
 def run_all(runs: list[tuple[str, Config]], jobs: int = 1, threads: int | None = None, address: str | None = None,
             what: str = "sweep", say=print) -> dict[str, str]:
     """Run (or resume) every (name, config); returns {name: error} for the runs that failed, one line each."""
+    if address is None:  # a cluster's folders are its own to check
+        for _, cfg in runs:
+            check_can_hold(cfg.run_dir)
     with on_ray(jobs, threads, address):
         if jobs == 1 and address is None:
             return _in_process(runs, threads, what, say)
@@ -56,7 +60,7 @@ def _in_process(runs, threads, what, say) -> dict[str, str]:
             try:
                 loop.run(cfg, say=say)
             except Exception as e:  # the other runs go on; a bug's traceback is shown here, its line at the end
-                if not isinstance(e, TestbedError):
+                if not isinstance(e, (TestbedError, OSError)):
                     say(traceback.format_exc().rstrip())
                 failed[name] = _line(e)
                 say(f"{what}: {name} failed: {failed[name]}")
@@ -170,7 +174,7 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
                 f"({_counts(done, len(running), len(waiting), failed)})")
         except Exception as e:
             cause = getattr(e, "cause", None) or e  # a RayTaskError carries the run's own exception
-            if not isinstance(cause, TestbedError):
+            if not isinstance(cause, (TestbedError, OSError)):
                 say(str(e).rstrip())  # with the worker's traceback
             failed[name] = _line(cause)
             say(f"{what}: {name} failed: {failed[name]} ({_counts(done, len(running), len(waiting), failed)})")
@@ -183,6 +187,8 @@ def _counts(done: int, running: int, left: int, failed: dict) -> str:
 
 def _line(e: BaseException) -> str:
     """An error as one line: a TestbedError's message is already one; a bug's is prefixed by its type."""
+    if isinstance(e, OSError):  # the disk, a permission, a path: what to do about it, as `testbed run` says it
+        return os_failure(e)
     text = " ".join(str(e).split()) or "(no message)"
     return text if isinstance(e, TestbedError) else f"{type(e).__name__}: {text}"
 

@@ -12,6 +12,7 @@ A generation is built in gen_NNN.partial/ and renamed to gen_NNN/ only after
 its DONE marker is written, so a killed run never leaves a generation that
 looks finished; the next run deletes the partial one and starts it again.
 """
+import errno
 import hashlib
 import json
 import os
@@ -275,3 +276,37 @@ def create(root: Path, files: dict[str, str], dirs: dict[str, callable]) -> None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_can_hold(run_dir: str) -> None:
+    """Before any work: a run_dir under a file could never be made, and would fail only after the tokenizer."""
+    for parent in Path(run_dir).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TestbedError(f"run_dir={run_dir}: {parent} is a file, so no folder can be made under it; "
+                                   "choose another run_dir")
+            return
+
+
+# What to do about an OS failure, by its error number.
+OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space, then run the same command again (finished generations are kept)",
+    errno.EDQUOT: "the disk quota is used up: free space, then run the same command again (finished generations are kept)",
+    errno.EFBIG: "a file went over the file-size limit (ulimit -f): raise it, then run the same command again",
+    errno.EACCES: "no permission: choose a folder you can write to (run_dir=, --out) or fix its permissions",
+    errno.EPERM: "no permission: choose a folder you can write to (run_dir=, --out) or fix its permissions",
+    errno.EROFS: "a read-only file system: choose a folder on a writable disk (run_dir=, --out)",
+    errno.ENOTDIR: "a part of this path is a file, not a folder: choose another path",
+    errno.EEXIST: "a file of this name is in the way (a file where a folder is needed?): choose another path",
+    errno.EISDIR: "this is a folder where a file is expected: give the path of a file",
+    errno.ENOENT: "no such file or folder: check the path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+}
+
+
+def os_failure(e: OSError) -> str:
+    """One line for an error from the OS: the file (when the OS names one), what happened, what to do."""
+    name = f"{e.filename}: " if e.filename is not None else ""
+    what = e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]
+    hint = OS_HINTS.get(e.errno, "check the path, the disk and the permissions, then run the same command again")
+    return f"{name}{what}; {hint}"

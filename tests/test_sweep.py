@@ -1,4 +1,5 @@
 """testbed sweep: a grid of runs, checked before the first starts, resumable, ending in a report."""
+import errno
 import json
 import socket
 import sys
@@ -106,19 +107,39 @@ def test_a_failed_run_stops_no_other_and_is_reported_at_the_end(tmp_path, monkey
             raise TestbedError("generation 0: a stand-in failure")
         if cfg.seed == 2:
             raise RuntimeError("a stand-in bug")
+        if cfg.seed == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(Path(cfg.run_dir) / "gen_000.partial"))
     monkeypatch.setattr(testbed.loop, "run", run)
     monkeypatch.setattr(testbed.report.compare, "load_runs", lambda dirs: dirs)
     monkeypatch.setattr(testbed.report.compare, "table", lambda runs: f"table of {len(runs)} runs")
     monkeypatch.setattr(testbed.report.page, "build", lambda runs, out: out / "index.html")
     root = tmp_path / "sweep"
     threads = torch.get_num_threads()
-    assert main(["sweep", QUICKSTART, "--seeds", "0,1,2,3", "--threads", str(threads + 1), f"run_dir={root}"]) == 1
-    assert ran == [(s, threads + 1) for s in (0, 1, 2, 3)]  # every run, each on --threads threads
+    assert main(["sweep", QUICKSTART, "--seeds", "0,1,2,3,4", "--threads", str(threads + 1), f"run_dir={root}"]) == 1
+    assert ran == [(s, threads + 1) for s in (0, 1, 2, 3, 4)]  # every run, each on --threads threads
     assert torch.get_num_threads() == threads  # and the caller's own setting back
     captured = capsys.readouterr()
     assert "table of 2 runs" in captured.out and f"report: {root / 'report' / 'index.html'}" in captured.out
-    assert "Traceback" in captured.out and "RuntimeError: a stand-in bug" in captured.out  # a bug shows where it was
+    # A bug shows where it was; the full disk is said as `testbed run` says it, without a traceback.
+    assert captured.out.count("Traceback") == 1 and "RuntimeError: a stand-in bug" in captured.out
     assert captured.err.splitlines() == [
         "error: run seed=1 failed: generation 0: a stand-in failure",
         "error: run seed=2 failed: RuntimeError: a stand-in bug",
-        "error: 2 run(s) failed, the others finished; fix the cause and run the same command again: finished runs are skipped"]
+        f"error: run seed=3 failed: {root / 'seed=3' / 'gen_000.partial'}: No space left on device; the disk is full: "
+        "free space, then run the same command again (finished generations are kept)",
+        "error: 3 run(s) failed, the others finished; fix the cause and run the same command again: finished runs are skipped"]
+
+
+def test_a_sweep_or_lab_folder_under_a_file_is_refused_before_any_run(tmp_path, monkeypatch, capsys):
+    import testbed.loop
+
+    monkeypatch.setattr(testbed.loop, "run", lambda cfg, say=print: pytest.fail("a run started"))
+    (tmp_path / "afile.txt").write_text("mine")
+    assert main(["sweep", QUICKSTART, "--seeds", "0,1", f"run_dir={tmp_path / 'afile.txt'}"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: run_dir={tmp_path / 'afile.txt' / 'seed=0'}: {tmp_path / 'afile.txt'} is a file, so no folder can be "
+        "made under it; choose another run_dir"]
+    assert main(["lab", "run", "collapse", "--size", "reduced", "--out", str(tmp_path / "afile.txt")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --out {tmp_path / 'afile.txt'} is a file; give the lab a folder"]
+    assert (tmp_path / "afile.txt").read_text() == "mine"

@@ -131,6 +131,8 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
         raise TestbedError(f"--size {size!r} is not allowed; choose one of: {', '.join(SIZES)}")
     running = chosen(lab, arms)
     out = Path(out) if out is not None else default_out(lab, size)
+    if out.exists() and not out.is_dir():
+        raise TestbedError(f"--out {out} is a file; give the lab a folder")
     if (out / "config.yaml").exists():
         raise TestbedError(f"--out {out} holds a single run; give the lab a folder of its own")
     planned = []
