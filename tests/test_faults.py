@@ -251,6 +251,14 @@ def test_eval_is_given_a_missing_model_a_weights_file_or_bad_text(capsys, tmp_pa
     fails(capsys, "eval", "--text", text, "--model", finished, needles=("no config.json",))
     fails(capsys, "eval", "--text", text, "--model", finished / "tokenizer", "--tokenizer", finished / "tokenizer",
           needles=("no config.json",))
+    # A tokenizer other than the model's: refused, where it used to give a perplexity of nothing or an IndexError.
+    from testbed.tokenizer import train_tokenizer
+    train_tokenizer(["a b c d e f g"] * 3, 40, "word").save_pretrained(tmp_path / "other")
+    fails(capsys, "eval", "--text", text, "--model", finished / "gen_000" / "model", "--tokenizer", tmp_path / "other",
+          needles=("--tokenizer", "but the model at", "give the tokenizer it was trained with"))
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    fails(capsys, "eval", "--text", text, "--tokenizer", finished / "tokenizer", "--human", tmp_path / "blank.txt",
+          needles=("--human", "no documents"))
     latin = tmp_path / "latin.txt"
     latin.write_bytes(b"fine\ncaf\xe9\n")
     fails(capsys, "eval", "--text", latin, needles=(str(latin), "not UTF-8", "offset 8"))

@@ -86,6 +86,8 @@ def evaluate_file(text: str, model: str | None = None, human: str | None = None,
     if not texts:
         raise TestbedError(f"{text}: no documents")
     human_texts = read_texts(human) if human else []
+    if human and not human_texts:  # else the tail figures would be left out as if --human had not been given
+        raise TestbedError(f"--human {human}: no documents")
     if model:
         check_model(model)
     return evaluate_texts(cfg, texts, human_texts, find_tokenizer(model, tokenizer), seed, model, say,
@@ -104,15 +106,23 @@ def evaluate_texts(cfg, texts: list[str], human_texts: list[str], tokenizer: str
     from testbed.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tokenizer)
+    loaded = None
+    if model:
+        import torch
+
+        loaded = load_model(model, "cuda" if torch.cuda.is_available() else "cpu")
+        # A testbed model's vocabulary is its tokenizer's, id for id: another tokenizer reads other words into the
+        # ids, and its perplexity would be a number about nothing (or, with more ids than the model, an IndexError).
+        if loaded.config.vocab_size != len(tok):
+            raise TestbedError(f"--tokenizer {tokenizer}: {len(tok):,} tokens, but the model at {model} has a vocabulary "
+                               f"of {loaded.config.vocab_size:,}: give the tokenizer it was trained with (its run's "
+                               "tokenizer/ folder)")
     ev = Evaluator(cfg, tok, human_texts, whole)
     for note in ev.notes:
         say(note)
     row = {}
-    if model:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        row.update({k.replace("heldout_", "", 1): v for k, v in ev.model_metrics(load_model(model, device)).items()})
+    if loaded is not None:
+        row.update({k.replace("heldout_", "", 1): v for k, v in ev.model_metrics(loaded).items()})
     row.update(ev.corpus_metrics(texts, seed, whole=whole))
     row["documents"] = len(texts)
     return row
