@@ -218,6 +218,13 @@ class Config:
             value = _get(self, key)
             if value is not None and value <= 0:
                 raise TestbedError(f"{key}={value} must be > 0 (or null for the default)")
+        if self.model.context is not None and self.model.context < 2:
+            raise TestbedError(f"model.context={self.model.context} leaves no room to write after the end token that "
+                               "opens every document: it must be >= 2")
+        if self.model.context is not None and self.sample.prompt == "human" and \
+                self.model.context <= 1 + self.sample.prompt_tokens:
+            raise TestbedError(f"sample.prompt_tokens={self.sample.prompt_tokens} and the end token before them fill "
+                               f"model.context={self.model.context}: lower sample.prompt_tokens or raise model.context")
         if not self.sample.temperature > 0:
             raise TestbedError(f"sample.temperature={self.sample.temperature} must be > 0")
         if self.sample.top_k < 0:

@@ -100,8 +100,12 @@ def human_prompt_pool(cfg: SampleConfig, human: list) -> list:
 def max_new_tokens(cfg: SampleConfig, context: int) -> int:
     prompt_len = 1 if cfg.prompt == "eos" else 1 + cfg.prompt_tokens
     room = context - prompt_len
+    if room < 1 and cfg.prompt == "eos":
+        raise TestbedError(f"model.context={context} leaves no room to write after the end token that opens a "
+                           "document; raise model.context")
     if room < 1:
-        raise TestbedError(f"sample.prompt_tokens={cfg.prompt_tokens} leaves no room in the model context of {context} tokens")
+        raise TestbedError(f"sample.prompt_tokens={cfg.prompt_tokens} leaves no room in the model context of {context} "
+                           "tokens; lower it, or raise model.context")
     if cfg.max_new_tokens is None:
         return room
     if cfg.max_new_tokens > room:

@@ -118,6 +118,21 @@ def test_too_large_max_new_tokens_names_the_key():
 def test_prompt_filling_the_context_names_prompt_tokens():
     with pytest.raises(TestbedError, match=r"sample\.prompt_tokens=31"):
         max_new_tokens(SampleConfig(prompt="human", prompt_tokens=31), 32)
+    # Unprompted, the prompt is the end token alone, and prompt_tokens plays no part: the context is what to raise.
+    with pytest.raises(TestbedError, match=r"^model\.context=1 leaves no room .*; raise model\.context$"):
+        max_new_tokens(SampleConfig(prompt="eos", prompt_tokens=8), 1)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.context=1"], r"^model\.context=1 leaves no room .*: it must be >= 2$"),
+    (["model.context=9", "sample.prompt=human"], r"^sample\.prompt_tokens=8 and the end token .* fill model\.context=9"),
+])
+def test_a_context_with_no_room_to_write_is_refused_before_the_run(overrides, message):
+    from testbed.config import load_config
+
+    with pytest.raises(TestbedError, match=message):
+        load_config(None, overrides)
+    load_config(None, ["model.context=10", "sample.prompt=human"])  # one token of room is enough
 
 
 # --- sample_batch / sample_corpus ----------------------------------------------
