@@ -136,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     except TestbedError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("terminated: finished generations are kept; run the same command again to resume", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        # Ray's wait turns the Terminated our handler raised into a plain KeyboardInterrupt: the flag still knows.
+        if isinstance(e, Terminated) or _sigterm.is_set():
+            print("terminated: finished generations are kept; run the same command again to resume", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("interrupted: finished generations are kept; run the same command again to resume", file=sys.stderr)
         return 130
     except OSError as e:
@@ -166,6 +167,9 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that the cleanup Ctrl-C gets runs for it too."""
 
 
+_sigterm = threading.Event()  # set by the handler: what arrives as a KeyboardInterrupt may have been a SIGTERM
+
+
 def _catch_sigterm():
     """Turn SIGTERM into Terminated; returns the handler it replaces (None where signals cannot be set)."""
     if threading.current_thread() is not threading.main_thread():
@@ -173,7 +177,9 @@ def _catch_sigterm():
 
     def handler(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the cleanup too
+        _sigterm.set()
         raise Terminated()
+    _sigterm.clear()
     return signal.signal(signal.SIGTERM, handler)
 
 

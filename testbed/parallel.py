@@ -18,7 +18,9 @@ parallel run gets cores // jobs, and an in-process run keeps torch's default
 --jobs N number for number.
 """
 import os
+import signal
 import socket
+import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -105,6 +107,9 @@ def on_ray(jobs: int, threads: int | None, address: str | None):
                            "(or run them one at a time with --jobs 1)") from None
 
     started = not ray.is_initialized()
+    # ray.init sets its own SIGTERM handler (and its core worker a fatal-signal one that aborts): the command's
+    # own (cli: a `terminated:` line, exit 143, finished generations kept) is put back once Ray is up.
+    ours = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if started and address is None:
         ray.init(address="local", num_cpus=jobs * (threads or max(1, cores() // jobs)), include_dashboard=False,
                  logging_level="error")
@@ -122,6 +127,8 @@ def on_ray(jobs: int, threads: int | None, address: str | None):
             ray.init(address=address, include_dashboard=False, logging_level="error")
         except ConnectionError as e:
             raise TestbedError(f"--address {address}: no Ray cluster answered ({' '.join(str(e).split())}); {hint}") from None
+    if ours is not None:
+        signal.signal(signal.SIGTERM, ours)
     try:
         yield
     finally:

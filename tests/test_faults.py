@@ -321,6 +321,26 @@ def test_sigterm_says_so_keeps_finished_generations_and_resumes(finished, tmp_pa
     assert code == 0 and "resuming after generation 0" in out and (run_dir / "gen_001" / "DONE").exists()
 
 
+def test_a_sigterm_that_arrives_as_a_keyboardinterrupt_is_still_a_sigterm(tmp_path, capsys, config, monkeypatch):
+    """ray.wait re-raises what our handler raises as a plain KeyboardInterrupt: `sweep --jobs 2` used to say
+    "interrupted" and exit 130 for a SIGTERM."""
+    import testbed.loop
+
+    def run(cfg, say=print):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt() from None
+    monkeypatch.setattr(testbed.loop, "run", run)
+    code, _, err = cli(capsys, *run_argv(config, tmp_path / "run"))
+    assert code == 128 + signal.SIGTERM
+    assert err.strip().splitlines() == ["terminated: finished generations are kept; run the same command again to resume"]
+    monkeypatch.setattr(testbed.loop, "run", lambda cfg, say=print: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code, _, err = cli(capsys, *run_argv(config, tmp_path / "run"))  # a Ctrl-C after it is a Ctrl-C again
+    assert code == 130 and err.startswith("interrupted:")
+
+
 # 9. a pathological document ----------------------------------------------------------------------------------------
 
 def test_a_huge_line_without_spaces_costs_seconds_not_minutes(capsys, tmp_path):

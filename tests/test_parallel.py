@@ -42,3 +42,24 @@ def test_two_runs_at_once_on_one_gpu_take_half_of_it_each(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sweep: 2 runs, 2 at once on a local Ray, 1 torch threads and 1/2 of a GPU each" in out
     assert all((tmp_path / "sweep" / f"seed={s}" / "metrics.jsonl").is_file() for s in (0, 1)), out[-2000:]
+
+
+def test_ray_init_leaves_the_commands_sigterm_handler_in_place(monkeypatch):
+    """ray.init replaces the SIGTERM handler (and its core worker aborted on SIGTERM): the command's own must be back
+    while the runs run, so that a terminated sweep says so and exits 143."""
+    import signal
+
+    ray = pytest.importorskip("ray")
+    from testbed.parallel import on_ray
+
+    def mine(signum, frame):
+        pass
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        monkeypatch.setattr(ray, "is_initialized", lambda: False)
+        monkeypatch.setattr(ray, "init", lambda **kw: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+        monkeypatch.setattr(ray, "shutdown", lambda: None)
+        with on_ray(2, 1, None):
+            assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
