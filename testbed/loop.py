@@ -83,6 +83,7 @@ def run(cfg: Config, say=print) -> list[dict]:
     r = None
     try:
         r = _start(cfg, rundir, new_run, say)
+        rundir.check_unbroken()
         if r.accelerator.is_main_process and rundir.finished_generations():
             rundir.rebuild_metrics()  # metrics.jsonl is derived from the generations: a cut or lost one is made again
         if progress := rundir.progress(cfg.generations):

@@ -94,6 +94,17 @@ class RunDir:
         gens = sorted(int(p.name[4:]) for p in self.root.glob("gen_[0-9][0-9][0-9]") if (p / "DONE").exists())
         return gens
 
+    def check_unbroken(self) -> None:
+        """Stop with one line where a finished generation follows one that is not: it was made from what that one
+        wrote, which is gone, and remaking only the missing one would leave the later ones made from other text."""
+        done = self.finished_generations()
+        gap = next((g for g in range(done[-1]) if g not in done), None) if done else None
+        if gap is not None:
+            later = [self.gen(k).name for k in done if k > gap]
+            named = ", ".join(later) if len(later) <= 3 else f"{later[0]} to {later[-1]}"
+            raise TestbedError(f"{self.gen(gap)} is not finished, but {named} {'is' if len(later) == 1 else 'are'}: made "
+                               f"from the generation {gap} that is gone; delete {named} and run again to make them anew")
+
     def progress(self, generations: int) -> str | None:
         """What a restarted run will do, given the generations it asks for; None for a new one."""
         done = self.finished_generations()

@@ -187,6 +187,16 @@ def test_a_damaged_run_file_outside_the_generations_is_named_in_one_line(finishe
     assert not (run_dir / "gen_002").exists() and not (run_dir / "gen_002.partial").exists()
 
 
+def test_a_generation_gone_from_the_middle_is_not_made_again_under_later_ones(finished, tmp_path, capsys, config):
+    """gen_001 was made from what gen_000 wrote: remaking gen_000 alone would leave gen_001 made from other text."""
+    run_dir = copy_of(finished, tmp_path)
+    (run_dir / "gen_000" / "DONE").unlink()
+    before = sorted(p.name for p in run_dir.iterdir())
+    fails(capsys, *run_argv(config, run_dir), needles=(f"{run_dir / 'gen_000'} is not finished, but gen_001 is",
+                                                       "delete gen_001 and run again"))
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
 # 6. the same run under another spelling ----------------------------------------------------------------------------
 
 def test_the_same_run_under_another_spelling_resumes(finished, tmp_path, capsys, config, monkeypatch):
