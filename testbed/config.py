@@ -318,10 +318,25 @@ def _read(path: Path, seen: tuple) -> dict:
     return _merge(_read(path.parent / base, seen + (path.resolve(),)), raw)
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error: YAML keeps the last silently, and a config
+    with `generations: 1` and, further down, `generations: 5` would run whichever came last."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_mapping(path: Path) -> dict:
     """A YAML file whose top level is a mapping of keys to values (a config, a lab)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys) or {}
     except UnicodeDecodeError as e:
         raise TestbedError(f"{path}: not UTF-8 (invalid byte at offset {e.start}); re-encode the file as UTF-8") from None
     except yaml.YAMLError as e:

@@ -227,6 +227,11 @@ def test_config_files_that_are_not_utf8_or_not_yaml(capsys, tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("model:\n  preset: nano\n   context: 4\n")
     fails(capsys, "run", broken, needles=(str(broken), "not valid YAML", "line 3, column 11"))
+    twice = tmp_path / "twice.yaml"  # YAML itself would keep the last one silently
+    twice.write_text("generations: 1\nmodel:\n  preset: nano\n  preset: tiny\ngenerations: 5\n")
+    fails(capsys, "run", twice, needles=(str(twice), "not valid YAML", "the key 'generations' is given twice at line 5, column 1"))
+    twice.write_text("generations: 1\nmodel:\n  preset: nano\n  preset: tiny\n")
+    fails(capsys, "run", twice, needles=("the key 'preset' is given twice at line 4, column 3",))
 
 
 def test_a_run_dir_under_a_file_is_refused_before_any_work(capsys, config, tmp_path):
