@@ -82,11 +82,11 @@ def written_text(tokenizer, sample: Sample, text: str) -> str:
     """
     head = tokenizer.decode(sample.prompt[1:])
     if not text.startswith(head):  # a decoder that joins otherwise at the seam: the continuation decoded alone
-        return tokenizer.decode(sample.tokens).strip()
+        return tokenizer.decode(sample.tokens).lstrip()
     cut = len(head)
     if cut < len(text) and text[cut].isalpha() and (inside := re.search(r"[^\W\d_]+$", head)):
         cut = inside.start()
-    return text[cut:].strip()
+    return text[cut:].lstrip()  # the space after the prompt is not the model's; its own text is kept to the end
 
 
 def human_prompt_pool(cfg: SampleConfig, human: list) -> list:
