@@ -108,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             print(render_text(verdict))
             report = f"; report: {verdict['report']}" if "report" in verdict else ""
             print(f"wrote {verdict['out']}/verdict.md and verdict.json{report}")
+            failed = [name for name, why in verdict["missing"].items() if why.startswith("stopped:")]
+            if failed:  # a rerun alone would stop them again
+                print(f"error: lab {args.name}: {len(failed)} run(s) failed ({', '.join(failed)}; the reason is in each "
+                      "one's line above and in verdict.md), so the checks that read them were not run; fix the cause "
+                      "and run the same command again", file=sys.stderr)
+                return 1
             if verdict["missing"]:
                 print(f"error: lab {args.name}: runs missing or unfinished: {', '.join(verdict['missing'])}; their checks "
                       "were not run; run the same command again to resume", file=sys.stderr)

@@ -59,6 +59,9 @@ def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], s
             settings = [f"{k}={v}" for (k, _), v in zip(grid, values)] + [f"seed={seed}"]
             name = re.sub(r"[^\w.=,+\-\[\]]", "-", "_".join(settings))
             configs.append(load_config(config, [*overrides, *settings, f"run_dir={root / name}"]))
+    from testbed.tracking import check_trackers
+
+    check_trackers(base.track)  # else every run would fail at its start
     folders = [c.run_dir for c in configs]
     if clash := next((f for f in folders if folders.count(f) > 1), None):
         # Two runs in one folder would fight over its lock, and the report would show one as the other.

@@ -103,6 +103,26 @@ def test_a_bad_lab_file_is_one_line_naming_the_key(tmp_path, text, message):
     assert message in str(e.value) and "mine.yaml" in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("arm", ["report", "verdict.json", "verdict.md"])
+def test_an_arm_may_not_take_the_name_of_the_labs_own_files(tmp_path, arm):
+    """verdict.json as an arm passed, trained every run and then failed writing the verdict over its folder."""
+    path = tmp_path / "mine.yaml"
+    path.write_text(f"name: mine\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\n"
+                    f"arms: [{{name: '{arm}', overrides: []}}]\n"
+                    f"checks: [{{kind: trend, arm: '{arm}', metric: m, direction: up}}]\n")
+    with pytest.raises(TestbedError, match=f"arm name '{re.escape(arm)}' must be letters"):
+        load(str(path))
+
+
+def test_a_tracker_that_is_not_installed_stops_a_lab_at_planning(tmp_path, monkeypatch):
+    import testbed.tracking
+
+    monkeypatch.setattr(testbed.tracking, "is_wandb_available", lambda: False)
+    with pytest.raises(TestbedError, match=r"^track: wandb needs the wandb package"):
+        plan(load("sampling"), "reduced", [0], tmp_path / "out", ["track=[wandb]"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_check_past_the_last_generation_or_a_bad_arm_config_fails_at_planning(tmp_path):
     lab = load(lab_file(tmp_path, "checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: up, since: 3}]"))
     with pytest.raises(TestbedError, match=r"since=3 leaves no generation after it \(arm a runs to 3\)"):
@@ -125,6 +145,11 @@ def test_overrides_lie_over_every_arm_and_name_a_bad_key(tmp_path):
     assert {p.arm: p.config.sample.top_k for p in planned} == {a.name: 5 for a in lab.arms}
     with pytest.raises(TestbedError, match="lab sampling, arm pure, size default: .*train.mixed_precision"):
         plan(lab, "default", [0], tmp_path / "out", ["train.mixed_precision=fp64"])
+    # The lab sets every run's seed and folder: an override of either would be dropped while the verdict names it.
+    with pytest.raises(TestbedError, match=r"^seed=5: a lab sets each run's seed; use --seeds$"):
+        plan(lab, "default", [0], tmp_path / "out", ["seed=5"])
+    with pytest.raises(TestbedError, match=r"^run_dir=elsewhere: a lab sets each run's run_dir; use --out$"):
+        plan(lab, "default", [0], tmp_path / "out", ["run_dir=elsewhere"])
     assert not (tmp_path / "out").exists()
     verdict = {"lab": "x", "title": "t", "question": "q?", "size": "default", "seeds": [0], "out": "o", "summary": "s",
                "checks": [], "missing": {}, "overrides": ["train.mixed_precision=fp32"]}
@@ -351,6 +376,11 @@ def test_a_lab_over_runs_taken_further_before_reads_only_its_own_generations(tmp
     assert (tmp_path / "once" / "a" / "seed=0" / "gen_002" / "DONE").exists()  # kept, and not read
     with open(tmp_path / "once" / "report" / "metrics.csv") as f:
         assert max(int(r["generation"]) for r in csv.DictReader(f)) == 1
+    # The report's other pages (finished count, sample text, word pictures) read the lab's generations too.
+    listed = json.loads((tmp_path / "once" / "report" / "report.json").read_text())["runs"][0]
+    assert listed["finished"] == [0, 1] and listed["planned"] == 1
+    page = (tmp_path / "once" / "report" / "index.html").read_text()
+    assert "generation 2" not in page and "generation 1" in page
     # Planned to 2 but stopped after 1 (its generation 2 gone, as a kill leaves it): finished for this lab.
     shutil.rmtree(tmp_path / "once" / "a" / "seed=0" / "gen_002")
     stopped = run_lab(lab, "reduced", out=tmp_path / "once", say=quiet)
@@ -437,7 +467,8 @@ def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatc
     assert main(args) == 1
     captured = capsys.readouterr()
     err = captured.err.strip()
-    assert err.startswith("error: lab sampling: runs missing or unfinished: top_k_20/seed=0") and "\n" not in err
+    assert err.startswith("error: lab sampling: 1 run(s) failed (top_k_20/seed=0; the reason is in each one's line above")
+    assert err.endswith("fix the cause and run the same command again") and "\n" not in err  # not "to resume"
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["missing"] == {"top_k_20/seed=0": "stopped: generation 0: a stand-in failure"}
     for check in verdict["checks"]:
@@ -449,7 +480,7 @@ def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatc
     monkeypatch.setattr(testbed.loop, "run", always)
     shutil.rmtree(out)
     assert main(args) == 1
-    assert capsys.readouterr().err.startswith("error: lab sampling: runs missing or unfinished: pure/seed=0, top_k_20/seed=0")
+    assert capsys.readouterr().err.startswith("error: lab sampling: 3 run(s) failed (pure/seed=0, top_k_20/seed=0, ")
     verdict = json.loads((out / "verdict.json").read_text())
     assert {c["status"] for c in verdict["checks"]} == {"not run"} and not (out / "report").exists()
 

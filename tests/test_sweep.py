@@ -143,3 +143,12 @@ def test_a_sweep_or_lab_folder_under_a_file_is_refused_before_any_run(tmp_path, 
     assert capsys.readouterr().err.splitlines() == [
         f"error: --out {tmp_path / 'afile.txt'} is a file; give the lab a folder"]
     assert (tmp_path / "afile.txt").read_text() == "mine"
+
+
+def test_a_tracker_that_is_not_installed_stops_a_sweep_before_any_run(tmp_path, monkeypatch):
+    import testbed.tracking
+
+    monkeypatch.setattr(testbed.tracking, "is_wandb_available", lambda: False)
+    with pytest.raises(TestbedError, match=r"^track: wandb needs the wandb package"):
+        plan(QUICKSTART, [f"run_dir={tmp_path / 'sweep'}", "track=[wandb]"], [], [0, 1])
+    assert not (tmp_path / "sweep").exists()

@@ -104,9 +104,9 @@ def load(name: str) -> Lab:
     if not arms:
         raise TestbedError(f"{path}: arms is empty; give at least one {{name, overrides}}")
     for arm in arms:
-        if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*", arm) or arm == "report":
-            raise TestbedError(f"{path}: arm name {arm!r} must be letters, digits, _ . - (and not 'report'): "
-                               "it names a folder")
+        if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*", arm) or arm in RESERVED:
+            raise TestbedError(f"{path}: arm name {arm!r} must be letters, digits, _ . - (and not "
+                               f"{', '.join(map(repr, RESERVED))}): it names a folder beside the lab's own files")
     if len(set(arms)) != len(arms):
         raise TestbedError(f"{path}: arm names repeat ({', '.join(arms)}); each arm names its own folder")
     if not lab.seeds or len(set(lab.seeds)) != len(lab.seeds):
@@ -116,6 +116,9 @@ def load(name: str) -> Lab:
     for i, (check, keys) in enumerate(zip(lab.checks, raw["checks"])):
         validate(check, set(keys), arms, f"{path}: checks[{i}]")
     return lab
+
+
+RESERVED = ("report", "verdict.json", "verdict.md")  # what OUT holds besides the arms' folders
 
 
 def default_out(lab: Lab, size: str) -> Path:
@@ -135,6 +138,10 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
         raise TestbedError(f"--out {out} is a file; give the lab a folder")
     if (out / "config.yaml").exists():
         raise TestbedError(f"--out {out} holds a single run; give the lab a folder of its own")
+    for item in overrides:  # the lab sets both for every run: an override would be dropped, yet shown as applied
+        key = item.partition("=")[0].strip()
+        if key in ("seed", "run_dir"):
+            raise TestbedError(f"{item}: a lab sets each run's {key}; use {'--seeds' if key == 'seed' else '--out'}")
     planned = []
     for arm in lab.arms:
         if arm.name not in running:
@@ -146,6 +153,10 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
             except TestbedError as e:
                 raise TestbedError(f"lab {lab.name}, arm {arm.name}, size {size}: {e}") from None
             planned.append(Planned(arm.name, seed, cfg))
+    if planned:  # else every run would fail at its start, and the lab call them unfinished
+        from testbed.tracking import check_trackers
+
+        check_trackers(planned[0].config.track)
     generations = {p.arm: p.config.generations for p in planned}
     for i, c in enumerate(lab.checks):
         where = f"lab {lab.name}, size {size}: checks[{i}]"
@@ -272,7 +283,9 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
         else:
             # A folder run further before (generations=8 once, the lab's 5 now) holds more, or was planned to: the
             # checks and the report read the generations this lab runs, so "last" is the lab's last.
-            run["rows"] = [r for r in run["rows"] if r["generation"] <= p.config.generations]
+            last = p.config.generations
+            run["rows"] = [r for r in run["rows"] if r["generation"] <= last]
+            run.update(finished=[g for g in run["finished"] if g <= last], planned=last, missing=[], partial=False)
             rows[key] = run["rows"]
     running = chosen(lab, arms)
     left_out = {(a.name, s): "not in --arms" for a in lab.arms if a.name not in running for s in seeds}
@@ -282,7 +295,10 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
                "summary": summary(results, size), "checks": results,
                "missing": {f"{a}/seed={s}": why for (a, s), why in missing.items()},
                "interval": INTERVAL}
-    return write_verdict(out, verdict, runs)
+    # A failed run's folder may hold an older run of another config: the report draws only what the verdict read.
+    shown = [r for r in runs if not any(Path(named[n].config.run_dir).resolve() == Path(r["path"]).resolve()
+                                        for n in stopped)]
+    return write_verdict(out, verdict, shown)
 
 
 def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
