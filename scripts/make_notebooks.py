@@ -109,7 +109,7 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            "in `OUT` are reused, only the new arm runs, and the report draws it beside the others.", id="extend"),
         code("# from testbed.labs import Arm\n"
              '# lab.arms.append(Arm("extension", ["KEY=VALUE"]))\n'
-             "# verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out)\n"
+             "# verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS and [*ARMS, \"extension\"])\n"
              "# print(render_text(verdict))", id="extension"),
     ]
     nb = nbformat.v4.new_notebook(cells=cells, metadata={

@@ -64,6 +64,22 @@ def test_the_notebook_parses_and_is_what_the_script_writes_from_the_lab(name):
     assert all(line.startswith("#") for line in cell(nb, "setup").source.splitlines()), "setup does nothing locally"
 
 
+@pytest.mark.parametrize("arms, expected", [(None, None), (["pure"], ["pure", "extension"])])
+def test_the_extension_cell_runs_the_arms_the_parameters_chose_and_the_new_one(arms, expected, monkeypatch):
+    """Uncommented, the extension must not start the arms ARMS left out (in a lecture, minutes each)."""
+    import testbed.labs
+
+    nb = nbformat.read(NOTEBOOKS / "sampling.ipynb", as_version=4)
+    source = "\n".join(line.removeprefix("# ") for line in cell(nb, "extension").source.splitlines())
+    calls = []
+    monkeypatch.setattr(testbed.labs, "run_lab", lambda lab, **kw: calls.append(kw) or {})
+    scope = {"lab": load("sampling"), "SIZE": "reduced", "SEEDS": [0], "ARMS": arms, "out": Path("unused"),
+             "run_lab": testbed.labs.run_lab, "render_text": lambda verdict: ""}
+    exec(source, scope)
+    [kw] = calls
+    assert kw["arms"] == expected and [a.name for a in scope["lab"].arms][-1] == "extension"
+
+
 def test_an_edited_lab_gives_another_notebook_and_guide():
     script, lab = make_notebooks(), load("collapse")
     before = (script.notebook_text(lab), script.guide(lab))
