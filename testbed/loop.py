@@ -27,7 +27,7 @@ from testbed.mix import (HUMAN, Doc, composition, documents, fill, synthetic_doc
                          training_set)
 from testbed.model import build_model, context_length, load_model, n_params, save_model
 from testbed.report.compare import summary
-from testbed.rundir import RunDir, create, read_jsonl, write_json
+from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
 from testbed.sample import sample_corpus, written_text
 from testbed.seeds import stage_seed
 from testbed.tokenizer import load_tokenizer, train_tokenizer
@@ -88,6 +88,11 @@ def run(cfg: Config, say=print) -> list[dict]:
             rundir.rebuild_metrics()  # metrics.jsonl is derived from the generations: a cut or lost one is made again
         if progress := rundir.progress(cfg.generations):
             r.say(progress)
+        if r.accelerator.is_main_process and (unlogged := rundir.root / rundir.UNLOGGED).exists():
+            # Generation 0 came whole from the run that trained it: log it here too, as this run's step 0.
+            first = read_json(rundir.gen(0) / "metrics.json")
+            r.tracking.log_generation(0, {k: v for k, v in numbers(first).items() if k != "generation"})
+            unlogged.unlink()
         for g in range(cfg.generations + 1):
             if not rundir.finished(g):
                 _generation(g, r)

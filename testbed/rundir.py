@@ -170,6 +170,8 @@ class RunDir:
 
     # A model 0 another run trained (start_from, model_only): generation 0 samples and scores it instead of training.
     FIRST_MODEL = "first_model"
+    # A whole generation 0 copied from another run (start_from): its metrics are not yet in this run's trackers.
+    UNLOGGED = "generation_0_unlogged"
 
     def start_from(self, donor: "RunDir", cfg: Config, model_only: bool = False) -> None:
         """A new run under cfg that holds donor's finished generation 0 and the split, tokenizer and human
@@ -186,6 +188,7 @@ class RunDir:
             copies[f"{self.FIRST_MODEL}/model"] = donor.gen(0) / "model"
         else:
             copies[donor.gen(0).name] = donor.gen(0)
+            files[self.UNLOGGED] = ""
         create(self.root, files, {name: (lambda dest, src=src: shutil.copytree(src, dest)) for name, src in copies.items()})
 
     def first_model(self) -> Path | None:

@@ -71,6 +71,23 @@ def test_tensorboard_gets_each_generations_curve_and_the_metrics_once_across_a_r
                          json.loads((root / "split.json").read_text()))
 
 
+@pytest.mark.e2e
+def test_a_generation_0_shared_from_another_run_is_logged_as_step_0(tmp_path, tiny_run):
+    """A lab's arms take generation 0 whole from one run (RunDir.start_from): their charts need it as a baseline."""
+    pytest.importorskip("tensorboard")
+    donor = loop.run(tiny_run(tmp_path / "donor", "generations=0"), say=quiet)
+    cfg = tiny_run(tmp_path / "arm", "generations=1", "track=[tensorboard]")
+    RunDir(cfg.run_dir).start_from(RunDir(tmp_path / "donor"), cfg)
+    rows = loop.run(cfg, say=quiet)
+    assert rows[0]["heldout_ppl"] == donor[0]["heldout_ppl"]
+    points = read_scalars(tmp_path / "arm" / "tracking" / "generations" / "testbed", "heldout_ppl")
+    assert [s for s, _ in points] == [0, 1]
+    assert [v for _, v in points] == pytest.approx([r["heldout_ppl"] for r in rows], rel=1e-6)
+    assert not (tmp_path / "arm" / RunDir.UNLOGGED).exists()
+    loop.run(cfg, say=quiet)  # a rerun logs nothing again
+    assert [s for s, _ in read_scalars(tmp_path / "arm" / "tracking" / "generations" / "testbed", "heldout_ppl")] == [0, 1]
+
+
 @pytest.mark.parametrize("tracker", ["tensorboard", "wandb"])
 def test_a_missing_tracker_package_stops_the_run_before_anything_is_written(tmp_path, monkeypatch, capsys, tracker):
     monkeypatch.setattr(tracking, f"is_{tracker}_available", lambda: False)
