@@ -301,6 +301,14 @@ def test_a_bad_jsonl_line_is_named_by_its_number(capsys, config, tmp_path, lines
     assert not (tmp_path / "run").exists()
 
 
+def test_a_first_jsonl_row_without_the_text_field_is_said_to_have_none(capsys, config, tmp_path):
+    """pyarrow fills the field the first row lacks with null: "holds NoneType" used to say something else."""
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": 1}\n' + "".join(json.dumps({"text": f"the cat number {i} sat."}) + "\n" for i in range(30)))
+    fails(capsys, *run_argv(config, tmp_path / "run", "data.source=local", f"data.path={path}"),
+          needles=(f"row 1 of {path} has no text (the field is null or missing)",))
+
+
 # 8. clear lines: SIGTERM, absurd sizes ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("override,key", [

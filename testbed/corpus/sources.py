@@ -130,6 +130,9 @@ def _texts(rows, data: DataConfig):
                 f"data.text_field={data.text_field}: no such field in {data.path or data.name}; fields: {', '.join(row)}"
             )
         text = row[data.text_field]
+        if text is None:  # pyarrow fills a field a row lacks with null: the row may simply not have it
+            raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path or data.name} has no "
+                               "text (the field is null or missing); fix that row or choose another data.text_field")
         if not isinstance(text, str):
             raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path or data.name} holds "
                                f"{type(text).__name__}, not text; fix that row or choose another data.text_field")
