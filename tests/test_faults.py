@@ -301,6 +301,12 @@ def test_a_bad_jsonl_line_is_named_by_its_number(capsys, config, tmp_path, lines
     assert not (tmp_path / "run").exists()
 
 
+def test_an_empty_jsonl_file_is_said_to_be_empty(capsys, config, tmp_path):
+    (tmp_path / "c.jsonl").write_text("\n  \n")
+    fails(capsys, *run_argv(config, tmp_path / "run", "data.source=local", f"data.path={tmp_path / 'c.jsonl'}"),
+          needles=(f"{tmp_path / 'c.jsonl'}: the corpus is empty (no rows)",))
+
+
 def test_a_first_jsonl_row_without_the_text_field_is_said_to_have_none(capsys, config, tmp_path):
     """pyarrow fills the field the first row lacks with null: "holds NoneType" used to say something else."""
     path = tmp_path / "c.jsonl"

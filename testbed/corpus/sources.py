@@ -94,6 +94,11 @@ def _local(data: DataConfig, seed: int):
         raise TestbedError(f"data.path={data.path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_BUILDERS)}")
     if builder != "parquet":
         _check_utf8(path)
+    if builder == "json":  # datasets infers the schema from the first rows: of none, it fails with a StopIteration
+        with open(path, encoding="utf-8-sig") as f:
+            if not any(line.strip() for line in f):
+                raise TestbedError(f"{data.path}: the corpus is empty (no rows); give a .jsonl file with one JSON "
+                                   "object a line")
     kwargs = {}
     if builder == "text":
         kwargs["encoding"] = "utf-8-sig"  # a byte-order mark is not text
