@@ -220,8 +220,10 @@ def _train(g: int, r: _Run, examples, part, tag: str):
                     log=RunDir.log(part) if part else None, desc=f"{tag} train")
     model = trained.pop("model")
     human_tokens = sum(len(d.ids) + 1 for label, d in examples if label == HUMAN)
-    # Expected under uniform block sampling; exact for whole passes under compute=epochs.
-    trained["human_tokens_seen"] = round(trained["passes"] * human_tokens)
+    pool_tokens = sum(len(d.ids) + 1 for _, d in examples)
+    # Expected under uniform block sampling: the human share of the tokens trained (the packed blocks leave out the
+    # tail of the pool that fills no block, so passes x human_tokens could exceed the tokens trained).
+    trained["human_tokens_seen"] = round(trained["tokens"] * human_tokens / pool_tokens)
     r.say(f"{tag} · train: {n_params(model) / 1e6:.2f}M params, {trained['tokens']:,} tokens in {trained['seconds']:.0f}s "
           f"({trained['tokens_per_s']:,.0f} tok/s), loss {trained['final_loss']:.3f}")
     return model, {"blocks": len(blocks), "init": cfg.train.init if g else "scratch", **trained, "params": n_params(model)}

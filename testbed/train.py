@@ -88,6 +88,7 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                lr = optimizer.param_groups[0]["lr"]  # what this step trains with: the scheduler moves it after
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -95,7 +96,7 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
             step += 1
             # A copy: under CUDA graphs (compile mode reduce-overhead) the next step overwrites the loss in place.
             pending.append(loss.detach().clone())
-            lrs.append(scheduler.get_last_lr()[0])
+            lrs.append(lr)
             # Reading a loss makes the CPU wait for the GPU: do it every 10 steps, not every step.
             if step % 10 == 0 or step == steps:
                 first = step - len(pending) + 1
@@ -111,7 +112,7 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
                 bar.set_postfix(loss=f"{ema:.3f}")
             bar.update(1)
             if log is not None and (step % 50 == 0 or step == steps):
-                log(f"step {step}/{steps} loss {loss.item():.4f} lr {scheduler.get_last_lr()[0]:.2e}")
+                log(f"step {step}/{steps} loss {loss.item():.4f} lr {lr:.2e}")
     bar.close()
     seconds = time.perf_counter() - start
     tokens = steps * per_step

@@ -56,7 +56,9 @@ def test_tensorboard_gets_each_generations_curve_and_the_metrics_once_across_a_r
         loss = read_scalars(curve, "train/loss")
         # One point per optimizer step, from 1: generation 1's killed attempt is not shown twice.
         assert [s for s, _ in loss] == list(range(1, steps + 1)), g
-        assert [s for s, _ in read_scalars(curve, "train/lr")] == list(range(1, steps + 1)), g
+        lrs = read_scalars(curve, "train/lr")
+        assert [s for s, _ in lrs] == list(range(1, steps + 1)), g
+        assert lrs[0][1] == 0.0  # the rate step 1 trained with: the first of the warmup, not the next step's
         last = (gen / "log.txt").read_text().splitlines()[-1]  # "step N/N loss X lr Y"
         assert loss[-1][1] == pytest.approx(float(last.split()[3]), abs=1e-4)
 

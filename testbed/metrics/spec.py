@@ -54,9 +54,9 @@ METRICS = [
            "steps × `train.batch_size` × `train.grad_accum` × context × processes"),
     Metric("train_passes", "run", "", "passes over the packed training set: below 1 when a large pool is only partly "
            "seen, above 1 when a small one is repeated", "`train_tokens` / tokens of the packed set"),
-    Metric("human_tokens_seen", "run", "", "human tokens trained on (each document with its end token): exact for whole "
-           "passes under `train.compute=epochs`, the expectation under uniform block sampling otherwise",
-           "`train_passes` × human tokens in the training set"),
+    Metric("human_tokens_seen", "run", "", "human tokens trained on (each document with its end token), the expectation "
+           "under uniform block sampling: the human share of the training set's tokens, of the tokens trained (never "
+           "more than `train_tokens`)", "`train_tokens` × human tokens / all tokens in the training set"),
     Metric("unfinished_docs", "run", "up", "generation g's samples cut off at the length cap without ending; left out "
            "of later pools unless `mix.keep_unfinished`", "#samples not ended", moves="up, as `ended_rate` falls"),
 
