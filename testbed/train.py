@@ -161,6 +161,10 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
         AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=mode, gradient_accumulation_steps=cfg.grad_accum,
                               log_with=track or None, project_dir=project_dir)
+    if mode == "fp16" and accelerator.device.type == "cpu":
+        # accelerate turns fp16 autocast on only off the CPU: the run would train in fp32 and record fp16.
+        raise TestbedError("train.mixed_precision=fp16 does not run on a CPU (accelerate trains in fp32 there); "
+                           "use bf16, fp32 or auto")
     if int(os.environ.get("WORLD_SIZE", "1")) > accelerator.num_processes:
         # Each process would think itself alone and make the same run directory.
         raise TestbedError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate sees "

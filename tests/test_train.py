@@ -310,3 +310,17 @@ def test_environment_names_testbeds_version_when_run_from_a_source_checkout(monk
     env = environment(Accelerator(cpu=True))
     assert env["versions"]["testbed"] == testbed.__version__
     assert env["versions"]["torch"] == real("torch")
+
+
+def test_fp16_on_a_cpu_is_refused_not_trained_in_fp32_under_its_name(tmp_path):
+    """accelerate enables fp16 autocast only off the CPU: train.json would have recorded fp16 for an fp32 run."""
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU fp16 runs")
+    from accelerate.state import AcceleratorState
+
+    from testbed.train import make_accelerator
+    try:
+        with pytest.raises(TestbedError, match=r"^train\.mixed_precision=fp16 does not run on a CPU"):
+            make_accelerator(TrainConfig(mixed_precision="fp16"), [], str(tmp_path))
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
