@@ -10,10 +10,11 @@ a run that fails is reported at the end and does not stop the others.
 """
 import itertools
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from testbed import TestbedError
-from testbed.config import Config, load_config
+from testbed.config import Config, load_config, to_yaml
 
 _LIST_AWARE_COMMA = re.compile(r",(?![^\[]*\])")  # split v1,v2 but keep [human,synthetic] whole
 
@@ -67,6 +68,12 @@ def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], s
         # Two runs in one folder would fight over its lock, and the report would show one as the other.
         raise TestbedError(f"--set: two runs of the grid would share the folder {clash}: their values differ only "
                            "in characters a folder name cannot hold; write the values so they differ in letters or digits")
+    same = {}
+    for c in configs:  # values spelled apart that read as one (1 and 01, 0.5 and .5): one run made twice
+        twin = same.setdefault(to_yaml(replace(c, run_dir="")), c)
+        if twin is not c:
+            raise TestbedError(f"--set: {Path(twin.run_dir).name} and {Path(c.run_dir).name} are the same run (their "
+                               "values read as one); give each value once")
     return root, configs
 
 

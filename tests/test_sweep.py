@@ -42,6 +42,9 @@ def test_plan_names_every_run_and_checks_every_config_first(tmp_path):
     # Two values one folder name cannot tell apart: two workers would share it.
     with pytest.raises(TestbedError, match=r"would share the folder .*data\.path=a-b\.txt_seed=0"):
         plan(QUICKSTART, [f"run_dir={tmp_path / 'clash'}"], [("data.path", ["a/b.txt", "a-b.txt"])], None)
+    # Two spellings of one value: two folders holding the same run, trained twice.
+    with pytest.raises(TestbedError, match=r"^--set: model\.n_head=1_seed=0 and model\.n_head=01_seed=0 are the same run"):
+        plan(QUICKSTART, [f"run_dir={tmp_path / 'twice'}"], [("model.n_head", ["1", "01"])], None)
 
 
 def test_a_sweep_runs_its_grid_resumes_and_reports(tmp_path, monkeypatch, capsys):
