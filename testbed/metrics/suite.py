@@ -212,12 +212,13 @@ def relative(row: dict, reference: dict) -> dict:
     tokens than eval.sample_tokens): recall grows with sample size, so a ratio across sizes would measure the
     sizes, not the tail.
     """
-    def ratio(a, b, comparable=reference["comparable"]):
+    def ratio(a, b, comparable):
         return a / b if b and comparable else None
 
-    out = {f"{k}_rel": ratio(row[k], reference[k]) for k in RECALLS}
-    out["rare_id_recall_rel"] = ratio(row["rare_id_recall"], reference["rare_id_recall"], reference.get("comparable_ids"))
-    out["recall_by_band_rel"] = {b: ratio(row["recall_by_band"][b], reference["recall_by_band"][b]) for b in tail.BANDS}
+    words, ids = reference["comparable"], reference.get("comparable_ids")
+    out = {f"{k}_rel": ratio(row[k], reference[k], ids if k == "rare_id_recall" else words) for k in RECALLS}
+    out["recall_by_band_rel"] = {b: ratio(row["recall_by_band"][b], reference["recall_by_band"][b], words)
+                                 for b in tail.BANDS}
     return out
 
 
