@@ -458,6 +458,19 @@ def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatc
     assert main(args) == 0  # the same lab again: every run is finished, only the report and verdict are rebuilt
     assert "all 2 generations are finished" in capsys.readouterr().out
 
+    def stops_leaving_its_folder(cfg, say=print):  # as a run of another config does, over its older folder
+        if "top_k_20" in cfg.run_dir:
+            raise TestbedError("a stand-in for 'holds a run with a different config'")
+    monkeypatch.setattr(testbed.loop, "run", stops_leaving_its_folder)
+    assert main(args) == 1
+    capsys.readouterr()
+    reported = [r["name"] for r in json.loads((out / "report" / "report.json").read_text())["runs"]]
+    assert reported and not any("top_k_20" in name for name in reported)  # its folder answers nothing here
+    monkeypatch.setattr(testbed.loop, "run", lambda cfg, say=print: (_ for _ in ()).throw(TestbedError("stand-in")))
+    assert main(args) == 1
+    capsys.readouterr()
+    assert not (out / "report").exists()  # an earlier report beside a verdict of no runs would be read as its report
+
     shutil.rmtree(out / "top_k_20")
 
     def stops(cfg, say=print):

@@ -306,7 +306,7 @@ def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
 
     Several `lab run`s may share one OUT (a seed each) and finish together: each file is replaced whole, and
     the lock makes the three one process's, whichever writes last."""
-    from testbed.report.page import build
+    from testbed.report.page import build, remove
     from testbed.rundir import os_lock, write_json, write_text
 
     out.mkdir(parents=True, exist_ok=True)
@@ -315,6 +315,8 @@ def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
         write_text(out / "verdict.md", render_markdown(verdict))
         if runs:
             verdict["report"] = str(build(runs, out / "report"))
+        else:  # an earlier report would be read as this verdict's
+            remove(out / "report")
     return verdict
 
 

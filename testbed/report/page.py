@@ -55,6 +55,14 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
     return out / "index.html"
 
 
+def remove(out: str | Path) -> None:
+    """Take away a report this testbed wrote at `out` (a folder of the user's is refused, as build refuses it)."""
+    out = Path(out)
+    if out.exists():
+        _check_replaceable(out)
+        shutil.rmtree(out)
+
+
 def _move_into_place(tmp: Path, out: Path) -> None:
     """Rename tmp to out, first setting aside the report there. Another process may be replacing the same
     report at this moment (a lab's seeds run as processes side by side into one --out): the last to rename
