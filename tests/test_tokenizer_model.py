@@ -192,3 +192,42 @@ def test_a_registered_model_family_builds_saves_and_reloads(tmp_path, monkeypatc
     ids = torch.tensor([[0, 5, 7, 9]])
     with torch.no_grad():
         assert torch.equal(built(ids).logits, loaded(ids).logits)
+
+
+def _old_word_tokenizer(docs, vocab_size):
+    """The word kind as it was before <|unk|> was kept whole: byte-level splitting alone."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tok = Tokenizer(models.WordLevel(unk_token="<|unk|>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(docs, trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=[EOS, "<|unk|>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, unk_token="<|unk|>")
+
+
+def test_word_kind_splits_text_as_byte_level_does(words_corpus):
+    texts = words_corpus + ["Hello world, it's 3 o'clock!  \n\n  Tabs\tand   spaces  ", "café naïve don’t 日本語",
+                            "a <|unk", "<|endoftext|> in text", "x" * 3000]
+    new, old = train_tokenizer(words_corpus, 300, "word"), _old_word_tokenizer(words_corpus, 300)
+    assert new.get_vocab() == old.get_vocab()
+    assert encode(new, texts) == encode(old, texts)
+
+
+def test_a_sampled_unknown_word_re_encodes_as_one_unknown(words_corpus):
+    # The next generation re-encodes the text the last one wrote: an <|unk|> it wrote must stay one <|unk|>,
+    # or the unknowns triple every generation.
+    tok = train_tokenizer(words_corpus, 300, "word")
+    unk = tok.unk_token_id
+    ids = tok(" the cat", add_special_tokens=False)["input_ids"]
+    written = ids[:1] + [unk, unk] + ids[1:] + [unk]
+    text = tok.decode(written)
+    assert encode(tok, [text])[0].tolist() == written
+    assert encode(tok, [" the <|unk|> cat"])[0].tolist() == [ids[0], unk] + ids[1:]
+    old = _old_word_tokenizer(words_corpus, 300)
+    assert (encode(old, [text])[0] == unk).sum() == 9  # what the fix is for
+
+
+def test_a_word_tokenizer_saved_and_loaded_keeps_unknowns_whole(tmp_path, words_corpus):
+    train_tokenizer(words_corpus, 300, "word").save_pretrained(tmp_path)
+    tok = load_tokenizer(tmp_path)
+    assert encode(tok, ["the<|unk|><|unk|>"])[0].tolist()[1:] == [tok.unk_token_id] * 2
