@@ -190,3 +190,15 @@ def test_documents_share_one_array_of_ids(words_corpus):
     assert [d.text for d in synthetic] == texts[:6:2] and all(d.ended for d in synthetic)
     assert [d.ids.tolist() for d in synthetic] == expected[:6:2]
     assert all(isinstance(d.ids, np.ndarray) for d in synthetic)
+
+
+def test_what_a_model_wrote_trains_the_next_generation_unknown_for_unknown(words_corpus):
+    # A generation's stories come back as text: each <|unk|> a model wrote is one unknown id for the next
+    # model, as it was for the writer, so unknowns do not multiply from generation to generation.
+    tok = train_tokenizer(words_corpus, 300, "word")
+    unk = tok.unk_token_id
+    written = tok(" the cat", add_special_tokens=False)["input_ids"]
+    written = written[:1] + [unk] * 3 + written[1:]
+    rows = [{"text": tok.decode(written), "ended": True}]
+    (doc,) = synthetic_docs(rows, tok, keep_unfinished=False)
+    assert list(doc.ids) == written
