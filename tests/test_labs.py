@@ -318,6 +318,36 @@ def test_arms_that_differ_after_generation_0_share_it_and_end_as_if_run_alone(tm
 
 
 @pytest.mark.e2e
+def test_an_arm_run_later_on_its_own_starts_from_the_generation_0_another_arm_finished(tmp_path):
+    """`lab run X --arms a`, then `--arms b` into the same folder: b must start from a's model 0, not train its
+    own (on a GPU a second training of one seed is another model, and the arms would not share a start)."""
+    path = tmp_path / "later.yaml"
+    path.write_text(f"name: later\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
+                    f"sizes: {{reduced: [{TINY}]}}\n"
+                    "arms: [{name: a, overrides: []}, {name: b, overrides: [mix.regime=accumulate]},\n"
+                    "       {name: c, overrides: [sample.top_k=20]}]\n"
+                    "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
+    lab, quiet = load(str(path)), (lambda *_: None)
+    run_lab(lab, "reduced", out=tmp_path / "lab", arms=["a"], say=quiet)
+    lines = []
+    run_lab(lab, "reduced", out=tmp_path / "lab", arms=["b", "c"], say=lines.append)
+    assert "lab later: generation 0 of a/seed=0 is shared by b/seed=0" in lines
+    assert "lab later: model 0 of a/seed=0 is shared by c/seed=0" in lines
+    assert not any(line.startswith("gen 0/") and "params" in line for line in lines), "model 0 was trained again"
+    a, b, c = (tmp_path / "lab" / arm / "seed=0" for arm in "abc")
+    assert (b / "gen_000/corpus.jsonl").read_bytes() == (a / "gen_000/corpus.jsonl").read_bytes()
+    for run in (b, c):
+        assert (run / "gen_000/model/model.safetensors").read_bytes() == (a / "gen_000/model/model.safetensors").read_bytes()
+    # A finished generation 0 of another config (the whole lab run before with another model) is no donor.
+    run_lab(lab, "reduced", out=tmp_path / "other", arms=["a"], overrides=["model.family=llama"], say=quiet)
+    lines = []
+    run_lab(lab, "reduced", out=tmp_path / "other", arms=["b"], say=lines.append)
+    assert not any("is shared by" in line for line in lines)
+    config = json.loads((tmp_path / "other" / "b" / "seed=0" / "gen_000" / "model" / "config.json").read_text())
+    assert config["model_type"] != "llama"
+
+
+@pytest.mark.e2e
 def test_an_older_run_of_another_config_in_a_donors_folder_is_never_shared(tmp_path):
     """`lab run X --arms a` once, then the whole lab with another model on the same folder: a's folder holds a
     GPT-2 generation 0, which must not be copied to b as if it were the Llama one b's config asks for."""

@@ -184,10 +184,13 @@ def chosen(lab: Lab, arms: list[str] | None) -> list[str]:
     return [a for a in names if a in arms]
 
 
-def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads, address, say) -> None:
+def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads, address, say,
+                            others: list[Planned] = ()) -> None:
     """Train each seed's model 0 once. Arms that differ only where generation 0 does not look (mix, curation)
     start from a copy of one arm's whole generation 0; arms that differ in sampling as well start from a copy
     of its model 0 and sample and score their own generation 0. The donors' runs stop after generation 0 here.
+    others: the arms left out by --arms; one whose folder already holds its generation 0 is a donor too, so an
+    arm run later, on its own, starts from the model the others did (a GPU would not train the same one twice).
     A run that fails here is left to the lab's run proper, which runs it whole and reports it."""
     from dataclasses import replace
 
@@ -195,7 +198,22 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
     from testbed.parallel import run_all
     from testbed.rundir import RunDir
 
+    def holds_its_own(donor, unread) -> bool:
+        """The donor's folder holds the run the lab plans there, not an older run of another config (a lab run
+        before with other overrides): that one's generation 0 is not the one the sharer's config asks for."""
+        try:
+            saved = load_config(Path(donor.config.run_dir) / "config.yaml")
+        except TestbedError:
+            return False
+        return first_generation(saved, unread) == first_generation(donor.config, unread)
+
+    ready = [o for o in others if RunDir(o.config.run_dir).finished(0)]
     by_generation, by_model = {}, {}
+    for o in ready:  # first, so that a finished generation 0 is preferred to training one
+        if holds_its_own(o, NOT_READ_BY_GENERATION_0):
+            by_generation.setdefault((o.seed, first_generation(o.config)), o)
+        if holds_its_own(o, NOT_READ_BY_MODEL_0):
+            by_model.setdefault((o.seed, first_generation(o.config, NOT_READ_BY_MODEL_0)), o)
     for p in planned:
         by_generation.setdefault((p.seed, first_generation(p.config)), p)
         by_model.setdefault((p.seed, first_generation(p.config, NOT_READ_BY_MODEL_0)), p)
@@ -215,15 +233,6 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
         if todo:
             run_all([(f"{d.arm}/seed={d.seed} generation 0", replace(d.config, generations=0)) for d in todo.values()],
                     jobs, threads, address, f"lab {lab}", say)
-
-    def holds_its_own(donor, unread) -> bool:
-        """The donor's folder holds the run the lab plans there, not an older run of another config (a lab run
-        before with other overrides): that one's generation 0 is not the one the sharer's config asks for."""
-        try:
-            saved = load_config(Path(donor.config.run_dir) / "config.yaml")
-        except TestbedError:
-            return False
-        return first_generation(saved, unread) == first_generation(donor.config, unread)
 
     def copy(pairs, model_only):
         unread = NOT_READ_BY_MODEL_0 if model_only else NOT_READ_BY_GENERATION_0
@@ -264,7 +273,8 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
     # A run that fails does not stop the others: they still answer the checks that do not read it.
     named = {f"{p.arm}/seed={p.seed}": p for p in planned}
     with on_ray(jobs, threads, address):  # one Ray for both steps: starting one takes seconds
-        share_first_generations(planned, lab.name, jobs, threads, address, say)
+        others = [] if arms is None else [o for o in plan(lab, size, seeds, out, overrides)[1] if o.arm not in arms]
+        share_first_generations(planned, lab.name, jobs, threads, address, say, others)
         stopped = run_all([(name, p.config) for name, p in named.items()], jobs, threads, address, f"lab {lab.name}",
                           say)
     failed = {(named[name].arm, named[name].seed): f"stopped: {error}" for name, error in stopped.items()}
