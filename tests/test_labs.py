@@ -317,6 +317,24 @@ def test_arms_that_differ_after_generation_0_share_it_and_end_as_if_run_alone(tm
         assert read_jsonl(arm / "metrics.jsonl") == alone, arm.parent.name
 
 
+def test_arms_left_out_are_donors_only_where_the_overrides_build_for_them(tmp_path):
+    """An override valid for the arms chosen but not for another (here: mix.after_curation with b's classifier
+    detector) must not stop `--arms a`: the left-out arms are only looked at, for a generation 0 to share."""
+    from testbed.labs import runs_left_out
+
+    path = tmp_path / "donors.yaml"
+    path.write_text(f"name: donors\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
+                    f"sizes: {{reduced: [{TINY}]}}\n"
+                    "arms: [{name: a, overrides: []},\n"
+                    "       {name: b, overrides: [curate.detector.enabled=true, curate.detector.kind=classifier]}]\n"
+                    "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
+    lab = load(str(path))
+    assert [(p.arm, p.seed) for p in runs_left_out(lab, "reduced", [0], tmp_path / "lab", [], ["a"])] == [("b", 0)]
+    assert runs_left_out(lab, "reduced", [0], tmp_path / "lab", [], None) == []
+    assert runs_left_out(lab, "reduced", [0], tmp_path / "lab", ["mix.size=fixed", "mix.after_curation=true"], ["a"]) == []
+    plan(lab, "reduced", [0], tmp_path / "lab", ["mix.size=fixed", "mix.after_curation=true"], ["a"])  # what the command runs builds
+
+
 @pytest.mark.e2e
 def test_an_arm_run_later_on_its_own_starts_from_the_generation_0_another_arm_finished(tmp_path):
     """`lab run X --arms a`, then `--arms b` into the same folder: b must start from a's model 0, not train its

@@ -172,6 +172,18 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
     return out, planned
 
 
+def runs_left_out(lab: Lab, size: str, seeds: list[int], out: Path, overrides: list[str],
+                  arms: list[str] | None) -> list[Planned]:
+    """The runs --arms leaves out, as donors of a generation 0 they may hold; none where the overrides, valid for
+    the arms chosen, do not build for the others (the command runs only those it was asked for)."""
+    if arms is None:
+        return []
+    try:
+        return [p for p in plan(lab, size, seeds, out, overrides)[1] if p.arm not in arms]
+    except TestbedError:
+        return []
+
+
 def chosen(lab: Lab, arms: list[str] | None) -> list[str]:
     """The arms to run: all the lab's, or those named (each one of the lab's, none twice)."""
     names = [a.name for a in lab.arms]
@@ -273,8 +285,8 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
     # A run that fails does not stop the others: they still answer the checks that do not read it.
     named = {f"{p.arm}/seed={p.seed}": p for p in planned}
     with on_ray(jobs, threads, address):  # one Ray for both steps: starting one takes seconds
-        others = [] if arms is None else [o for o in plan(lab, size, seeds, out, overrides)[1] if o.arm not in arms]
-        share_first_generations(planned, lab.name, jobs, threads, address, say, others)
+        share_first_generations(planned, lab.name, jobs, threads, address, say,
+                                runs_left_out(lab, size, seeds, out, overrides, arms))
         stopped = run_all([(name, p.config) for name, p in named.items()], jobs, threads, address, f"lab {lab.name}",
                           say)
     failed = {(named[name].arm, named[name].seed): f"stopped: {error}" for name, error in stopped.items()}
