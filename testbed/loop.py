@@ -30,7 +30,7 @@ from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
 from testbed.sample import sample_corpus, written_text
 from testbed.seeds import stage_seed
-from testbed.tokenizer import load_tokenizer, train_tokenizer
+from testbed.tokenizer import check_reads_unk_whole, load_tokenizer, train_tokenizer
 from testbed.tracking import Tracking, check_trackers
 from testbed.train import environment, inference_autocast, make_accelerator, pack, train
 
@@ -122,6 +122,8 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     else:
         rundir.check_same_run(cfg, corpus.split)
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
+        if not all(rundir.finished(g) for g in range(cfg.generations + 1)):
+            check_reads_unk_whole(tokenizer, rundir.root / "tokenizer")
     human = documents(tokenizer, corpus.train)
     check_fits(cfg, [d.ids for d in human])
     # Built before anything is written: a verifier that does not import, or a

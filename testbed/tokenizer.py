@@ -97,6 +97,19 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
                            "new folder") from None
 
 
+def check_reads_unk_whole(tokenizer: PreTrainedTokenizerFast, path: str | Path) -> None:
+    """A word tokenizer saved before the fix above (2026-11-27) reads a written <|unk|> as three unknowns. A run
+    continued with it, or a lab arm started from its generation 0, would measure that artifact again, silently:
+    the run's own tokenizer is always the one it loads."""
+    if tokenizer.unk_token is None:  # bpe: no unknowns
+        return
+    pieces = len(encode(tokenizer, [UNK]).flat)
+    if pieces != 1:
+        raise TestbedError(f"{path}: a word tokenizer saved before the fix of 2026-11-27, which reads a written {UNK} "
+                           f"as {pieces} unknowns, so each generation hands the next more of them "
+                           "(docs/configuration.md#tokenizer); start this run again in a new run_dir (a lab: a new --out)")
+
+
 class TokenIds:
     """The token ids of many documents in one flat array: ids[i] is a view of document i's, not a copy.
 

@@ -208,6 +208,27 @@ def test_the_same_run_under_another_spelling_resumes(finished, tmp_path, capsys,
     assert len((moved / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_run_begun_before_the_word_tokenizer_fix_is_not_continued_but_still_reads(tmp_path, capsys, config):
+    """Its tokenizer reads a written <|unk|> as three unknowns: continued, the run would silently measure that
+    artifact again. Finished, it only reports what it measured."""
+    from tokenizers import pre_tokenizers
+
+    from testbed.tokenizer import load_tokenizer
+    run_dir = tmp_path / "run"
+    argv = ["run", config, f"run_dir={run_dir}", *TINY, "tokenizer.kind=word"]
+    assert main([str(a) for a in argv] + ["generations=0"]) == 0
+    old = load_tokenizer(run_dir / "tokenizer")
+    old.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # as saved before the fix
+    old.save_pretrained(run_dir / "tokenizer")
+    capsys.readouterr()
+    before = tree(run_dir)
+    fails(capsys, *argv, "generations=1", needles=(f"{run_dir / 'tokenizer'}: a word tokenizer saved before the fix",
+                                                   "start this run again in a new run_dir"))
+    assert tree(run_dir) == before
+    code, out, err = cli(capsys, *argv, "generations=0")
+    assert code == 0 and "finished" in out, err
+
+
 # 7. errors from the OS, a parser or a library: one line ----------------------------------------------------------
 
 @pytest.mark.parametrize("override,needles", [

@@ -366,6 +366,30 @@ def test_an_arm_run_later_on_its_own_starts_from_the_generation_0_another_arm_fi
 
 
 @pytest.mark.e2e
+def test_an_arm_added_to_a_folder_from_before_the_word_tokenizer_fix_stops_before_copying(tmp_path):
+    """A shared generation 0 carries its tokenizer: an arm started from a pre-fix one would silently measure
+    the tripling unknowns again."""
+    from tokenizers import pre_tokenizers
+
+    from testbed.tokenizer import load_tokenizer
+    path = tmp_path / "prefix.yaml"
+    path.write_text(f"name: prefix\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
+                    f"sizes: {{reduced: [{TINY}, generations=0]}}\n"
+                    "arms: [{name: a, overrides: []}, {name: b, overrides: [mix.regime=accumulate]}]\n"
+                    "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
+    lab = load(str(path))
+    run_lab(lab, "reduced", out=tmp_path / "lab", arms=["a"], say=lambda *_: None)
+    folder = tmp_path / "lab" / "a" / "seed=0" / "tokenizer"
+    old = load_tokenizer(folder)
+    old.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # as saved before the fix
+    old.save_pretrained(folder)
+    with pytest.raises(TestbedError, match="a word tokenizer saved before the fix") as e:
+        run_lab(lab, "reduced", out=tmp_path / "lab", arms=["b"], say=lambda *_: None)
+    assert str(e.value).startswith(f"{folder}:") and "a new --out" in str(e.value)
+    assert not (tmp_path / "lab" / "b").exists()
+
+
+@pytest.mark.e2e
 def test_an_older_run_of_another_config_in_a_donors_folder_is_never_shared(tmp_path):
     """`lab run X --arms a` once, then the whole lab with another model on the same folder: a's folder holds a
     GPT-2 generation 0, which must not be copied to b as if it were the Llama one b's config asks for."""

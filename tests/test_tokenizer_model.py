@@ -231,3 +231,14 @@ def test_a_word_tokenizer_saved_and_loaded_keeps_unknowns_whole(tmp_path, words_
     train_tokenizer(words_corpus, 300, "word").save_pretrained(tmp_path)
     tok = load_tokenizer(tmp_path)
     assert encode(tok, ["the<|unk|><|unk|>"])[0].tolist()[1:] == [tok.unk_token_id] * 2
+
+
+def test_a_word_tokenizer_from_before_the_fix_is_refused_naming_its_folder(tmp_path, words_corpus):
+    from testbed.tokenizer import check_reads_unk_whole
+    check_reads_unk_whole(train_tokenizer(words_corpus, 300, "word"), tmp_path)
+    check_reads_unk_whole(train_tokenizer(words_corpus, 300), tmp_path)  # bpe has no unknowns to misread
+    _old_word_tokenizer(words_corpus, 300).save_pretrained(tmp_path)
+    with pytest.raises(TestbedError) as e:
+        check_reads_unk_whole(load_tokenizer(tmp_path), tmp_path)
+    assert str(e.value).startswith(f"{tmp_path}: a word tokenizer saved before the fix of 2026-11-27")
+    assert "as 3 unknowns" in str(e.value) and "new run_dir" in str(e.value)

@@ -209,6 +209,7 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
     from testbed.loop import NOT_READ_BY_GENERATION_0, NOT_READ_BY_MODEL_0, first_generation
     from testbed.parallel import run_all
     from testbed.rundir import RunDir
+    from testbed.tokenizer import check_reads_unk_whole, load_tokenizer
 
     def holds_its_own(donor, unread) -> bool:
         """The donor's folder holds the run the lab plans there, not an older run of another config (a lab run
@@ -238,6 +239,12 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
             generation_copies.append((donor, p))
         elif (donor := by_model[(p.seed, first_generation(p.config, NOT_READ_BY_MODEL_0))]) is not p:
             model_copies.append((donor, p))
+
+    # Checked before anything is trained or copied: a pre-fix tokenizer would travel with the generation 0 it made.
+    for donor in {d.config.run_dir: d for d, _ in generation_copies + model_copies}.values():
+        if RunDir(donor.config.run_dir).finished(0):
+            folder = Path(donor.config.run_dir) / "tokenizer"
+            check_reads_unk_whole(load_tokenizer(folder), folder)
 
     def first(runs):
         """Generation 0 of each donor that does not have it yet."""
