@@ -159,8 +159,10 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
         # accelerate keeps one precision per process and refuses another; runs of one sweep or lab in this
         # process may differ in it (an arm at train.mixed_precision=fp32). The process group is kept.
         AcceleratorState._reset_state()
+    # testbed runs on CUDA or the CPU. accelerate would take Apple's MPS device first, where the sampler's
+    # float64 draws do not run and nothing is tested, so a Mac trains on its CPU.
     accelerator = Accelerator(mixed_precision=mode, gradient_accumulation_steps=cfg.grad_accum,
-                              log_with=track or None, project_dir=project_dir)
+                              cpu=not torch.cuda.is_available(), log_with=track or None, project_dir=project_dir)
     if mode == "fp16" and accelerator.device.type == "cpu":
         # accelerate turns fp16 autocast on only off the CPU: the run would train in fp32 and record fp16.
         raise TestbedError("train.mixed_precision=fp16 does not run on a CPU (accelerate trains in fp32 there); "

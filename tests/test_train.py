@@ -292,6 +292,24 @@ def test_runs_in_one_process_may_differ_in_precision(tmp_path):
     assert make_accelerator(tcfg(mixed_precision="bf16"), [], str(tmp_path)).mixed_precision == "bf16"
 
 
+def test_a_mac_trains_on_its_cpu_not_on_mps(tmp_path, monkeypatch):
+    """accelerate puts a run on Apple's MPS device where there is one, before CUDA or the CPU; the sampler
+    draws in float64, which MPS lacks, so a student's Mac would stop after training generation 0."""
+    if torch.cuda.is_available():
+        pytest.skip("with CUDA the run is on the GPU")
+    import accelerate.state
+    from accelerate.state import AcceleratorState
+
+    from testbed.train import make_accelerator
+    monkeypatch.setattr(accelerate.state, "is_mps_available", lambda *args, **kwargs: True)
+    monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # accelerate sets it when it picks MPS; undone after
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        assert make_accelerator(tcfg(), [], str(tmp_path)).device.type == "cpu"
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def test_environment_names_testbeds_version_when_run_from_a_source_checkout(monkeypatch):
     """Run from a checkout on PYTHONPATH (no pip install), testbed has no package metadata; the generation's
     record falls back to the module's version instead of stopping the run after training."""
