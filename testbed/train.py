@@ -170,7 +170,8 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
     if int(os.environ.get("WORLD_SIZE", "1")) > accelerator.num_processes:
         # Each process would think itself alone and make the same run directory.
         raise TestbedError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate sees "
-                           f"{accelerator.num_processes}; on a CPU set ACCELERATE_USE_CPU=1 (accelerate launch --multi_gpu)")
+                           f"{accelerator.num_processes}; start them with accelerate launch --multi_gpu "
+                           "(ACCELERATE_USE_CPU=1 in front to keep them on the CPU)")
     return accelerator
 
 

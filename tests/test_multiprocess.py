@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["generations=1", "data.docs=200", "data.heldout_docs=20", "tokenizer.vocab_size=512", "model.preset=nano",
@@ -23,11 +24,18 @@ def free_port() -> int:
 
 
 @pytest.mark.e2e
-def test_a_run_across_two_processes_finishes_with_valid_metrics(tmp_path):
+@pytest.mark.parametrize("use_cpu", ["1", None], ids=["ACCELERATE_USE_CPU=1", "a machine without a GPU"])
+def test_a_run_across_two_processes_finishes_with_valid_metrics(tmp_path, use_cpu):
+    if use_cpu is None and torch.cuda.is_available():
+        pytest.skip("with a GPU the two processes would train on it")
     run_dir = tmp_path / "run"
     # `accelerate launch --cpu --num_processes 2` starts one process (its CPU launcher spreads only over mpirun);
     # --multi_gpu starts two through torchrun, and ACCELERATE_USE_CPU=1 keeps them on the CPU, talking over gloo.
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # Without a GPU testbed asks accelerate for the CPU itself, so the plain command works too.
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    if use_cpu:
+        env["ACCELERATE_USE_CPU"] = use_cpu
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(free_port()),
