@@ -89,3 +89,14 @@ def test_a_null_or_nested_figure_is_a_dash_or_refused_never_a_traceback():
     assert line.split()[-1] == "-"
     with pytest.raises(TestbedError, match=r"no run has a number for 'recall_by_band'"):
         table(runs, ["recall_by_band"])
+
+
+def test_the_closing_summary_prints_a_null_figure_as_a_dash():
+    """eval.sample_words=1 leaves distinct_2 undefined (null); the summary at a run's end crashed on it, and on
+    every later `testbed run` of that folder."""
+    from testbed.report.compare import summary
+
+    rows = [{"generation": g, "heldout_ppl": 2.0 + g, "distinct_2": None} for g in (0, 1)]
+    lines = summary(rows).splitlines()
+    assert lines[0].split() == ["generation", "heldout_ppl", "distinct_2"]
+    assert [ln.split() for ln in lines[1:]] == [["0", "2.0000", "-"], ["1", "3.0000", "-"]]

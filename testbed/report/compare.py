@@ -101,6 +101,7 @@ def summary(rows: list[dict]) -> str:
     """A run's headline figures, one line per generation: what `testbed run` prints at its end."""
     keys = spec.summary_keys(rows)
     lines = ["  ".join(f"{k:>17}" for k in keys)]
+    cell = lambda v: f"{v:>17.4f}" if _figure(v) and not isinstance(v, int) else f"{'-' if v is None else v:>17}"  # noqa: E731
     for r in rows:
-        lines.append("  ".join(f"{r[k]:>17}" if isinstance(r[k], int) else f"{r[k]:>17.4f}" for k in keys))
+        lines.append("  ".join(cell(r[k]) for k in keys))
     return "\n".join(lines)
