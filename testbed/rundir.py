@@ -78,6 +78,12 @@ def read_jsonl(path: Path) -> list:
             raise TestbedError(f"{path}: damaged ({e}); restore it from a copy, or start again in a new folder") from None
 
 
+def changed_config(saved_path: Path, cfg: Config) -> list[str]:
+    """The keys in which cfg differs from the run whose config.yaml is saved_path, but for those a resumed run
+    may change: its folder's spelling, `generations` and `track`."""
+    return [k for k in diff(to_dict(load_config(saved_path)), to_dict(cfg)) if k not in ("run_dir", "generations", "track")]
+
+
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -147,8 +153,7 @@ class RunDir:
         saved_path = self.root / "config.yaml"
         if not saved_path.exists():
             raise TestbedError(f"run_dir={self.root} exists but is not a testbed run (no config.yaml); choose another run_dir")
-        changed = [k for k in diff(to_dict(load_config(saved_path)), to_dict(cfg)) if k not in ("run_dir", "generations", "track")]
-        if changed:
+        if changed := changed_config(saved_path, cfg):
             raise TestbedError(
                 f"run_dir={self.root} holds a run with a different config (changed: {', '.join(changed)}); "
                 "use a new run_dir, or the saved config to resume")

@@ -399,12 +399,29 @@ def test_an_older_run_of_another_config_in_a_donors_folder_is_never_shared(tmp_p
                     "arms: [{name: a, overrides: []}, {name: b, overrides: [mix.regime=accumulate]}]\n"
                     "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
     lab, lines = load(str(path)), []
-    run_lab(lab, "reduced", out=tmp_path / "lab", arms=["a"], say=lambda *_: None)
-    verdict = run_lab(lab, "reduced", out=tmp_path / "lab", overrides=["model.family=llama"], say=lines.append)
+    out = tmp_path / "lab"
+    run_lab(lab, "reduced", out=out, arms=["a"], say=lambda *_: None)
+    before = {p: p.read_bytes() for p in [out / "verdict.json", out / "verdict.md", *(out / "report").iterdir()]}
+    # The whole lab with the new model would run a over its GPT-2 folder: refused before anything runs.
+    with pytest.raises(TestbedError, match=r"^--out .*lab holds runs of another config: a/seed=0 \(changed: model\.family\); "
+                                           r"run the lab with the overrides those were run with, or give it a new --out$"):
+        run_lab(lab, "reduced", out=out, overrides=["model.family=llama"], say=lines.append)
+    assert not (out / "b").exists() and {p: p.read_bytes() for p in before} == before  # the verdict not written over
+    verdict = run_lab(lab, "reduced", out=out, overrides=["model.family=llama"], arms=["b"], say=lines.append)
     assert not any("is shared by" in line for line in lines)
-    b = tmp_path / "lab" / "b" / "seed=0"
+    b = out / "b" / "seed=0"
     assert json.loads((b / "gen_000" / "model" / "config.json").read_text())["model_type"] == "llama"
-    assert "a/seed=0" in verdict["missing"] and "different config" in verdict["missing"]["a/seed=0"]
+    assert verdict["arms"] == ["b"] and not verdict["missing"]
+
+
+def test_a_lab_whose_out_holds_a_report_of_the_users_stops_before_any_run(tmp_path, capsys):
+    out = tmp_path / "notes"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "mine.html").write_text("<p>my own notes</p>")
+    assert main(["lab", "run", "sampling", "--size", "reduced", "--seeds", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --out {out / 'report'}: exists and is not a report this testbed wrote") and "\n" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["report"] and (out / "report" / "mine.html").read_text() == "<p>my own notes</p>"
 
 
 @pytest.mark.e2e

@@ -289,6 +289,7 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
 
     seeds = seeds or lab.seeds
     out, planned = plan(lab, size, seeds, out, overrides, arms)
+    check_out(out, planned)
     # A run that fails does not stop the others: they still answer the checks that do not read it.
     named = {f"{p.arm}/seed={p.seed}": p for p in planned}
     with on_ray(jobs, threads, address):  # one Ray for both steps: starting one takes seconds
@@ -328,6 +329,22 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
     shown = [r for r in runs if not any(Path(named[n].config.run_dir).resolve() == Path(r["path"]).resolve()
                                         for n in stopped)]
     return write_verdict(out, verdict, shown)
+
+
+def check_out(out: Path, planned: list[Planned]) -> None:
+    """Refuse, before any run starts, an OUT whose folders hold runs of another config (a mistaken override, or
+    another lab's folder) or whose report/ is not one this testbed wrote: every run would stop, or the report
+    fail at the end, and the lab's verdict be written over by one that answers nothing."""
+    from testbed.report.page import check_replaceable
+    from testbed.rundir import changed_config
+
+    stale = [f"{p.arm}/seed={p.seed} (changed: {', '.join(changed)})" for p in planned
+             if (saved := Path(p.config.run_dir) / "config.yaml").is_file() and (changed := changed_config(saved, p.config))]
+    if stale:
+        raise TestbedError(f"--out {out} holds runs of another config: {'; '.join(stale)}; run the lab with the "
+                           "overrides those were run with, or give it a new --out")
+    if (out / "report").exists():
+        check_replaceable(out / "report")
 
 
 def write_verdict(out: Path, verdict: dict, runs: list) -> dict:

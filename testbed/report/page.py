@@ -42,7 +42,7 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
     holds a file the earlier report's manifest does not list is the user's, and is refused."""
     out = Path(out)
     if out.exists():
-        _check_replaceable(out)
+        check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -59,7 +59,7 @@ def remove(out: str | Path) -> None:
     """Take away a report this testbed wrote at `out` (a folder of the user's is refused, as build refuses it)."""
     out = Path(out)
     if out.exists():
-        _check_replaceable(out)
+        check_replaceable(out)
         shutil.rmtree(out)
 
 
@@ -82,7 +82,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def _check_replaceable(out: Path) -> None:
+def check_replaceable(out: Path) -> None:
     not_a_report = TestbedError(f"--out {out}: exists and is not a report this testbed wrote (no report.json listing "
                                 "its files); choose a new folder")
     for _ in range(100):
