@@ -102,11 +102,32 @@ def test_curation_that_keeps_nothing_stops_before_writing_the_generation(tmp_pat
     assert not (root / "gen_001").exists() and not (root / "gen_001.partial").exists()
 
 
+@pytest.mark.parametrize("overrides, what", [
+    (["curate.detector.enabled=true"], "model text"),  # replace puts every synthetic document in the pool
+    (["curate.detector.enabled=true", "curate.detector.kind=likelihood", "mix.regime=accumulate"], "human text"),
+])
+def test_a_detector_whose_pool_takes_all_it_could_learn_from_is_refused_before_the_run(tmp_path, tiny_run,
+                                                                                         overrides, what):
+    """It used to stop at generation 1, after training generation 0, in a folder the corrected config could not resume."""
+    with pytest.raises(TestbedError, match=rf"^curate\.detector learns from {what} left out of the pool, .* "
+                                           r"use mix\.regime=anchor with mix\.anchor_set=fresh"):
+        tiny_run(tmp_path / "run", "generations=1", *overrides)
+    tiny_run(tmp_path / "run", "curate.detector.enabled=true", "curate.detector.kind=likelihood")  # replace leaves the human
+    tiny_run(tmp_path / "run", "curate.detector.enabled=true", "mix.regime=accumulate", "mix.size=fixed")
+
+
 def test_detector_without_labelled_synthetic_text_says_how_to_get_some(tmp_path, tiny_run):
-    # replace puts every synthetic document in the pool: none is left to train a detector on.
-    cfg = tiny_run(tmp_path / "run", "generations=1", "curate.detector.enabled=true")
+    # A fixed budget the size of the whole corpus passes the config's check and still takes every synthetic document.
+    cfg = tiny_run(tmp_path / "run", "generations=1", "curate.detector.enabled=true", "mix.size=fixed", "mix.docs=1000")
     with pytest.raises(TestbedError, match="mix.anchor_set=fresh"):
         run(cfg, say=quiet)
+
+
+def test_heuristics_that_no_document_could_pass_are_refused_before_the_run(tmp_path, tiny_run):
+    with pytest.raises(TestbedError, match=r"^curate\.heuristics\.min_words=10 is above curate\.heuristics\.max_words=5: "
+                                           r"no document could pass; lower min_words or raise max_words$"):
+        tiny_run(tmp_path / "run", "curate.heuristics.enabled=true", "curate.heuristics.min_words=10",
+                 "curate.heuristics.max_words=5")
 
 
 @pytest.mark.parametrize("override, message", [

@@ -325,7 +325,8 @@ def test_likelihood_ratio_scores_text_the_model_favours_higher(make_model):
 def detector_run(tmp_path, make_model, *overrides):
     """A curator over a two-generation run dir: gen_000 wrote rocket stories, gen_001 (the pool's writer) nonsense words.
     gen_000's last 4 stories ran into the length cap (ended: false), as unfinished samples do."""
-    cfg = load_config(None, ["curate.detector.enabled=true", "curate.detector.train_docs=20", *overrides])
+    cfg = load_config(None, ["curate.detector.enabled=true", "curate.detector.train_docs=20", "mix.regime=anchor",
+                             "mix.anchor_set=fresh", *overrides])
     corpora = {0: random_docs(ROCKETS, 34, 20, seed=2), 1: random_docs(WORDS, 30, 20, seed=3)}
     for g, texts in corpora.items():
         save_model(make_model(seed=g), tmp_path / f"gen_{g:03d}" / "model")

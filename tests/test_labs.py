@@ -326,7 +326,7 @@ def test_arms_left_out_are_donors_only_where_the_overrides_build_for_them(tmp_pa
     path.write_text(f"name: donors\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\nseeds: [0]\n"
                     f"sizes: {{reduced: [{TINY}]}}\n"
                     "arms: [{name: a, overrides: []},\n"
-                    "       {name: b, overrides: [curate.detector.enabled=true, curate.detector.kind=classifier]}]\n"
+                    "       {name: b, overrides: [curate.detector.enabled=true, curate.detector.kind=classifier, mix.regime=anchor]}]\n"
                     "checks: [{kind: compare, metric: heldout_ppl, lower: b, than: a}]\n")
     lab = load(str(path))
     assert [(p.arm, p.seed) for p in runs_left_out(lab, "reduced", [0], tmp_path / "lab", [], ["a"])] == [("b", 0)]

@@ -45,6 +45,16 @@ class DetectorConfig:
         at_least("curate.detector.train_docs", self.train_docs, 2)
         share("curate.detector.threshold", self.threshold)
         share("curate.detector.fpr", self.fpr)
+        mix = cfg.mix
+        # It learns from labelled text left out of the pool; these pools take all of it, and the run would stop at
+        # generation 1, after training generation 0, in a folder the corrected config could not resume.
+        if self.enabled and mix.size == "grow" and (mix.regime == "accumulate" or
+                                                    (mix.regime == "replace" and self.kind == "classifier")):
+            what = "human text" if mix.regime == "accumulate" else "model text"
+            raise TestbedError(f"curate.detector learns from {what} left out of the pool, and mix.regime={mix.regime} "
+                               "with mix.size=grow leaves none: use mix.regime=anchor with mix.anchor_set=fresh (a "
+                               "contaminated pool, see configs/strategies/detector.yaml)"
+                               + (", or curate.detector.kind=likelihood" if mix.regime == "replace" else ""))
 
 
 def ngrams(text: str) -> list[str]:

@@ -7,6 +7,7 @@ to carry anything, or that are mostly digits and punctuation.
 """
 from dataclasses import dataclass
 
+from testbed import TestbedError
 from testbed.curate.step import Step, at_least, positive_or_null, share
 from testbed.text import words
 
@@ -23,6 +24,9 @@ class HeuristicsConfig:
     def validate(self, cfg) -> None:
         at_least("curate.heuristics.min_words", self.min_words, 0)
         positive_or_null("curate.heuristics.max_words", self.max_words)
+        if self.max_words is not None and self.min_words > self.max_words:
+            raise TestbedError(f"curate.heuristics.min_words={self.min_words} is above curate.heuristics.max_words="
+                               f"{self.max_words}: no document could pass; lower min_words or raise max_words")
         share("curate.heuristics.max_repeat", self.max_repeat)
         share("curate.heuristics.max_non_alpha", self.max_non_alpha)
 
