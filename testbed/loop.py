@@ -190,11 +190,16 @@ def _mix(g: int, r: _Run, tag: str):
                             lambda n: documents(r.tokenizer, fresh_texts(cfg, r.corpus.reserve, len(r.human), g, n)))
     counts = ", ".join(f"{k} {v}" for k, v in composition(examples).items())
     r.say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs ({counts})")
-    if not examples:  # else curation or packing would take the blame
+    tokens = sum(len(d.ids) + 1 for _, d in examples)
+    if g and tokens < cfg.model.context:  # else curation, or packing with its advice to lower model.context, takes the blame
         written = sum(len(r.rundir.corpus(k)) for k in synthetic)
-        raise TestbedError(f"generation {g}: the mix holds no documents: all {written:,} that model {g - 1} wrote "
-                           "ran into the length cap unfinished, and mix.keep_unfinished=false leaves those out; set "
-                           "mix.keep_unfinished=true, or give documents more room (sample.max_new_tokens, model.context)")
+        if cut := written - sum(map(len, synthetic.values())):
+            held = (f"{len(examples)} document(s), {tokens} tokens, less than one block of model.context="
+                    f"{cfg.model.context}" if examples else "no documents")
+            raise TestbedError(f"generation {g}: the mix holds {held}: {'all' if cut == written else f'{cut:,} of the'} "
+                               f"{written:,} that model {g - 1} wrote ran into the length cap unfinished, and "
+                               "mix.keep_unfinished=false leaves those out; set mix.keep_unfinished=true, or give "
+                               "documents more room (sample.max_new_tokens, model.context)")
     return examples, synthetic.get(g - 1)
 
 

@@ -1,5 +1,6 @@
 """End to end: the whole generation loop on a tiny config, and resuming after a kill."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from testbed.report.compare import load_run
 from testbed.seeds import stage_seed
 
 pytestmark = pytest.mark.e2e
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
 def quiet(*args, **kwargs):
@@ -170,6 +172,18 @@ def test_a_mix_left_empty_by_unfinished_samples_says_so(tmp_path):
                                            r"into the length cap unfinished, .* set mix\.keep_unfinished=true"):
         run(cfg, say=quiet)
     assert (tmp_path / "run" / "gen_000" / "DONE").exists() and not (tmp_path / "run" / "gen_001.partial").exists()
+
+
+def test_a_mix_left_under_one_block_by_unfinished_samples_names_them_not_the_context(tmp_path):
+    """A model trained long on a 32-token context writes stories that run past it: all but a few are cut off. Packing's
+    advice for too little text, to lower model.context, would cut off more."""
+    cfg = load_config(QUICKSTART, [f"run_dir={tmp_path / 'run'}", "generations=1", "data.docs=200", "data.heldout_docs=20",
+                                   "tokenizer.vocab_size=512", "model.preset=nano", "model.context=32", "train.tokens=60000",
+                                   "sample.size=40", "sample.batch_size=40", "eval.sample_words=500", "eval.truth_docs=20"])
+    with pytest.raises(TestbedError, match=r"^generation 1: the mix holds [1-9]\d* document\(s\), \d+ tokens, less than "
+                                           r"one block of model\.context=32: [1-9]\d* of the 40 that model 0 wrote ran "
+                                           r"into the length cap unfinished, .* set mix\.keep_unfinished=true"):
+        run(cfg, say=quiet)
 
 
 def test_fresh_human_text_is_new_each_generation_and_never_the_training_split(tmp_path, monkeypatch, tiny_run):
