@@ -24,6 +24,18 @@ def long_enough(text: str) -> bool:
     return len(text.split()) >= 5
 
 
+def two_arguments(text: str, lexicon: set) -> bool:  # verifiers a user could get wrong
+    return text in lexicon
+
+
+def no_return(text: str) -> bool:
+    len(text.split()) >= 5  # noqa: B015
+
+
+def breaks(text: str) -> bool:
+    return {"cat": True}[text]
+
+
 def test_whitelist_with_true_labels_keeps_exactly_the_human_documents(tmp_path, tiny_run):
     cfg = tiny_run(tmp_path / "run", *CONTAMINATED, "curate.whitelist.enabled=true", "curate.whitelist.sources=[human]")
     rows = run(cfg, say=quiet)
@@ -133,6 +145,12 @@ def test_heuristics_that_no_document_could_pass_are_refused_before_the_run(tmp_p
 @pytest.mark.parametrize("override, message", [
     ("curate.verifier.name=no_such_module:check", "curate.verifier.name=.no_such_module:check. does not load"),
     ("curate.dedup.threshold=0.999", "curate.dedup.threshold=0.999"),
+    ("curate.verifier.name=test_curate:two_arguments", r"^curate\.verifier\.name='test_curate:two_arguments' takes "
+     r"\(text: str, lexicon: set\) -> bool; a verifier is called with one argument, the text, and returns True to keep it$"),
+    ("curate.verifier.name=test_curate:no_return", r"^curate\.verifier\.name='test_curate:no_return' returned None on the "
+     "first human document; a verifier returns True to keep a text, False to drop it$"),
+    ("curate.verifier.name=test_curate:breaks", r"^curate\.verifier\.name='test_curate:breaks' raised KeyError: .* on the "
+     "first human document; a verifier takes the text and returns True to keep it$"),
 ])
 def test_bad_curation_input_stops_before_anything_is_written(tmp_path, tiny_run, override, message):
     enable = "curate.verifier.enabled=true" if "verifier" in override else "curate.dedup.near=true"

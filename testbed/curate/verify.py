@@ -7,6 +7,7 @@ storyworld corpus the grammar itself says whether a story could have come
 from the true distribution.
 """
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,6 +59,30 @@ def load_callable(name: str) -> Verifier:
     return fn
 
 
+def checked(name: str, fn: Callable, probe: list[str]) -> Verifier:
+    """A verifier of the user's, called once on a human document when the run starts: a wrong signature or a
+    missing return would otherwise stop the run at generation 1, or reject every document, after generation 0."""
+    try:
+        inspect.signature(fn).bind("")
+    except TypeError:
+        raise TestbedError(f"curate.verifier.name={name!r} takes {inspect.signature(fn)}; a verifier is called with "
+                           "one argument, the text, and returns True to keep it") from None
+    except ValueError:
+        pass  # a builtin without a signature: the call below tells
+    for text in probe:
+        try:
+            answer = fn(text)
+        except Exception as e:
+            detail = " ".join(str(e).split())  # one line, whatever the exception holds (here, maybe the text)
+            detail = detail if len(detail) <= 80 else detail[:77] + "..."
+            raise TestbedError(f"curate.verifier.name={name!r} raised {type(e).__name__}: {detail} on the first human "
+                               "document; a verifier takes the text and returns True to keep it") from None
+        if answer is None:
+            raise TestbedError(f"curate.verifier.name={name!r} returned None on the first human document; a verifier "
+                               "returns True to keep a text, False to drop it")
+    return fn
+
+
 def get_verifier(name: str, human_texts: list[str]) -> Verifier:
     if name in ("storyworld", "storyworld_lenient"):
         from testbed.corpus.storyworld import StoryWorld
@@ -66,7 +91,7 @@ def get_verifier(name: str, human_texts: list[str]) -> Verifier:
         return lexicon_verifier(human_texts)
     module_name, sep, attr = name.partition(":")
     if sep and module_name and attr:
-        return load_callable(name)
+        return checked(name, load_callable(name), human_texts[:1])
     raise TestbedError(f"curate.verifier.name={name!r}: expected one of {', '.join(NAMES)}")
 
 
