@@ -103,6 +103,11 @@ def test_eval_command_errors_in_one_line(run_like, capsys, tmp_path):
     assert "gone.txt: file not found" in capsys.readouterr().err
     assert main(["eval", "--text", str(root / "human.txt")]) == 2
     assert "--tokenizer" in capsys.readouterr().err
+    for given, what in [(tmp_path / "none", "not found"), (root / "gen_000", "not a tokenizer folder")]:
+        assert main(["eval", "--text", str(root / "human.txt"), "--tokenizer", str(given)]) == 2
+        assert capsys.readouterr().err.strip() == (f"error: --tokenizer {given}: {what}"
+                                                   f"{' (no tokenizer.json or tokenizer_config.json)' if 'folder' in what else ''}"
+                                                   "; give a run's tokenizer/ folder, such as RUN/tokenizer")
 
 
 def test_bits_per_byte_is_tokenizer_free():

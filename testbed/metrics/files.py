@@ -68,6 +68,9 @@ def find_tokenizer(model: str | None, tokenizer: str | None) -> Path:
     for c in candidates:
         if (Path(c) / "tokenizer.json").is_file() or (Path(c) / "tokenizer_config.json").is_file():
             return Path(c)
+    if tokenizer:
+        what = "not found" if not Path(tokenizer).exists() else "not a tokenizer folder (no tokenizer.json or tokenizer_config.json)"
+        raise TestbedError(f"--tokenizer {tokenizer}: {what}; give a run's tokenizer/ folder, such as RUN/tokenizer")
     raise TestbedError("no tokenizer found: pass --tokenizer PATH (a run's tokenizer/ directory)")
 
 
