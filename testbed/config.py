@@ -289,6 +289,15 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise TestbedError(f"override {item!r} is not key=value (for example generations=5 or model.n_layer=2)")
+        if section := _section(key):
+            # Its keys in the file would be dropped for the few given here (train={tokens: 5} loses train.lr).
+            try:
+                given = yaml.safe_load(value)
+            except yaml.YAMLError:
+                given = None
+            example = (" ".join(f"{key}.{k}={v}" for k, v in given.items()) if isinstance(given, dict) and given
+                       else f"{key}.{dataclasses.fields(section)[0].name}=...")
+            raise TestbedError(f"override {item!r}: {key} is a section; set its keys one at a time, such as {example}")
         node = raw
         *parents, leaf = key.split(".")
         for part in parents:
@@ -306,7 +315,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 def _read(path: Path, seen: tuple) -> dict:
     """A YAML file's keys, over those of the file its `base:` names (a path relative to it)."""
     if not path.is_file():
-        raise TestbedError(f"config file not found: {path}")
+        raise TestbedError(f"config file {'is a folder' if path.is_dir() else 'not found'}: {path}; give a YAML file "
+                           "such as configs/quickstart.yaml")
     if path.resolve() in seen:
         raise TestbedError(f"{path}: base: files include each other in a cycle")
     raw = read_mapping(path)
@@ -371,6 +381,21 @@ def to_dict(cfg: Config) -> dict:
 
 def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def _section(key: str):
+    """The config class of the section a dotted key names, or None where it names a value or nothing."""
+    tp = Config
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(tp):
+            return None
+        hints = typing.get_type_hints(tp)
+        if tp is Config:
+            hints["curate"] = curate_config()
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return tp if dataclasses.is_dataclass(tp) else None
 
 
 def _build(cls, raw, prefix: str):

@@ -32,6 +32,8 @@ def corpus(tmp_path, content: bytes, name="c.txt"):
 
 def test_missing_config_file(capsys, tmp_path):
     fails(capsys, tmp_path, ["run", str(tmp_path / "nope.yaml")], "config file not found", "nope.yaml")
+    (tmp_path / "configs").mkdir()
+    fails(capsys, tmp_path, ["run", str(tmp_path / "configs")], "config file is a folder", "give a YAML file")
 
 
 def test_unknown_key_names_it_and_the_allowed_keys(capsys, tmp_path, config):
@@ -53,6 +55,9 @@ def test_bad_choice_lists_the_choices(capsys, tmp_path, config):
 def test_missing_data_file(capsys, tmp_path, config):
     fails(capsys, tmp_path, ["run", str(config), "data.source=local", f"data.path={tmp_path / 'gone.txt'}"],
           "data.path=", "gone.txt", "file not found")
+    (tmp_path / "corpus").mkdir()
+    fails(capsys, tmp_path, ["run", str(config), "data.source=local", f"data.path={tmp_path / 'corpus'}"],
+          f"data.path={tmp_path / 'corpus'}: a folder", ".txt, .jsonl or .parquet")
 
 
 def test_empty_corpus(capsys, tmp_path, config):

@@ -1,4 +1,5 @@
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -121,9 +122,12 @@ def test_wrong_type_names_key_and_expected_type(override, needles):
         assert n in str(e.value), (n, str(e.value))
 
 
-def test_section_given_a_scalar():
-    with pytest.raises(TestbedError, match="model must be a mapping"):
+def test_section_given_a_scalar(tmp_path):
+    with pytest.raises(TestbedError, match=r"^override 'model=3': model is a section; set its keys one at a time"):
         load_config(None, ["model=3"])
+    (tmp_path / "c.yaml").write_text("model: 3\n")
+    with pytest.raises(TestbedError, match="model must be a mapping"):
+        load_config(tmp_path / "c.yaml")
 
 
 def test_literal_lists_the_choices():
@@ -230,6 +234,20 @@ def test_override_into_a_scalar_is_not_a_section(tmp_path):
     path.write_text("seed: 3\n")
     with pytest.raises(TestbedError, match=r"override 'seed\.x=1': seed is not a section"):
         load_config(path, ["seed.x=1"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train={tokens: 5, lr: 0.1}"], "override 'train={tokens: 5, lr: 0.1}': train is a section; set its keys one at a "
+                                     "time, such as train.tokens=5 train.lr=0.1"),
+    (["data=5", "data.docs=200"], "override 'data=5': data is a section; set its keys one at a time, such as "
+                                  "data.source=..."),
+    (["curate.whitelist={}"], "override 'curate.whitelist={}': curate.whitelist is a section; set its keys one at a "
+                              "time, such as curate.whitelist.enabled=..."),
+])
+def test_an_override_of_a_whole_section_is_refused_not_laid_over_the_files_keys(overrides, message):
+    """train={tokens: 5} once replaced the whole section: the quickstart's lr and batch size fell back to the defaults."""
+    with pytest.raises(TestbedError, match=f"^{re.escape(message)}$"):
+        load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml", overrides)
 
 
 def test_override_into_an_empty_section(tmp_path):

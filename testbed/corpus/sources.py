@@ -87,8 +87,8 @@ def _local(data: DataConfig, seed: int):
 
     path = Path(data.path)
     if not path.is_file():
-        raise TestbedError(f"data.path={data.path}: file not found (from {Path.cwd()}); set data.path= to a .txt, "
-                           ".jsonl or .parquet corpus (relative paths start where testbed runs)")
+        raise TestbedError(f"data.path={data.path}: {'a folder' if path.is_dir() else 'file not found'} (from {Path.cwd()}); "
+                           "set data.path= to a .txt, .jsonl or .parquet corpus (relative paths start where testbed runs)")
     builder = _BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise TestbedError(f"data.path={data.path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_BUILDERS)}")

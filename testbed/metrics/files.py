@@ -17,7 +17,7 @@ def read_texts(path: str | Path, written: bool = True) -> list[str]:
     or of any other file one per line."""
     path = Path(path)
     if not path.is_file():
-        raise TestbedError(f"{path}: file not found")
+        raise TestbedError(f"{path}: {'a folder, not a file' if path.is_dir() else 'file not found'}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
