@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from testbed.report.compare import load_runs, table
 
+            if args.samples < 0:
+                raise TestbedError(f"--samples {args.samples} must be >= 0 (0 shows no sample text)")
             runs = load_runs(args.runs)
             metrics = args.metrics.split(",") if args.metrics else None
             print(table(runs, metrics))
@@ -91,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, error in failed.items():
                 print(f"error: run {name} failed: {error}", file=sys.stderr)
             if failed:
-                print(f"error: {len(failed)} run(s) failed, the others finished; fix the cause and run the same command "
-                      "again: finished runs are skipped", file=sys.stderr)
+                print(f"error: {len(failed)} run(s) failed, {'the others finished' if report else 'none finished'}; fix "
+                      "the cause and run the same command again: finished runs are skipped", file=sys.stderr)
                 return 1
             return 0
         if args.command == "lab":

@@ -431,7 +431,8 @@ def _coerce(tp, value, key: str):
         allowed = typing.get_args(tp)
         # By type too: 1 == True in Python, but sample.static_cache=1 is not true, and would be ignored as it.
         if not any(type(value) is type(a) and value == a for a in allowed):
-            raise TestbedError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+            spelled = [str(a).lower() if isinstance(a, bool) else str(a) for a in allowed]  # as YAML writes them
+            raise TestbedError(f"{key}={value!r} is not allowed; choose one of: {', '.join(spelled)}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

@@ -25,8 +25,11 @@ def parse_set(items: list[str]) -> list[tuple[str, list[str]]]:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
             raise TestbedError(f"--set {item!r} is not key=v1,v2 (for example --set mix.regime=replace,anchor)")
-        if key in ("seed", "run_dir"):
-            raise TestbedError(f"--set {key}: use --seeds for seeds; the sweep names each run's folder under run_dir")
+        if key == "seed":
+            raise TestbedError("--set seed: use --seeds for seeds")
+        if key == "run_dir":
+            raise TestbedError("--set run_dir: the sweep names each run's folder under one run_dir; give it as an "
+                               "override, run_dir=PATH")
         if key in (k for k, _ in grid):
             raise TestbedError(f"--set {key} is given twice; list all its values once: --set {key}=v1,v2")
         split = [v.strip() for v in _LIST_AWARE_COMMA.split(values)]

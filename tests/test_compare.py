@@ -1,4 +1,6 @@
 """testbed compare: the last generation against generation 0, run by run."""
+import shutil
+
 import pytest
 import yaml
 
@@ -56,6 +58,16 @@ def test_cli_compare_and_its_errors(two_runs, capsys, tmp_path):
     assert "no run has a number for 'heldout_pp'" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "nothing")]) == 2
     assert "not a testbed run directory" in capsys.readouterr().err
+    assert main(["compare", *map(str, two_runs), "--out", str(tmp_path / "report"), "--samples", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --samples -1 must be >= 0 (0 shows no sample text)"
+    assert not (tmp_path / "report").exists()
+    started = tmp_path / "started"  # killed during its generation 0
+    started.mkdir()
+    for name in ("config.yaml", "split.json"):
+        shutil.copy(two_runs[0] / name, started / name)
+    assert main(["compare", str(started)]) == 2
+    assert capsys.readouterr().err.strip() == ("error: started: no finished generation to compare yet; run it first "
+                                               "(testbed run resumes a run where it stopped)")
 
 
 def test_runs_of_different_sweeps_keep_apart_by_their_folders(two_runs, tmp_path, monkeypatch):

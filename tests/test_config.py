@@ -141,7 +141,7 @@ def test_literal_lists_the_choices():
 def test_a_number_is_not_a_boolean_choice(value):
     """1 == True in Python: accepted, sample.static_cache=1 was stored as 1 and then read as not true."""
     assert load_config(None, ["sample.static_cache=true"]).sample.static_cache is True
-    with pytest.raises(TestbedError, match=rf"sample\.static_cache={value} is not allowed; choose one of: auto, True, False"):
+    with pytest.raises(TestbedError, match=rf"sample\.static_cache={value} is not allowed; choose one of: auto, true, false"):
         load_config(None, [f"sample.static_cache={value}"])
 
 

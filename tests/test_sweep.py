@@ -22,6 +22,8 @@ def test_parse_set_and_seeds():
         ("mix.regime", ["replace", "anchor"]), ("curate.whitelist.sources", ["[human,synthetic]", "[human]"])]
     assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds(None) is None
     for bad, message in [(["mix.regime"], "is not key=v1,v2"), (["seed=1,2"], "use --seeds"),
+                         (["run_dir=a,b"], r"^--set run_dir: the sweep names each run's folder under one run_dir; give it as an "
+                                           r"override, run_dir=PATH$"),
                          (["a=1", "a=2"], "given twice"), (["mix.regime=replace,replace"], "repeats a value")]:
         with pytest.raises(TestbedError, match=message):
             parse_set(bad)
@@ -155,3 +157,14 @@ def test_a_tracker_that_is_not_installed_stops_a_sweep_before_any_run(tmp_path, 
     with pytest.raises(TestbedError, match=r"^track: wandb needs the wandb package"):
         plan(QUICKSTART, [f"run_dir={tmp_path / 'sweep'}", "track=[wandb]"], [], [0, 1])
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_whose_every_run_failed_does_not_say_the_others_finished(tmp_path, monkeypatch, capsys):
+    import testbed.loop
+
+    def run(cfg, say=print):
+        raise TestbedError("generation 0: a stand-in failure")
+    monkeypatch.setattr(testbed.loop, "run", run)
+    assert main(["sweep", QUICKSTART, "--seeds", "0,1", f"run_dir={tmp_path / 'sweep'}"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == ("error: 2 run(s) failed, none finished; fix the cause and run the "
+                                                        "same command again: finished runs are skipped")

@@ -66,6 +66,9 @@ def _figure(v) -> bool:
 
 
 def table(runs: list[dict], metrics: list[str] | None = None) -> str:
+    if not any(r["rows"] for r in runs):
+        raise TestbedError(f"{', '.join(r['name'] for r in runs)}: no finished generation to compare yet; run "
+                           f"{'it' if len(runs) == 1 else 'them'} first (testbed run resumes a run where it stopped)")
     available = {k for r in runs for row in r["rows"] for k, v in row.items() if _figure(v)}
     for m in metrics or []:
         if m not in available:
