@@ -459,6 +459,8 @@ def _coerce(tp, value, key: str):
             return number
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
+    if value is None:  # an empty `key=` or a null in the file: the key has no default to fall back on here
+        raise TestbedError(f"{key} is empty: give it a value ({tp.__name__}), or leave it out for its default")
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise TestbedError(f"{key}={value!r} has the wrong type: expected {tp.__name__}, got {type(value).__name__}")
     return value

@@ -388,3 +388,11 @@ def test_non_finite_numbers_are_refused(override):
     key = override.split("=")[0]
     with pytest.raises(TestbedError, match=rf"{key}=(-?inf|nan) must be a finite number"):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("override, kind", [("run_dir=", "str"), ("generations=", "int"), ("train.lr=~", "float")])
+def test_a_key_given_no_value_says_so_and_how_to_fix_it(override, kind):
+    key = override.partition("=")[0]
+    with pytest.raises(TestbedError, match=rf"^{re.escape(key)} is empty: give it a value \({kind}\), or leave it out for "
+                                           r"its default$"):
+        load_config(None, [override])
