@@ -60,6 +60,11 @@ def first_generation(cfg: Config, unread=NOT_READ_BY_GENERATION_0) -> str:
     return json.dumps(config, sort_keys=True)
 
 
+def same_generation_0(saved: Config, cfg: Config) -> bool:
+    """Whether a run saved under `saved` holds cfg's generation 0: it reads none of the keys they differ in."""
+    return first_generation(saved) == first_generation(cfg)
+
+
 @dataclass
 class _Run:
     """What every generation of one run shares."""
@@ -117,10 +122,11 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     main = accelerator.is_main_process
     say = say if main else (lambda *a, **k: None)
     corpus = human_corpus(cfg)
+    renewed = []
     if new_run:
         tokenizer = train_tokenizer(corpus.train, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
     else:
-        rundir.check_same_run(cfg, corpus.split)
+        renewed = rundir.check_same_run(cfg, corpus.split, same_generation_0)
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
         if not all(rundir.finished(g) for g in range(cfg.generations + 1)):
             check_reads_unk_whole(tokenizer, rundir.root / "tokenizer")
@@ -138,6 +144,10 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     if main:
         rundir.lock()
         if not new_run:
+            if renewed:
+                rundir.continue_as(cfg)
+                say(f"run_dir={rundir.root}: only generation 0 is finished, and it reads none of the changed keys "
+                    f"({', '.join(renewed)}): the run goes on under this config")
             rundir.record_generations(cfg)
     evaluator = Evaluator(cfg, tokenizer, corpus.train, corpus.heldout, autocast=inference_autocast(accelerator),
                           truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"),

@@ -147,13 +147,26 @@ class RunDir:
         part.mkdir()
         return part
 
-    def check_same_run(self, cfg: Config, split: dict) -> None:
+    def changes_barring(self, cfg: Config, same_generation_0=None) -> list[str]:
+        """The keys in which cfg differs from this run's saved config and which bar resuming it: none where they
+        may change (changed_config), nor where only generation 0 is finished and same_generation_0(saved, cfg)
+        says it is cfg's generation 0 too. The run then goes on as cfg, as a lab's arms share a generation 0: a
+        mix or curation key corrected after generation 1 stopped keeps the generation 0 already trained."""
+        saved_path = self.root / "config.yaml"
+        changed = changed_config(saved_path, cfg)
+        if changed and same_generation_0 and self.finished_generations() == [0] and \
+                same_generation_0(load_config(saved_path), cfg):
+            return []
+        return changed
+
+    def check_same_run(self, cfg: Config, split: dict, same_generation_0=None) -> list[str]:
         """Resume only the same experiment: its config, not the spelling of its folder (a moved or copied run
-        resumes too); `generations` may grow, to extend a run, and `track` change."""
+        resumes too); `generations` may grow, to extend a run, and `track` change. Returns the keys changed that
+        do not bar it (changes_barring): the caller saves cfg as the run's config (continue_as)."""
         saved_path = self.root / "config.yaml"
         if not saved_path.exists():
             raise TestbedError(f"run_dir={self.root} exists but is not a testbed run (no config.yaml); choose another run_dir")
-        if changed := changed_config(saved_path, cfg):
+        if changed := self.changes_barring(cfg, same_generation_0):
             raise TestbedError(
                 f"run_dir={self.root} holds a run with a different config (changed: {', '.join(changed)}); "
                 "use a new run_dir, or the saved config to resume")
@@ -163,6 +176,15 @@ class RunDir:
         if saved_split != split:
             raise TestbedError(f"run_dir={self.root} was split by another version of testbed (split.json differs); "
                                "start it again in a new run_dir")
+        return changed_config(saved_path, cfg)
+
+    def continue_as(self, cfg: Config) -> None:
+        """A run whose generation 0 cfg shares (changes_barring) goes on as cfg: the saved config becomes cfg, with
+        the generations, track and run_dir spelling kept as record_generations keeps them."""
+        path = self.root / "config.yaml"
+        saved = load_config(path)
+        write_text(path, to_yaml(replace(cfg, run_dir=saved.run_dir, track=saved.track,
+                                         generations=max(cfg.generations, saved.generations))))
 
     def record_generations(self, cfg: Config) -> None:
         """An extended run's saved config takes the generations it now runs to, so that a report or a lab counts

@@ -174,16 +174,32 @@ def test_a_mix_left_empty_by_unfinished_samples_says_so(tmp_path):
     assert (tmp_path / "run" / "gen_000" / "DONE").exists() and not (tmp_path / "run" / "gen_001.partial").exists()
 
 
-def test_a_mix_left_under_one_block_by_unfinished_samples_names_them_not_the_context(tmp_path):
+def test_a_mix_left_under_one_block_by_unfinished_samples_names_them_and_the_corrected_run_goes_on(tmp_path):
     """A model trained long on a 32-token context writes stories that run past it: all but a few are cut off. Packing's
     advice for too little text, to lower model.context, would cut off more."""
-    cfg = load_config(QUICKSTART, [f"run_dir={tmp_path / 'run'}", "generations=1", "data.docs=200", "data.heldout_docs=20",
-                                   "tokenizer.vocab_size=512", "model.preset=nano", "model.context=32", "train.tokens=60000",
-                                   "sample.size=40", "sample.batch_size=40", "eval.sample_words=500", "eval.truth_docs=20"])
+    overrides = [f"run_dir={tmp_path / 'run'}", "generations=1", "data.docs=200", "data.heldout_docs=20",
+                 "tokenizer.vocab_size=512", "model.preset=nano", "model.context=32", "train.tokens=60000",
+                 "sample.size=40", "sample.batch_size=40", "eval.sample_words=500", "eval.truth_docs=20"]
+    cfg = load_config(QUICKSTART, overrides)
     with pytest.raises(TestbedError, match=r"^generation 1: the mix holds [1-9]\d* document\(s\), \d+ tokens, less than "
                                            r"one block of model\.context=32: [1-9]\d* of the 40 that model 0 wrote ran "
                                            r"into the length cap unfinished, .* set mix\.keep_unfinished=true"):
         run(cfg, say=quiet)
+
+    # As the error says: generation 0 reads no mix key, so the run goes on from it under the corrected config.
+    root = tmp_path / "run"
+    before = {p: p.read_bytes() for p in (root / "gen_000").rglob("*") if p.is_file()}
+    with pytest.raises(TestbedError, match=r"holds a run with a different config \(changed: mix\.keep_unfinished, train\.lr\)"):
+        run(load_config(QUICKSTART, [*overrides, "mix.keep_unfinished=true", "train.lr=0.001"]), say=quiet)
+    lines = []
+    rows = run(load_config(QUICKSTART, [*overrides, "mix.keep_unfinished=true"]), say=lines.append)
+    assert f"run_dir={root}: only generation 0 is finished, and it reads none of the changed keys " \
+           "(mix.keep_unfinished): the run goes on under this config" in lines
+    assert not any(line.startswith("gen 0/1 · train") for line in lines)
+    assert {p: p.read_bytes() for p in before} == before and [r["generation"] for r in rows] == [0, 1]
+    assert load_config(root / "config.yaml").mix.keep_unfinished
+    with pytest.raises(TestbedError, match=r"holds a run with a different config \(changed: mix\.keep_unfinished\)"):
+        run(load_config(QUICKSTART, overrides), say=quiet)  # generation 1 read it
 
 
 def test_fresh_human_text_is_new_each_generation_and_never_the_training_split(tmp_path, monkeypatch, tiny_run):

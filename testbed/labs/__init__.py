@@ -335,11 +335,13 @@ def check_out(out: Path, planned: list[Planned]) -> None:
     """Refuse, before any run starts, an OUT whose folders hold runs of another config (a mistaken override, or
     another lab's folder) or whose report/ is not one this testbed wrote: every run would stop, or the report
     fail at the end, and the lab's verdict be written over by one that answers nothing."""
+    from testbed.loop import same_generation_0
     from testbed.report.page import check_replaceable
-    from testbed.rundir import changed_config
+    from testbed.rundir import RunDir
 
     stale = [f"{p.arm}/seed={p.seed} (changed: {', '.join(changed)})" for p in planned
-             if (saved := Path(p.config.run_dir) / "config.yaml").is_file() and (changed := changed_config(saved, p.config))]
+             if (Path(p.config.run_dir) / "config.yaml").is_file()
+             and (changed := RunDir(p.config.run_dir).changes_barring(p.config, same_generation_0))]
     if stale:
         raise TestbedError(f"--out {out} holds runs of another config: {'; '.join(stale)}; run the lab with the "
                            "overrides those were run with, or give it a new --out")
