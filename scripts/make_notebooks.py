@@ -69,8 +69,9 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            f"one. `ARMS`: `None` runs every arm; a list of some ({[a.name for a in lab.arms[:2]]!r}) runs only those, "
            "when a lecture is short, and the expected outcomes that read another arm are not run; or give each "
            "group of students one arm, copy every group's `OUT/ARM/` folder into one `OUT`, and run the whole lab "
-           "there: it trains nothing and judges every outcome. `OUT`: the lab's folder; `None` is the one `testbed lab run` uses, under `runs/labs/` in the "
-           "repository, so runs started on the command line are reused here; point it at a lab folder run before "
+           "there: it trains nothing and judges every outcome. `OUT`: the lab's folder; `None` is `runs/labs/` in the "
+           "repository, the one `testbed lab run` uses from the repository's root, so runs started there on the command "
+           "line are reused here; point it at a lab folder run before "
            "the lecture (copied from the instructor) and this notebook trains nothing.", id="parameters-text"),
         code('SIZE = "default"\nSEEDS = None\nARMS = None\nOUT = None', id="parameters",
              metadata={"tags": ["parameters"]}),

@@ -7,3 +7,14 @@ class TestbedError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
     __test__ = False  # not a pytest test class despite the name
+
+
+def quiet_libraries() -> None:
+    """A run's progress lines are testbed's: transformers' advice and progress bars would drown them, and in a
+    notebook show red, as if something were wrong. datasets logs a parse error testbed reports itself."""
+    import datasets
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)

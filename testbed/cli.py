@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from testbed import TestbedError
+from testbed import TestbedError, quiet_libraries
 from testbed.rundir import check_can_hold, os_failure
 
 
@@ -65,12 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     previous = _catch_sigterm()
     try:
-        import datasets
-        from transformers.utils import logging
-
-        logging.set_verbosity_error()  # progress lines are ours; library advice would drown them
-        logging.disable_progress_bar()
-        datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # it logs a parse error we report ourselves
+        quiet_libraries()
         if args.command == "compare":
             from testbed.report.compare import load_runs, table
 

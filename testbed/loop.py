@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from testbed import TestbedError
+from testbed import TestbedError, quiet_libraries
 from testbed.config import Config, to_dict, to_yaml
 from testbed.corpus.fresh import fresh_texts
 from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
@@ -82,6 +82,7 @@ class _Run:
 
 def run(cfg: Config, say=print) -> list[dict]:
     """Run (or resume) the experiment described by cfg; returns the metrics rows."""
+    quiet_libraries()  # from the command line, a Ray worker, a notebook or Python alike
     check_trackers(cfg.track)
     rundir = RunDir(cfg.run_dir)
     new_run = not rundir.root.exists()

@@ -74,13 +74,10 @@ def _in_process(runs, threads, what, say) -> dict[str, str]:
 def _run_one(cfg: Config, threads: int, name: str) -> None:
     """One run in a Ray worker: its lines go to the driver, marked with the run's name."""
     import torch
-    from transformers.utils import logging
 
     from testbed import loop
 
     torch.set_num_threads(threads)
-    logging.set_verbosity_error()  # as `testbed` sets it in its own process: the progress lines are ours
-    logging.disable_progress_bar()
     loop.run(cfg, say=lambda text: print("\n".join(f"[{name}] {line}" for line in str(text).splitlines()), flush=True))
 
 

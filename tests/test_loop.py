@@ -294,3 +294,19 @@ def test_a_damaged_generation_is_named_never_used(tmp_path, tiny_run):
     weights.unlink()
     with pytest.raises(TestbedError, match=r"model.safetensors: missing"):
         load_run(root)
+
+
+def test_a_run_from_python_prints_its_own_lines_not_the_libraries_advice(tmp_path, capfd):
+    """A notebook's kernel starts with transformers' warnings and progress bars on; the command line turned them
+    off, run_lab and run did not, and a student saw 27 red outputs (an attention-mask warning among them)."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_warning()
+    logging.enable_progress_bar()
+    cfg = load_config(QUICKSTART, [f"run_dir={tmp_path / 'run'}", "generations=1", "data.docs=200", "data.heldout_docs=20",
+                                   "tokenizer.vocab_size=512", "model.preset=nano", "model.context=32", "train.tokens=4000",
+                                   "sample.size=40", "sample.batch_size=40", "eval.sample_words=500", "eval.truth_docs=20"])
+    run(cfg)
+    out, err = capfd.readouterr()
+    assert "gen 1/1 · eval" in out
+    assert not any(noise in err for noise in ("Writing model shards", "Loading weights", "attention_mask", "[transformers]")), err
