@@ -284,6 +284,19 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     A file may start from another with `base: other.yaml` and set only the keys
     it changes: the strategy configs are the quickstart plus their curation.
     """
+    cfg = read_config(path, overrides)
+    cfg.validate()
+    return cfg
+
+
+def load_saved(path: str | Path) -> Config:
+    """A run's saved config.yaml: its keys and types are checked, not the value checks (validate), which it passed
+    when the run started: a check added since must not lock a user out of their finished runs."""
+    return read_config(path)
+
+
+def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """load_config without the value checks."""
     raw = _read(Path(path), ()) if path is not None else {}
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -295,8 +308,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
                 given = yaml.safe_load(value)
             except yaml.YAMLError:
                 given = None
-            example = (" ".join(f"{key}.{k}={v}" for k, v in given.items()) if isinstance(given, dict) and given
-                       else f"{key}.{dataclasses.fields(section)[0].name}=...")
+            first = key
+            while section := _section(first):  # down to the first key that holds a value
+                first += "." + dataclasses.fields(section)[0].name
+            example = (" ".join(f"{key}.{k}={v}" for k, v in given.items())
+                       if isinstance(given, dict) and given and not any(isinstance(v, dict) for v in given.values())
+                       else f"{first}=...")
             raise TestbedError(f"override {item!r}: {key} is a section; set its keys one at a time, such as {example}")
         node = raw
         *parents, leaf = key.split(".")
@@ -307,9 +324,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             if not isinstance(node, dict):
                 raise TestbedError(f"override {item!r}: {part} is not a section")
         node[leaf] = _Raw(value)
-    cfg = _build(Config, raw, "")
-    cfg.validate()
-    return cfg
+    return _build(Config, raw, "")
 
 
 def _read(path: Path, seen: tuple) -> dict:

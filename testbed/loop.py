@@ -23,9 +23,9 @@ from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
 from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
 from testbed.metrics.suite import Evaluator, numbers
-from testbed.mix import (HUMAN, Doc, composition, documents, fill, synthetic_docs, synthetic_label, synthetic_needed,
+from testbed.mix import (HUMAN, Doc, budget_docs, composition, documents, fill, synthetic_docs, synthetic_label, synthetic_needed,
                          training_set)
-from testbed.model import build_model, context_length, load_model, n_params, save_model
+from testbed.model import build_model, context_length, load_model, n_params, resolve, save_model
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
 from testbed.sample import sample_corpus, written_text
@@ -146,6 +146,8 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
         rundir.lock()
         if not new_run:
             if renewed:
+                # Again under the lock: a run of the old config may have finished generation 1 since the check.
+                renewed = rundir.check_same_run(cfg, corpus.split, same_generation_0)
                 rundir.continue_as(cfg)
                 say(f"run_dir={rundir.root}: only generation 0 is finished, and it reads none of the changed keys "
                     f"({', '.join(renewed)}): the run goes on under this config")
@@ -201,12 +203,15 @@ def _mix(g: int, r: _Run, tag: str):
                             lambda n: documents(r.tokenizer, fresh_texts(cfg, r.corpus.reserve, len(r.human), g, n)))
     counts = ", ".join(f"{k} {v}" for k, v in composition(examples).items())
     r.say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs ({counts})")
-    tokens = sum(len(d.ids) + 1 for _, d in examples)
-    if g and tokens < cfg.model.context:  # else curation, or packing with its advice to lower model.context, takes the blame
+    tokens, block = sum(len(d.ids) + 1 for _, d in examples), resolve(cfg.model)["context"]
+    # Else curation, or packing with its advice to lower model.context, takes the blame; not where a fixed budget
+    # (mix.docs) is what made the mix small.
+    cut_short = cfg.mix.size == "grow" or len(examples) < budget_docs(cfg.mix, len(r.human))
+    if g and tokens < block and (cut_short or not examples):
         written = sum(len(r.rundir.corpus(k)) for k in synthetic)
         if cut := written - sum(map(len, synthetic.values())):
-            held = (f"{len(examples)} document(s), {tokens} tokens, less than one block of model.context="
-                    f"{cfg.model.context}" if examples else "no documents")
+            held = (f"{len(examples)} document{'s' * (len(examples) != 1)}, {tokens} token{'s' * (tokens != 1)}, "
+                    f"less than one block of model.context={block}" if examples else "no documents")
             raise TestbedError(f"generation {g}: the mix holds {held}: {'all' if cut == written else f'{cut:,} of the'} "
                                f"{written:,} that model {g - 1} wrote ran into the length cap unfinished, and "
                                "mix.keep_unfinished=false leaves those out; set mix.keep_unfinished=true, or give "

@@ -24,7 +24,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from testbed import TestbedError
-from testbed.config import Config, diff, load_config, to_dict, to_yaml
+from testbed.config import Config, diff, load_saved, to_dict, to_yaml
 
 
 def write_text(path: Path, text: str) -> None:
@@ -81,7 +81,7 @@ def read_jsonl(path: Path) -> list:
 def changed_config(saved_path: Path, cfg: Config) -> list[str]:
     """The keys in which cfg differs from the run whose config.yaml is saved_path, but for those a resumed run
     may change: its folder's spelling, `generations` and `track`."""
-    return [k for k in diff(to_dict(load_config(saved_path)), to_dict(cfg)) if k not in ("run_dir", "generations", "track")]
+    return [k for k in diff(to_dict(load_saved(saved_path)), to_dict(cfg)) if k not in ("run_dir", "generations", "track")]
 
 
 class RunDir:
@@ -155,7 +155,7 @@ class RunDir:
         saved_path = self.root / "config.yaml"
         changed = changed_config(saved_path, cfg)
         if changed and same_generation_0 and self.finished_generations() == [0] and \
-                same_generation_0(load_config(saved_path), cfg):
+                same_generation_0(load_saved(saved_path), cfg):
             return []
         return changed
 
@@ -182,7 +182,7 @@ class RunDir:
         """A run whose generation 0 cfg shares (changes_barring) goes on as cfg: the saved config becomes cfg, with
         the generations, track and run_dir spelling kept as record_generations keeps them."""
         path = self.root / "config.yaml"
-        saved = load_config(path)
+        saved = load_saved(path)
         write_text(path, to_yaml(replace(cfg, run_dir=saved.run_dir, track=saved.track,
                                          generations=max(cfg.generations, saved.generations))))
 
@@ -191,7 +191,7 @@ class RunDir:
         it finished; never fewer, since a shorter rerun keeps every generation it finds. The rest stays as first
         saved: what else may differ (track, the spelling of run_dir) is not the run's identity."""
         path = self.root / "config.yaml"
-        saved = load_config(path)
+        saved = load_saved(path)
         if cfg.generations > saved.generations:
             write_text(path, to_yaml(replace(saved, generations=cfg.generations)))
 

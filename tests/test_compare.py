@@ -6,6 +6,7 @@ import yaml
 
 from testbed import TestbedError
 from testbed.cli import main
+from testbed.config import load_config
 from testbed.loop import run
 from testbed.report.compare import load_run, load_runs, table
 
@@ -112,3 +113,15 @@ def test_the_closing_summary_prints_a_null_figure_as_a_dash():
     lines = summary(rows).splitlines()
     assert lines[0].split() == ["generation", "heldout_ppl", "distinct_2"]
     assert [ln.split() for ln in lines[1:]] == [["0", "2.0000", "-"], ["1", "3.0000", "-"]]
+
+
+def test_a_saved_config_that_a_check_added_since_would_refuse_still_reads(two_runs):
+    """A run's config.yaml passed the checks of its day; a check added later (here: a detector under replace with
+    nothing outside the pool to learn from, refused up front since) must not lock its folder away."""
+    replace, _ = two_runs
+    config = yaml.safe_load((replace / "config.yaml").read_text())
+    config["curate"]["detector"]["enabled"] = True
+    (replace / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(TestbedError, match="curate.detector learns from model text"):
+        load_config(replace / "config.yaml")  # as input, refused
+    assert load_run(replace)["config"]["curate"]["detector"]["enabled"] is True  # as a record, read

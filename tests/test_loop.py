@@ -181,7 +181,7 @@ def test_a_mix_left_under_one_block_by_unfinished_samples_names_them_and_the_cor
                  "tokenizer.vocab_size=512", "model.preset=nano", "model.context=32", "train.tokens=60000",
                  "sample.size=40", "sample.batch_size=40", "eval.sample_words=500", "eval.truth_docs=20"]
     cfg = load_config(QUICKSTART, overrides)
-    with pytest.raises(TestbedError, match=r"^generation 1: the mix holds [1-9]\d* document\(s\), \d+ tokens, less than "
+    with pytest.raises(TestbedError, match=r"^generation 1: the mix holds [1-9]\d* documents?, \d+ tokens?, less than "
                                            r"one block of model\.context=32: [1-9]\d* of the 40 that model 0 wrote ran "
                                            r"into the length cap unfinished, .* set mix\.keep_unfinished=true"):
         run(cfg, say=quiet)
@@ -200,6 +200,33 @@ def test_a_mix_left_under_one_block_by_unfinished_samples_names_them_and_the_cor
     assert load_config(root / "config.yaml").mix.keep_unfinished
     with pytest.raises(TestbedError, match=r"holds a run with a different config \(changed: mix\.keep_unfinished\)"):
         run(load_config(QUICKSTART, overrides), say=quiet)  # generation 1 read it
+
+    # A fixed budget of one story, not the cut samples, is what leaves this mix small: packing's own error.
+    budget = [f"run_dir={tmp_path / 'budget'}", *overrides[1:], "mix.size=fixed", "mix.docs=1"]
+    with pytest.raises(TestbedError, match=r"^the training set has \d+ tokens, fewer than one block of model\.context=32"):
+        run(load_config(QUICKSTART, budget), say=quiet)
+
+
+def test_a_corrected_config_is_checked_again_once_the_run_is_locked(tmp_path, monkeypatch):
+    """Between the check that only generation 0 is finished and the lock, a run of the old config may finish
+    generation 1: the corrected config must not then be written over it."""
+    from testbed.rundir import RunDir
+
+    overrides = [f"run_dir={tmp_path / 'run'}", "generations=0", "data.docs=200", "data.heldout_docs=20",
+                 "tokenizer.vocab_size=512", "model.preset=nano", "model.context=32", "train.tokens=4000",
+                 "sample.size=40", "sample.batch_size=40", "eval.sample_words=500", "eval.truth_docs=20"]
+    run(load_config(QUICKSTART, overrides), say=quiet)
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    lock = RunDir.lock
+
+    def another_run_finishes_generation_1_first(self):
+        (self.gen(1)).mkdir()
+        (self.gen(1) / "DONE").write_text("")
+        lock(self)
+    monkeypatch.setattr(RunDir, "lock", another_run_finishes_generation_1_first)
+    with pytest.raises(TestbedError, match=r"holds a run with a different config \(changed: mix\.keep_unfinished\)"):
+        run(load_config(QUICKSTART, [*overrides, "generations=1", "mix.keep_unfinished=true"]), say=quiet)
+    assert (tmp_path / "run" / "config.yaml").read_text() == saved
 
 
 def test_fresh_human_text_is_new_each_generation_and_never_the_training_split(tmp_path, monkeypatch, tiny_run):
@@ -303,8 +330,9 @@ def test_a_run_from_python_prints_its_own_lines_not_the_libraries_advice(tmp_pat
 
     logging.set_verbosity_warning()
     logging.enable_progress_bar()
+    # model.context=null: the preset's context, as configs/tinystories.yaml leaves it (the mix's check once read null)
     cfg = load_config(QUICKSTART, [f"run_dir={tmp_path / 'run'}", "generations=1", "data.docs=200", "data.heldout_docs=20",
-                                   "tokenizer.vocab_size=512", "model.preset=nano", "model.context=32", "train.tokens=4000",
+                                   "tokenizer.vocab_size=512", "model.preset=nano", "model.context=null", "train.tokens=4000",
                                    "sample.size=40", "sample.batch_size=40", "eval.sample_words=500", "eval.truth_docs=20"])
     run(cfg)
     out, err = capfd.readouterr()

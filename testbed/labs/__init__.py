@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed import TestbedError
-from testbed.config import Config, _build, load_config, read_mapping
+from testbed.config import Config, _build, load_config, load_saved, read_mapping
 from testbed.labs.verdict import INTERVAL, Check, judge, reads, render_markdown, render_text, summary, validate
 
 LABS = Path(__file__).resolve().parents[2] / "labs"  # beside configs/, which lab files name as their base
@@ -215,7 +215,7 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
         """The donor's folder holds the run the lab plans there, not an older run of another config (a lab run
         before with other overrides): that one's generation 0 is not the one the sharer's config asks for."""
         try:
-            saved = load_config(Path(donor.config.run_dir) / "config.yaml")
+            saved = load_saved(Path(donor.config.run_dir) / "config.yaml")
         except TestbedError:
             return False
         return first_generation(saved, unread) == first_generation(donor.config, unread)

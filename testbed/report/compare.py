@@ -7,7 +7,7 @@ comparison look cleaner than it is.
 from pathlib import Path
 
 from testbed import TestbedError
-from testbed.config import diff, load_config, to_dict
+from testbed.config import diff, load_saved, to_dict
 from testbed.metrics import spec
 from testbed.rundir import RunDir, read_json
 
@@ -15,7 +15,7 @@ def load_run(path: str | Path) -> dict:
     root = Path(path)
     if not (root / "config.yaml").is_file():
         raise TestbedError(f"{root}: not a testbed run directory (no config.yaml)")
-    cfg = load_config(root / "config.yaml")
+    cfg = load_saved(root / "config.yaml")
     rundir = RunDir(root)
     finished = rundir.finished_generations()
     for g in finished:

@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 
 from testbed import TestbedError, __version__
-from testbed.config import load_config
+from testbed.config import load_saved
 from testbed.corpus.sources import load_documents
 from testbed.corpus.split import checksum
 from testbed.seeds import stage_seed
@@ -169,7 +169,7 @@ def seed_groups(runs: list[dict]) -> list[dict]:
 
 def human_texts(run: dict) -> list[str]:
     """The run's human training split, rebuilt from its config and checked against split.json."""
-    cfg = load_config(run["path"] / "config.yaml")
+    cfg = load_saved(run["path"] / "config.yaml")
     split = read_json(run["path"] / "split.json")
     docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
     if checksum(docs) != split["sha256"]:
