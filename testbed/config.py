@@ -284,7 +284,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     A file may start from another with `base: other.yaml` and set only the keys
     it changes: the strategy configs are the quickstart plus their curation.
     """
-    cfg = read_config(path, overrides)
+    cfg = _read_config(path, overrides)
     cfg.validate()
     return cfg
 
@@ -292,11 +292,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 def load_saved(path: str | Path) -> Config:
     """A run's saved config.yaml: its keys and types are checked, not the value checks (validate), which it passed
     when the run started: a check added since must not lock a user out of their finished runs."""
-    return read_config(path)
+    return _read_config(path)
 
 
-def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """load_config without the value checks."""
+def _read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """A config from its file and overrides, without the value checks (validate)."""
     raw = _read(Path(path), ()) if path is not None else {}
     for item in overrides:
         key, sep, value = item.partition("=")

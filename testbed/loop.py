@@ -23,8 +23,8 @@ from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
 from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
 from testbed.metrics.suite import Evaluator, numbers
-from testbed.mix import (HUMAN, Doc, budget_docs, composition, documents, fill, synthetic_docs, synthetic_label, synthetic_needed,
-                         training_set)
+from testbed.mix import (HUMAN, Doc, budget_docs, composition, documents, fill, synthetic_docs, synthetic_label,
+                         synthetic_needed, training_set)
 from testbed.model import build_model, context_length, load_model, n_params, resolve, save_model
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
@@ -145,9 +145,8 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     if main:
         rundir.lock()
         if not new_run:
-            if renewed:
-                # Again under the lock: a run of the old config may have finished generation 1 since the check.
-                renewed = rundir.check_same_run(cfg, corpus.split, same_generation_0)
+            # Again under the lock: a run of the old config may have finished generation 1 since the check.
+            if renewed and (renewed := rundir.check_same_run(cfg, corpus.split, same_generation_0)):
                 rundir.continue_as(cfg)
                 say(f"run_dir={rundir.root}: only generation 0 is finished, and it reads none of the changed keys "
                     f"({', '.join(renewed)}): the run goes on under this config")
