@@ -24,8 +24,10 @@ NOTEBOOKS = LABS / "notebooks"
 GUIDE = ROOT / "docs" / "labs.md"
 GUIDE_START = "<!-- generated from labs/{name}.yaml by scripts/make_notebooks.py: edit the YAML and run the script -->"
 GUIDE_END = "<!-- end of the text generated from labs/{name}.yaml -->"
-# The install line of the README's "Two commands", for a fresh machine such as Colab.
-INSTALL = 'pip install torch==2.13.0 && pip install -e ".[test]"'
+# Colab ships a CUDA torch that testbed accepts: installing the README's pinned torch over it would download
+# another multi-GB build. A fresh machine without torch takes the README's line.
+INSTALL = ("# !pip install -e .                   # Colab: keeps its own torch\n"
+           "# !pip install torch==2.13.0 && pip install -e .   # a machine without torch (the README's pin)")
 
 
 def seeds_text(lab: Lab) -> str:
@@ -56,11 +58,11 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
         md("", id="your-prediction"),
         md("## Setup\n\n"
            "Locally, with testbed installed from its repository, there is nothing to do. In Colab or another "
-           "fresh machine, uncomment the lines below, put in the address of the testbed repository, and run the "
-           "cell once (restart the runtime if it asks).", id="setup-text"),
+           "fresh machine, uncomment the lines below (one of the two installs), put in the address of the testbed "
+           "repository, and run the cell once (restart the runtime if it asks).", id="setup-text"),
         code("# !git clone REPOSITORY-ADDRESS testbed\n"
              "# %cd testbed\n"
-             f"# !{INSTALL}", id="setup"),
+             f"{INSTALL}", id="setup"),
         md("## Parameters\n\n"
            "`SIZE`: `\"default\"` is the size the lab's time and its findings were measured at; `\"reduced\"` trains "
            "tiny models for seconds and checks the pipeline, not the science (its verdicts say nothing about "
