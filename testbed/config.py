@@ -24,7 +24,7 @@ class DataConfig:
     source: Literal["storyworld", "local", "hub"] = "storyworld"
     name: str = "roneneldan/TinyStories"  # hub dataset, with source=hub
     split: str = "train"  # hub split
-    path: str | None = None  # local file (.txt, .jsonl, .parquet), with source=local
+    path: str | None = None  # local file (.txt, .jsonl, .json, .parquet), with source=local
     text_field: str = "text"  # column holding the text in .jsonl / .parquet / hub rows
     separator: str = "line"  # .txt documents: "line", "paragraph" (blank line) or a literal string such as <|endoftext|>
     max_docs: int | None = None  # take the first N documents (hub: streamed, so only N are downloaded)
@@ -273,7 +273,7 @@ class Config:
             raise TestbedError("data.fresh_docs is for local and hub corpora: storyworld writes new stories for "
                                "mix.anchor_set=fresh itself; remove data.fresh_docs")
         if self.data.source == "local" and not self.data.path:
-            raise TestbedError("data.path is not set: data.source=local needs data.path=FILE (.txt, .jsonl or .parquet)")
+            raise TestbedError("data.path is not set: data.source=local needs data.path=FILE (.txt, .jsonl, .json or .parquet)")
         if not self.data.separator:
             raise TestbedError('data.separator is empty: use "line", "paragraph" or a literal string such as <|endoftext|>')
 

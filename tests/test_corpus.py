@@ -51,6 +51,20 @@ def test_txt_by_literal_separator(tmp_path):
     assert local(path, separator="<|endoftext|>") == ["a b\nc", "d e", "f"]
 
 
+def test_txt_whose_separator_never_occurs_says_so(tmp_path):
+    # Else the whole file is one document, and the split blames data.heldout_docs.
+    path = write(tmp_path, "c.txt", "a b\nc d\n")
+    with pytest.raises(TestbedError, match=r"^data\.separator='<\|eot\|>' does not occur in .*c\.txt, so the whole "
+                                           r"file would be one document; use line, paragraph or a string that parts"):
+        local(path, separator="<|eot|>")
+
+
+def test_txt_reads_no_text_field(tmp_path):
+    # A .txt file has no fields: data.text_field, set for another format, is not read there.
+    path = write(tmp_path, "c.txt", "one\ntwo\n")
+    assert local(path, text_field="story") == ["one", "two"]
+
+
 def test_jsonl_with_text_field(tmp_path):
     rows = [{"body": "one", "id": 1}, {"body": "  two  ", "id": 2}, {"body": "", "id": 3}, {"body": "drei ü", "id": 4}]
     path = write(tmp_path, "c.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
@@ -286,6 +300,18 @@ class CoinWorld:
         return 1.0 if text in self.P else 0.0
 
 
+def test_a_registered_source_that_fails_while_read_is_named_by_its_source(monkeypatch):
+    from testbed.corpus import sources
+
+    def rows(data, seed):
+        yield {"text": "a story"}
+        raise RuntimeError("row 2 broken")
+    monkeypatch.setitem(sources.SOURCES, "flaky", sources.Source(rows))
+    with pytest.raises(TestbedError, match=r"^data\.source=flaky: could not be read after 1 documents "
+                                           r"\(RuntimeError: row 2 broken\)$"):
+        load_documents(DataConfig(source="flaky"), seed=0)
+
+
 def test_a_registered_source_with_a_truth_feeds_loading_fresh_text_and_the_metrics(monkeypatch):
     from datasets import Dataset
 
@@ -310,4 +336,13 @@ def test_a_registered_source_with_a_truth_feeds_loading_fresh_text_and_the_metri
     assert row["validity_rate"] == 3 / 4 and row["valid_prefix"] == 3 / 4
     assert row["true_tail_recall"] == 1.0  # "tails" occurs; the only true rare word
     assert sources.truth(cfg.data).__class__ is CoinWorld
+    assert source_name(cfg.data) == "coin"  # its provenance in split.json and the run's first line
     assert sources.truth(DataConfig(source="local", path="x.txt")) is None
+
+
+def test_every_source_the_config_accepts_is_registered_and_back():
+    # A name added to DataConfig.source but not to SOURCES would pass validation and fail with a KeyError.
+    import typing
+
+    from testbed.corpus.sources import SOURCES
+    assert set(typing.get_args(DataConfig.__annotations__["source"])) == set(SOURCES)

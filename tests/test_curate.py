@@ -4,6 +4,7 @@ import json
 import pytest
 
 from testbed import TestbedError
+from testbed.curate.verify import get_verifier
 from testbed.loop import run
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +35,36 @@ def no_return(text: str) -> bool:
 
 def breaks(text: str) -> bool:
     return {"cat": True}[text]
+
+
+def first_only(text: str) -> bool:
+    first_only.calls = getattr(first_only, "calls", 0) + 1
+    if first_only.calls > 1:
+        raise ValueError("cannot parse")
+    return True
+
+
+@pytest.mark.parametrize("source, message", [
+    ("raise RuntimeError('no grammar file')", r"importing broken_verifier raised RuntimeError: no grammar file$"),
+    ("def check(text:\n", r"importing broken_verifier raised SyntaxError: "),
+    ("import not_installed_dependency", r"importing broken_verifier failed \(ModuleNotFoundError: No module named "
+                                        r"'not_installed_dependency'\)$"),
+])
+def test_a_verifier_module_that_does_not_import_is_one_line(tmp_path, monkeypatch, source, message):
+    (tmp_path / "broken_verifier.py").write_text(source + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TestbedError, match=r"^curate\.verifier\.name='broken_verifier:check': " + message):
+        get_verifier("broken_verifier:check", ["a text"])
+
+
+def test_a_verifier_that_fails_on_a_later_document_stops_the_run_with_one_line(tmp_path, tiny_run):
+    # It passed the probe on the first human document; at generation 1 it raises on the pool.
+    first_only.calls = 0
+    cfg = tiny_run(tmp_path / "run", "generations=1", "curate.verifier.enabled=true",
+                   "curate.verifier.name=test_curate:first_only")
+    with pytest.raises(TestbedError, match=r"^curate\.verifier\.name='test_curate:first_only' raised ValueError: "
+                                           r"cannot parse on a document of the pool; a verifier takes the text"):
+        run(cfg, say=quiet)
 
 
 def test_whitelist_with_true_labels_keeps_exactly_the_human_documents(tmp_path, tiny_run):
@@ -143,7 +174,11 @@ def test_heuristics_that_no_document_could_pass_are_refused_before_the_run(tmp_p
 
 
 @pytest.mark.parametrize("override, message", [
-    ("curate.verifier.name=no_such_module:check", "curate.verifier.name=.no_such_module:check. does not load"),
+    ("curate.verifier.name=no_such_module:check", r"^curate\.verifier\.name='no_such_module:check': no module "
+     r"'no_such_module' on the Python path; install its package, or run with its folder on PYTHONPATH \(PYTHONPATH=\. "
+     r"for the current one\)$"),
+    ("curate.verifier.name=test_curate:nowhere", r"^curate\.verifier\.name='test_curate:nowhere': test_curate has no "
+     r"'nowhere'; expected the form package\.module:function$"),
     ("curate.dedup.threshold=0.999", "curate.dedup.threshold=0.999"),
     ("curate.verifier.name=test_curate:two_arguments", r"^curate\.verifier\.name='test_curate:two_arguments' takes "
      r"\(text: str, lexicon: set\) -> bool; a verifier is called with one argument, the text, and returns True to keep it$"),

@@ -172,14 +172,15 @@ def test_lexicon_verifier():
 
 
 def test_a_verifier_loads_from_module_and_function():
-    verifier = get_verifier("os.path:isabs", [])
-    assert verifier is os.path.isabs
-    assert verify_keep(verifier, ["/abs", "rel"]) == [True, False]
+    verifier = get_verifier("os.path:isabs", ["/probe"])
+    assert verify_keep(verifier, ["/abs", "rel"]) == [True, False] == [os.path.isabs(t) for t in ("/abs", "rel")]
 
 
-@pytest.mark.parametrize("name", ["no_such_module_xyz:check", "os.path:no_such_function", "os:sep"])
-def test_a_verifier_that_does_not_load_names_the_value_and_the_form(name):
-    with pytest.raises(TestbedError, match=rf"'{name}'.*package\.module:function"):
+@pytest.mark.parametrize("name, fix", [("no_such_module_xyz:check", "PYTHONPATH"),
+                                       ("os.path:no_such_function", r"package\.module:function"),
+                                       ("os:sep", r"package\.module:function")])
+def test_a_verifier_that_does_not_load_names_the_value_and_the_fix(name, fix):
+    with pytest.raises(TestbedError, match=rf"'{name}'.*{fix}"):
         get_verifier(name, [])
 
 
@@ -515,6 +516,29 @@ def test_a_step_registered_from_a_test_gets_its_keys_and_runs_in_its_place(tmp_p
     monkeypatch.undo()  # unregistered, its keys are gone with it
     with pytest.raises(TestbedError, match="unknown config key curate.ban"):
         load_config(None, ["curate.ban.enabled=true"])
+
+
+class Short(Ban):
+    """A step whose keep() gets the pool's length wrong, or forgets its figures."""
+    name = section = "ban"
+
+    def keep(self, g, pool, newest):
+        flags, figures = super().keep(g, pool, newest)
+        return (flags[:-1], figures) if self.c.word == "short" else flags
+
+
+@pytest.mark.parametrize("word, message", [
+    ("short", r"^curation step 'ban': keep\(\) returned 2 flags for a pool of 3 documents; it returns one per document$"),
+    ("bare", r"^curation step 'ban': keep\(\) returned list; it returns \(flags, figures\): one bool per pool "
+             r"document, and a dict \(empty if it adds none\)$"),
+])
+def test_a_step_whose_keep_does_not_answer_for_every_document_is_refused(tmp_path, monkeypatch, word, message):
+    # Zipped with the pool, a short answer would drop the documents past its end unreported.
+    monkeypatch.setattr(testbed.curate, "STEPS", [*testbed.curate.STEPS, Short])
+    cfg = load_config(None, ["curate.ban.enabled=true", f"curate.ban.word={word}"])
+    pool = [(HUMAN, Doc([1], text)) for text in ("a cat", "a dog", "a fox")]
+    with pytest.raises(TestbedError, match=message):
+        Curator(cfg, [], 64, EOS, RunDir(tmp_path))(1, pool, [])
 
 
 def test_the_config_layer_loads_no_step_machinery():

@@ -242,3 +242,11 @@ def test_a_word_tokenizer_from_before_the_fix_is_refused_naming_its_folder(tmp_p
         check_reads_unk_whole(load_tokenizer(tmp_path), tmp_path)
     assert str(e.value).startswith(f"{tmp_path}: a word tokenizer saved before the fix of 2026-11-27")
     assert "as 3 unknowns" in str(e.value) and "new run_dir" in str(e.value)
+
+
+def test_every_family_the_config_accepts_is_registered_and_back():
+    # A name added to ModelConfig.family but not to FAMILIES would pass validation and fail with a KeyError.
+    import typing
+
+    from testbed.model import FAMILIES
+    assert set(typing.get_args(ModelConfig.__annotations__["family"])) == set(FAMILIES)

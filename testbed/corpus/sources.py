@@ -29,7 +29,7 @@ def source_name(data: DataConfig) -> str:
         return f"hub:{data.name}"
     if data.source == "local":
         return f"local:{Path(data.path).name}"
-    return "storyworld"
+    return data.source
 
 
 def load_documents(data: DataConfig, seed: int) -> list[str]:
@@ -51,7 +51,8 @@ def load_documents(data: DataConfig, seed: int) -> list[str]:
         _raise_bad_line(data)
         if isinstance(e, TestbedError):
             raise
-        where = f"data.path={data.path}" if data.source == "local" else f"data.name={data.name}"
+        where = {"local": f"data.path={data.path}", "hub": f"data.name={data.name}"}.get(data.source,
+                                                                                        f"data.source={data.source}")
         raise TestbedError(f"{where}: could not be read after {len(docs)} documents ({_first_line(e)})") from None
     finally:
         bar.close()
@@ -88,7 +89,8 @@ def _local(data: DataConfig, seed: int):
     path = Path(data.path)
     if not path.is_file():
         raise TestbedError(f"data.path={data.path}: {'a folder' if path.is_dir() else 'file not found'} (from {Path.cwd()}); "
-                           "set data.path= to a .txt, .jsonl or .parquet corpus (relative paths start where testbed runs)")
+                           "set data.path= to a .txt, .jsonl, .json or .parquet corpus (relative paths start where testbed "
+                           "runs)")
     builder = _BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise TestbedError(f"data.path={data.path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_BUILDERS)}")
@@ -129,20 +131,24 @@ def _hub(data: DataConfig, seed: int):
 
 
 def _texts(rows, data: DataConfig):
+    txt = data.source == "local" and Path(data.path).suffix.lower() == ".txt"
+    field = "text" if txt else data.text_field  # a .txt file has no fields: datasets puts its text in "text"
     for number, row in enumerate(rows, 1):
-        if data.text_field not in row:
+        if field not in row:
             raise TestbedError(
                 f"data.text_field={data.text_field}: no such field in {data.path or data.name}; fields: {', '.join(row)}"
             )
-        text = row[data.text_field]
+        text = row[field]
         if text is None:  # pyarrow fills a field a row lacks with null: the row may simply not have it
             raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path or data.name} has no "
                                "text (the field is null or missing); fix that row or choose another data.text_field")
         if not isinstance(text, str):
             raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path or data.name} holds "
                                f"{type(text).__name__}, not text; fix that row or choose another data.text_field")
-        txt = data.source == "local" and Path(data.path).suffix.lower() == ".txt"
         if txt and data.separator not in ("line", "paragraph"):
+            if data.separator not in text and text.strip():
+                raise TestbedError(f"data.separator={data.separator!r} does not occur in {data.path}, so the whole file "
+                                   "would be one document; use line, paragraph or a string that parts its documents")
             yield from text.split(data.separator)
         elif txt and data.separator == "paragraph":
             # datasets splits paragraphs at "\n\n" only; a line of spaces or tabs looks blank and parts them too.

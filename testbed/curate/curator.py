@@ -49,7 +49,7 @@ class Curator:
         reports = []
         for step in self.active:
             start = time.perf_counter()
-            keep, extra = step.keep(generation, pool, newest)
+            keep, extra = _checked(step, step.keep(generation, pool, newest), len(pool))
             removed = [label for (label, _), k in zip(pool, keep) if not k]
             reports.append({
                 "step": step.name, "docs_in": len(pool), "docs_out": sum(keep),
@@ -69,6 +69,18 @@ class Curator:
         report = detect.detection_report(truth, [not k for k in keep], list(scores))
         # Undefined figures (no positives, one class only) are null: NaN is not JSON.
         return {k: None if isinstance(v, float) and v != v else v for k, v in report.items()}
+
+
+def _checked(step, result, n: int) -> tuple[list, dict]:
+    """A step's keep() answer, refused when it is not one flag per pool document and a dict: a short list would
+    silently drop the documents past its end from the pool and from the step's report."""
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+        raise TestbedError(f"curation step {step.name!r}: keep() returned {type(result).__name__}; it returns "
+                           "(flags, figures): one bool per pool document, and a dict (empty if it adds none)")
+    if len(keep := list(result[0])) != n:
+        raise TestbedError(f"curation step {step.name!r}: keep() returned {len(keep)} flags for a pool of {n} "
+                           "documents; it returns one per document")
+    return keep, result[1]
 
 
 def curate_everywhere(curator: Curator, g: int, examples, newest, accelerator, say):

@@ -50,10 +50,18 @@ def lexicon_verifier(human_texts: list[str]) -> Verifier:
 def load_callable(name: str) -> Verifier:
     module_name, _, attr = name.partition(":")
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise TestbedError(f"curate.verifier.name={name!r} does not load ({e}); "
-                           "expected the form package.module:function") from None
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name.split(".")[0]):  # the module itself, not one it imports
+            raise TestbedError(f"curate.verifier.name={name!r}: no module {e.name!r} on the Python path; install its "
+                               "package, or run with its folder on PYTHONPATH (PYTHONPATH=. for the current one)") from None
+        raise TestbedError(f"curate.verifier.name={name!r}: importing {module_name} failed ({_one_line(e)})") from None
+    except Exception as e:  # a syntax error, or whatever the module raises as it is imported
+        raise TestbedError(f"curate.verifier.name={name!r}: importing {module_name} raised {_one_line(e)}") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise TestbedError(f"curate.verifier.name={name!r}: {module_name} has no {attr!r}; expected the form "
+                           "package.module:function")
     if not callable(fn):
         raise TestbedError(f"curate.verifier.name={name!r} is not callable; expected the form package.module:function")
     return fn
@@ -69,18 +77,26 @@ def checked(name: str, fn: Callable, probe: list[str]) -> Verifier:
                            "one argument, the text, and returns True to keep it") from None
     except ValueError:
         pass  # a builtin without a signature: the call below tells
-    for text in probe:
+
+    def verifier(text: str, where: str = "a document of the pool") -> bool:
         try:
             answer = fn(text)
         except Exception as e:
-            detail = " ".join(str(e).split())  # one line, whatever the exception holds (here, maybe the text)
-            detail = detail if len(detail) <= 80 else detail[:77] + "..."
-            raise TestbedError(f"curate.verifier.name={name!r} raised {type(e).__name__}: {detail} on the first human "
-                               "document; a verifier takes the text and returns True to keep it") from None
+            raise TestbedError(f"curate.verifier.name={name!r} raised {_one_line(e)} on {where}; a verifier takes "
+                               "the text and returns True to keep it") from None
         if answer is None:
-            raise TestbedError(f"curate.verifier.name={name!r} returned None on the first human document; a verifier "
-                               "returns True to keep a text, False to drop it")
-    return fn
+            raise TestbedError(f"curate.verifier.name={name!r} returned None on {where}; a verifier returns True to "
+                               "keep a text, False to drop it")
+        return answer
+
+    for text in probe:
+        verifier(text, "the first human document")
+    return verifier
+
+
+def _one_line(e: Exception) -> str:
+    detail = " ".join(str(e).split())  # one line, whatever the exception holds (here, maybe the text)
+    return f"{type(e).__name__}: {detail if len(detail) <= 80 else detail[:77] + '...'}"
 
 
 def get_verifier(name: str, human_texts: list[str]) -> Verifier:
