@@ -19,9 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. generations=5 model.n_layer=2 run_dir=/tmp/x")
     compare = commands.add_parser("compare", help="each run's last generation against its generation 0: a table, or with --out a report")
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    compare.add_argument("--metrics", help="comma-separated metrics.jsonl keys (default: the headline metrics)")
+    compare.add_argument("--metrics", help="comma-separated metrics.jsonl keys, nested ones dotted as in metrics.csv "
+                         "(recall_by_band.rare; default: the headline metrics)")
     compare.add_argument("--out", metavar="DIR", help="write an HTML report with PNG plots, metrics.csv and report.json to DIR")
-    compare.add_argument("--samples", type=int, default=4, help="documents of sample text per generation shown in the report")
+    compare.add_argument("--samples", type=int, help="documents of sample text per generation shown in the report "
+                         "(default 4; with --out)")
     sw = commands.add_parser("sweep", help="a grid of runs over config values and seeds (N at once with --jobs N), then a report")
     sw.add_argument("config", help="YAML config; the runs go in folders under its run_dir")
     sw.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every run, e.g. generations=5 run_dir=runs/regimes")
@@ -69,15 +71,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from testbed.report.compare import load_runs, table
 
-            if args.samples < 0:
+            if args.samples is not None and args.samples < 0:
                 raise TestbedError(f"--samples {args.samples} must be >= 0 (0 shows no sample text)")
+            if args.samples is not None and not args.out:
+                raise TestbedError(f"--samples {args.samples} sets the sample text of the HTML report; add --out DIR")
+            metrics = None
+            if args.metrics is not None:
+                metrics = list(dict.fromkeys(m.strip() for m in args.metrics.split(",") if m.strip()))
+                if not metrics:
+                    raise TestbedError(f"--metrics {args.metrics!r} names no metric; give metrics.jsonl keys separated "
+                                       "by commas, e.g. --metrics heldout_ppl,recall_by_band.rare")
             runs = load_runs(args.runs)
-            metrics = args.metrics.split(",") if args.metrics else None
             print(table(runs, metrics))
             if args.out:
                 from testbed.report.page import build
 
-                print(f"report: {build(runs, args.out, metrics, args.samples)}")
+                print(f"report: {build(runs, args.out, metrics, 4 if args.samples is None else args.samples)}")
             return 0
         if args.command == "sweep":
             from testbed.sweep import sweep

@@ -394,6 +394,11 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def yaml_value(v) -> str:
+    """One value as a config file or a key=value override spells it: null, false, [human, synthetic]."""
+    return yaml.safe_dump(v, default_flow_style=True, width=1 << 16).removesuffix("...\n").strip()
+
+
 def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 

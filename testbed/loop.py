@@ -22,7 +22,8 @@ from testbed.corpus.fresh import fresh_texts
 from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
 from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
-from testbed.metrics.suite import Evaluator, numbers
+from testbed.metrics.spec import numbers
+from testbed.metrics.suite import Evaluator
 from testbed.mix import (HUMAN, Doc, budget_docs, composition, documents, fill, synthetic_docs, synthetic_label,
                          synthetic_needed, training_set)
 from testbed.model import build_model, context_length, load_model, n_params, resolve, save_model

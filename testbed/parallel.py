@@ -159,8 +159,8 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
     gpus = gpu_share(nodes, jobs)
     task = ray.remote(_run_one).options(num_cpus=threads, num_gpus=gpus)
     share = "" if not gpus else " and 1 GPU" if gpus == 1 else f" and 1/{round(1 / gpus)} of a GPU"
-    say(f"{what}: {len(runs)} runs, {jobs} at once on {f'Ray at {address}' if address else 'a local Ray'}, "
-        f"{threads} torch threads{share} each")
+    say(f"{what}: {len(runs)} run{'s' * (len(runs) != 1)}, {jobs} at once on "
+        f"{f'Ray at {address}' if address else 'a local Ray'}, {threads} torch thread{'s' * (threads != 1)}{share} each")
     failed, running, waiting, done = {}, {}, list(runs), 0
     while waiting or running:
         while waiting and len(running) < jobs:

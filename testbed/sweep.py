@@ -53,7 +53,12 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], seeds: list[int] | None) -> tuple[Path, list[Config]]:
     """The sweep's folder and the config of every run in it, all validated."""
-    base = load_config(config, overrides)
+    swept = {k for k, _ in grid}
+    if clash := next((o.partition("=")[0] for o in overrides if o.partition("=")[0] in swept), None):
+        raise TestbedError(f"{clash} is both swept (--set {clash}=...) and set ({clash}=...); give its values once, "
+                           "in --set")
+    # Checked as the grid's first run: a key the grid sets may be one the config needs (data.path for source=local).
+    base = load_config(config, [*overrides, *(f"{k}={v[0]}" for k, v in grid)])
     root = Path(base.run_dir)
     if (root / "config.yaml").exists():
         raise TestbedError(f"run_dir={root} holds a single run; give the sweep a folder of its own, e.g. run_dir={root}-sweep")
@@ -65,7 +70,8 @@ def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], s
             configs.append(load_config(config, [*overrides, *settings, f"run_dir={root / name}"]))
     from testbed.tracking import check_trackers
 
-    check_trackers(base.track)  # else every run would fail at its start
+    for track in {tuple(c.track) for c in configs}:
+        check_trackers(list(track))  # else every run would fail at its start
     folders = [c.run_dir for c in configs]
     if clash := next((f for f in folders if folders.count(f) > 1), None):
         # Two runs in one folder would fight over its lock, and the report would show one as the other.
@@ -86,13 +92,15 @@ def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None,
     finished) and {run: error} of the runs that failed."""
     from testbed.parallel import run_all
     from testbed.report.compare import load_runs, table
-    from testbed.report.page import build
+    from testbed.report.page import build, check_replaceable
 
     root, configs = plan(config, overrides, parse_set(sets), parse_seeds(seeds))
+    if (root / "report").exists():  # before the runs, not after them
+        check_replaceable(root / "report", option=None)
     failed = run_all([(Path(c.run_dir).name, c) for c in configs], jobs, threads, address, "sweep", say)
     finished = [c.run_dir for c in configs if Path(c.run_dir).name not in failed]
     if not finished:
         return None, failed
     runs = load_runs(finished)
     say(table(runs))
-    return build(runs, root / "report"), failed
+    return build(runs, root / "report", option=None), failed

@@ -206,7 +206,7 @@ def environment(accelerator) -> dict:
     from datetime import datetime, timezone
 
     device = accelerator.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}"
     return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": f"{device.type}: {name}",
             "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
             "versions": {"python": platform.python_version(),

@@ -57,7 +57,7 @@ def test_missing_data_file(capsys, tmp_path, config):
           "data.path=", "gone.txt", "file not found")
     (tmp_path / "corpus").mkdir()
     fails(capsys, tmp_path, ["run", str(config), "data.source=local", f"data.path={tmp_path / 'corpus'}"],
-          f"data.path={tmp_path / 'corpus'}: a folder", ".txt, .jsonl or .parquet")
+          f"data.path={tmp_path / 'corpus'}: a folder", ".txt, .jsonl, .json or .parquet")
 
 
 def test_empty_corpus(capsys, tmp_path, config):

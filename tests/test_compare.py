@@ -85,6 +85,38 @@ def test_runs_of_different_sweeps_keep_apart_by_their_folders(two_runs, tmp_path
     assert [r["name"] for r in load_runs(["."])] == ["seed=1"]
 
 
+def test_a_run_named_twice_is_one_run(two_runs, monkeypatch):
+    replace, _ = two_runs
+    monkeypatch.chdir(replace.parent)
+    runs = load_runs([replace, "./replace", f"{replace}/"])
+    assert [r["name"] for r in runs] == ["replace"]  # not three rows, nor //tmp/... names
+
+
+def test_configs_that_differ_print_their_values_as_yaml(two_runs):
+    replace, accumulate = two_runs
+    for path, keep, model in ((replace, False, "m"), (accumulate, True, None)):  # Python would print False, None
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        config["mix"]["keep_unfinished"], config["eval"]["embedding_model"] = keep, model
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+    lines = table(load_runs(two_runs)).splitlines()
+    assert "  mix.keep_unfinished: false (replace), true (accumulate)" in lines
+    assert "  eval.embedding_model: m (replace), null (accumulate)" in lines
+
+
+def test_compare_options_that_would_do_nothing_are_refused(two_runs, capsys, tmp_path):
+    assert main(["compare", str(two_runs[0]), "--metrics", ""]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --metrics '' names no metric; give metrics.jsonl keys separated "
+                                               "by commas, e.g. --metrics heldout_ppl,recall_by_band.rare")
+    assert main(["compare", str(two_runs[0]), "--samples", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --samples 2 sets the sample text of the HTML report; add --out DIR"
+    assert main(["compare", str(two_runs[0]), "--metrics", "heldout_ppl,heldout_ppl,recall_by_band.rare",
+                 "--out", str(tmp_path / "r"), "--samples", "0"]) == 0
+    header = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("run "))
+    assert header.split() == ["run", "generations", "heldout_ppl", "recall_by_band.rare"]
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "Sample text" not in page and "metric_recall_by_band.rare.png" in page
+
+
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(TestbedError, match="no config.yaml"):
         load_run(tmp_path)
@@ -100,8 +132,11 @@ def test_a_null_or_nested_figure_is_a_dash_or_refused_never_a_traceback():
     rows[0]["rare_token_recall_rel"], rows[1]["rare_token_recall_rel"] = 0.9, None  # undefined at the last
     line = next(ln for ln in table(runs, ["heldout_ppl", "rare_token_recall_rel"]).splitlines() if ln.startswith("r "))
     assert line.split()[-1] == "-"
-    with pytest.raises(TestbedError, match=r"no run has a number for 'recall_by_band'"):
+    with pytest.raises(TestbedError, match=r"no run has a number for 'recall_by_band'; available: .*recall_by_band\.rare"):
         table(runs, ["recall_by_band"])
+    # A nested figure by its dotted path, as metrics.csv names it.
+    line = next(ln for ln in table(runs, ["recall_by_band.rare"]).splitlines() if ln.startswith("r "))
+    assert line.split()[2:] == ["0.500", "->", "0.400", "(-20%)"]
 
 
 def test_the_closing_summary_prints_a_null_figure_as_a_dash():

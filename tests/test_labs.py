@@ -420,7 +420,7 @@ def test_a_lab_whose_out_holds_a_report_of_the_users_stops_before_any_run(tmp_pa
     (out / "report" / "mine.html").write_text("<p>my own notes</p>")
     assert main(["lab", "run", "sampling", "--size", "reduced", "--seeds", "0", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: --out {out / 'report'}: exists and is not a report this testbed wrote") and "\n" not in err
+    assert err.startswith(f"error: {out / 'report'}: exists and is not a report this testbed wrote") and "\n" not in err
     assert sorted(p.name for p in out.iterdir()) == ["report"] and (out / "report" / "mine.html").read_text() == "<p>my own notes</p>"
 
 
@@ -603,8 +603,8 @@ def test_a_lab_on_ray_starts_it_once_and_gives_the_numbers_of_one_at_a_time(tmp_
     parallel = run_lab(load(str(path)), "reduced", out=tmp_path / "parallel", jobs=2, threads=1, say=lines.append)
     # Generation 0 of each seed on Ray, then the four runs on the same Ray, shut down after them.
     assert len(starts) == 1 and not ray.is_initialized()
-    assert "lab pair: 2 runs, 2 at once on a local Ray, 1 torch threads each" in lines
-    assert "lab pair: 4 runs, 2 at once on a local Ray, 1 torch threads each" in lines
+    assert "lab pair: 2 runs, 2 at once on a local Ray, 1 torch thread each" in lines
+    assert "lab pair: 4 runs, 2 at once on a local Ray, 1 torch thread each" in lines
     assert [c["per_seed"] for c in parallel["checks"]] == [c["per_seed"] for c in serial["checks"]]
     for arm in ("a/seed=0", "a/seed=1", "b/seed=0", "b/seed=1"):
         assert ((tmp_path / "parallel" / arm / "metrics.jsonl").read_text()

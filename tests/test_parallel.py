@@ -40,7 +40,7 @@ def test_two_runs_at_once_on_one_gpu_take_half_of_it_each(tmp_path, capsys):
     finally:
         ray.shutdown()
     out = capsys.readouterr().out
-    assert "sweep: 2 runs, 2 at once on a local Ray, 1 torch threads and 1/2 of a GPU each" in out
+    assert "sweep: 2 runs, 2 at once on a local Ray, 1 torch thread and 1/2 of a GPU each" in out
     assert all((tmp_path / "sweep" / f"seed={s}" / "metrics.jsonl").is_file() for s in (0, 1)), out[-2000:]
 
 

@@ -44,6 +44,16 @@ def test_plan_names_every_run_and_checks_every_config_first(tmp_path):
     # Two values one folder name cannot tell apart: two workers would share it.
     with pytest.raises(TestbedError, match=r"would share the folder .*data\.path=a-b\.txt_seed=0"):
         plan(QUICKSTART, [f"run_dir={tmp_path / 'clash'}"], [("data.path", ["a/b.txt", "a-b.txt"])], None)
+    # A key the grid gives is one the config may need: data.path for data.source=local.
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text("a story\n")
+    _, configs = plan(QUICKSTART, [f"run_dir={tmp_path / 'paths'}", "data.source=local"],
+                      [("data.path", [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")])], None)
+    assert [c.data.path for c in configs] == [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
+    # Swept and set: one of the two would be dropped without a word.
+    with pytest.raises(TestbedError, match=r"^mix\.regime is both swept \(--set mix\.regime=\.\.\.\) and set "
+                                           r"\(mix\.regime=\.\.\.\); give its values once, in --set$"):
+        plan(QUICKSTART, [f"run_dir={tmp_path / 'both'}", "mix.regime=anchor"], [("mix.regime", ["replace"])], None)
     # Two spellings of one value: two folders holding the same run, trained twice.
     with pytest.raises(TestbedError, match=r"^--set: model\.n_head=1_seed=0 and model\.n_head=01_seed=0 are the same run"):
         plan(QUICKSTART, [f"run_dir={tmp_path / 'twice'}"], [("model.n_head", ["1", "01"])], None)
@@ -66,6 +76,15 @@ def test_a_sweep_runs_its_grid_resumes_and_reports(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(testbed.loop, "train", no_training)
     assert main(args) == 0  # the same sweep again: every run is finished, only the report is rebuilt
     assert "all 2 generations are finished" in capsys.readouterr().out
+
+
+def test_a_report_folder_of_the_users_stops_a_sweep_before_any_run(tmp_path, capsys):
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "notes.txt").write_text("mine")
+    assert main(["sweep", QUICKSTART, "--seeds", "0,1", f"run_dir={tmp_path}", *TINY]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'report'}: exists and is not a report this testbed "
+                                               "wrote (no report.json listing its files); move it away: the report goes there")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 
 def test_a_sweep_is_not_started_inside_a_single_run(tmp_path, capsys):
@@ -117,7 +136,7 @@ def test_a_failed_run_stops_no_other_and_is_reported_at_the_end(tmp_path, monkey
     monkeypatch.setattr(testbed.loop, "run", run)
     monkeypatch.setattr(testbed.report.compare, "load_runs", lambda dirs: dirs)
     monkeypatch.setattr(testbed.report.compare, "table", lambda runs: f"table of {len(runs)} runs")
-    monkeypatch.setattr(testbed.report.page, "build", lambda runs, out: out / "index.html")
+    monkeypatch.setattr(testbed.report.page, "build", lambda runs, out, **_: out / "index.html")
     root = tmp_path / "sweep"
     threads = torch.get_num_threads()
     assert main(["sweep", QUICKSTART, "--seeds", "0,1,2,3,4", "--threads", str(threads + 1), f"run_dir={root}"]) == 1

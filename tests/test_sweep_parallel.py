@@ -47,7 +47,7 @@ def test_two_at_once_gives_the_metrics_of_one_at_a_time(tmp_path, one_at_a_time,
     root = tmp_path / "sweep"
     assert main(["sweep", QUICKSTART, *GRID, "--jobs", "2", f"run_dir={root}", *TINY]) == 0
     out = capsys.readouterr().out
-    assert "sweep: 4 runs, 2 at once on a local Ray, 1 torch threads each" in out
+    assert "sweep: 4 runs, 2 at once on a local Ray, 1 torch thread each" in out
     assert "(2 done, 2 running, 0 left)" in out and "(4 done, 0 running, 0 left)" in out
     assert f"report: {root / 'report' / 'index.html'}" in out
     for run in RUNS:

@@ -9,7 +9,7 @@ import testbed.tracking as tracking
 from testbed import TestbedError
 from testbed.cli import main
 from testbed.config import load_config
-from testbed.metrics.suite import numbers
+from testbed.metrics.spec import numbers
 from testbed.rundir import RunDir
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"

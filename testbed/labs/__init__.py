@@ -346,7 +346,7 @@ def check_out(out: Path, planned: list[Planned]) -> None:
         raise TestbedError(f"--out {out} holds runs of another config: {'; '.join(stale)}; run the lab with the "
                            "overrides those were run with, or give it a new --out")
     if (out / "report").exists():
-        check_replaceable(out / "report")
+        check_replaceable(out / "report", option=None)
 
 
 def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
@@ -362,7 +362,7 @@ def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
         write_json(out / "verdict.json", verdict)
         write_text(out / "verdict.md", render_markdown(verdict))
         if runs:
-            verdict["report"] = str(build(runs, out / "report"))
+            verdict["report"] = str(build(runs, out / "report", option=None))
         else:  # an earlier report would be read as this verdict's
             remove(out / "report")
     return verdict

@@ -181,6 +181,18 @@ def find(key: str) -> Metric | None:
     return next((m for m in METRICS if m.key == key), None)
 
 
+def numbers(row: dict, sep: str = "/", prefix: str = "") -> dict:
+    """A metrics row's numbers, nested ones flattened (recall_by_band/rare, or with sep="." recall_by_band.rare as
+    metrics.csv and --metrics name them); nulls, flags and lists left out."""
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, dict):
+            out.update(numbers(v, sep, f"{prefix}{k}{sep}"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[prefix + k] = v
+    return out
+
+
 def direction(key: str) -> int:
     """+1 where collapse moves the metric up, -1 where down, 0 where neither or the key is not in the table."""
     m = find(key)

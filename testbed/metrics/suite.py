@@ -221,13 +221,3 @@ def relative(row: dict, reference: dict) -> dict:
                                  for b in tail.BANDS}
     return out
 
-
-def numbers(row: dict, sep: str = "/", prefix: str = "") -> dict:
-    """A metrics row's numbers, nested ones flattened (recall_by_band/rare); nulls, flags and lists left out."""
-    out = {}
-    for k, v in row.items():
-        if isinstance(v, dict):
-            out.update(numbers(v, sep, f"{prefix}{k}{sep}"))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[prefix + k] = v
-    return out

@@ -7,7 +7,7 @@ comparison look cleaner than it is.
 from pathlib import Path
 
 from testbed import TestbedError
-from testbed.config import diff, load_saved, to_dict
+from testbed.config import diff, load_saved, to_dict, yaml_value
 from testbed.metrics import spec
 from testbed.rundir import RunDir, read_json
 
@@ -33,13 +33,17 @@ def load_run(path: str | Path) -> dict:
 
 def load_runs(paths: list[str | Path]) -> list[dict]:
     """The runs, each named by as much of its path as tells it apart from the others."""
-    runs = [load_run(p) for p in paths]
+    # The same folder named twice (base and ./base, or a glob and a name) is one run, listed once.
+    once = {}
+    for p in paths:
+        once.setdefault(Path(p).resolve(), p)
+    runs = [load_run(p) for p in once.values()]
     if not runs:  # a lab whose every run failed still writes its verdict
         return []
     # Seeds-only sweeps all name their runs seed=N: none/seed=1 and detector/seed=1 must not both read seed=1.
     resolved = [r["path"].resolve() for r in runs]  # `testbed compare .` inside a run names it too
     for depth in range(1, max(len(p.parts) for p in resolved) + 1):
-        names = ["/".join(p.parts[-depth:]) for p in resolved]
+        names = [Path(*p.parts[-depth:]).as_posix() for p in resolved]
         if len(set(names)) == len(names):
             break
     for run, name in zip(runs, names):
@@ -69,7 +73,7 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
     if not any(r["rows"] for r in runs):
         raise TestbedError(f"{', '.join(r['name'] for r in runs)}: no finished generation to compare yet; run "
                            f"{'it' if len(runs) == 1 else 'them'} first (testbed run resumes a run where it stopped)")
-    available = {k for r in runs for row in r["rows"] for k, v in row.items() if _figure(v)}
+    available = {k for r in runs for row in r["rows"] for k in spec.numbers(row, ".")}
     for m in metrics or []:
         if m not in available:
             raise TestbedError(f"--metrics: no run has a number for {m!r}; available: {', '.join(sorted(available))}")
@@ -77,14 +81,14 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
     header = ["run", "generations", *metrics]
     lines = []
     for run in runs:
-        rows = run["rows"]
+        rows = [spec.numbers(row, ".") for row in run["rows"]]  # recall_by_band.rare, as metrics.csv names it
         done = f"{rows[-1]['generation'] if rows else '-'}/{run['planned']}" + (" partial" if run["partial"] else "")
         cells = [run["name"], done]
         for m in metrics:
-            if not rows or not _figure(rows[-1].get(m)):
+            if not rows or m not in rows[-1]:
                 cells.append("-")
                 continue
-            if not _figure(rows[0].get(m)):
+            if m not in rows[0]:
                 cells.append(f"{rows[-1][m]:.3f}")
                 continue
             first, last = rows[0][m], rows[-1][m]
@@ -94,7 +98,8 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
     fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     arrows = ", ".join(f"{m} {'up' if spec.direction(m) > 0 else 'down'}" for m in metrics if spec.direction(m))
-    differs = [f"{k}: " + ", ".join(f"{value(r['config'], k)} ({r['name']})" for r in runs) for k in differing_keys(runs)]
+    differs = [f"{k}: " + ", ".join(f"{yaml_value(value(r['config'], k))} ({r['name']})" for r in runs)
+               for k in differing_keys(runs)]
     return "\n".join([*(["configs differ in"] + [f"  {d}" for d in differs] + [""] if differs else []),
                       fmt(header), *map(fmt, lines),
                       f"generation 0 -> last finished generation; collapse moves {arrows}"])

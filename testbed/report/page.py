@@ -23,26 +23,27 @@ from pathlib import Path
 import jinja2
 
 from testbed import TestbedError, __version__
-from testbed.config import load_saved
+from testbed.config import load_saved, yaml_value
 from testbed.corpus.sources import load_documents
 from testbed.corpus.split import checksum
 from testbed.seeds import stage_seed
 from testbed.metrics import spec
 from testbed.metrics.diversity import fixed_size_sample
 from testbed.metrics.tail import Human
-from testbed.metrics.suite import numbers
 from testbed.report import plots
 from testbed.report.compare import differing_keys, value
 from testbed.rundir import RunDir, read_json, read_jsonl
 from testbed.text import WORD, normal, words
 
 
-def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, samples: int = 4) -> Path:
+def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, samples: int = 4,
+          option: str | None = "--out") -> Path:
     """Write the report to `out`, replacing an earlier report there, and nothing else: a folder that
-    holds a file the earlier report's manifest does not list is the user's, and is refused."""
+    holds a file the earlier report's manifest does not list is the user's, and is refused.
+    option: what the user named `out` with, for the messages (None: a sweep's own RUN_DIR/report)."""
     out = Path(out)
     if out.exists():
-        check_replaceable(out)
+        check_replaceable(out, option)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -59,7 +60,7 @@ def remove(out: str | Path) -> None:
     """Take away a report this testbed wrote at `out` (a folder of the user's is refused, as build refuses it)."""
     out = Path(out)
     if out.exists():
-        check_replaceable(out)
+        check_replaceable(out, option=None)
         shutil.rmtree(out)
 
 
@@ -82,9 +83,11 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def check_replaceable(out: Path) -> None:
-    not_a_report = TestbedError(f"--out {out}: exists and is not a report this testbed wrote (no report.json listing "
-                                "its files); choose a new folder")
+def check_replaceable(out: Path, option: str | None = "--out") -> None:
+    where = f"{option} {out}" if option else str(out)  # else a folder the command names itself: RUN_DIR/report
+    not_a_report = TestbedError(f"{where}: exists and is not a report this testbed wrote (no report.json listing its "
+                                f"files); {'choose a new folder' if option else 'move it away: the report goes there'}")
+    fix = "choose a new folder, or move them out first" if option else "move them out: the report goes there"
     for _ in range(100):
         try:
             listed = set(json.loads((out / "report.json").read_text(encoding="utf-8"))["files"])
@@ -102,12 +105,11 @@ def check_replaceable(out: Path) -> None:
         raise not_a_report
     if foreign or subfolder:
         found = ", ".join(foreign[:3]) or "a subfolder"
-        raise TestbedError(f"--out {out}: holds files the report did not write ({found}); "
-                           "choose a new folder, or move them out first")
+        raise TestbedError(f"{where}: holds files the report did not write ({found}); {fix}")
 
 
 def _write(runs, folder: Path, metrics, samples) -> None:
-    available = {k for r in runs for row in r["rows"] for k, v in row.items() if _number(v)}
+    available = {k for r in runs for row in r["rows"] for k in spec.numbers(row, ".")}
     for m in metrics or []:
         if m not in available:
             raise TestbedError(f"--metrics: no run has {m!r}; available: {', '.join(sorted(available))}")
@@ -264,7 +266,7 @@ def _number(v) -> bool:
 
 def flat_rows(runs: list[dict]) -> list[dict]:
     """Every run's rows with nested figures flattened (recall_by_band.rare); lists such as curation left out."""
-    return [{"run": run["name"], "partial": run["partial"], **numbers(row, ".")} for run in runs for row in run["rows"]]
+    return [{"run": run["name"], "partial": run["partial"], **spec.numbers(row, ".")} for run in runs for row in run["rows"]]
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -287,7 +289,7 @@ def page_data(runs, headline, figures, metrics, words_section, text_section) -> 
     """What index.html shows, every number already formatted: templates/report.html.j2 only lays it out."""
     def row(run):
         when, device, versions = _environment(run)
-        rows = run["rows"]
+        rows = [spec.numbers(row, ".") for row in run["rows"]]
         problems = []
         if run["missing"]:
             problems.append("missing: " + ", ".join(map(str, run["missing"])))
@@ -301,7 +303,7 @@ def page_data(runs, headline, figures, metrics, words_section, text_section) -> 
                           for m in metrics]}
 
     return {"created": _now()[:16].replace("T", " "), "version": __version__, "runs": [row(r) for r in runs],
-            "differing": [{"key": k, "values": [str(value(r["config"], k)) for r in runs]} for k in differing_keys(runs)],
+            "differing": [{"key": k, "values": [yaml_value(value(r["config"], k)) for r in runs]} for k in differing_keys(runs)],
             "metrics": metrics, "overview": bool(headline), "headline": [(m, f) for m, f in figures if m in headline],
             "figures": [(m, f) for m, f in figures if m not in headline], "words": words_section, "texts": text_section}
 

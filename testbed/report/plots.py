@@ -7,6 +7,8 @@ matplotlib.use("Agg")  # files only: no display on a server or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from testbed.metrics.spec import numbers  # noqa: E402
+
 COLORS = plt.get_cmap("tab10").colors
 
 
@@ -25,7 +27,7 @@ def draw_metric(ax, metric: str, groups: list[dict], direction: int | None) -> N
     every seed has (a mean over fewer seeds would move with which seeds are left, not with the metric)."""
     for i, group in enumerate(groups):
         color = COLORS[i % len(COLORS)]
-        series = [{r["generation"]: r[metric] for r in run["rows"] if isinstance(r.get(metric), (int, float))}
+        series = [{r["generation"]: r[metric] for r in (numbers(row, ".") for row in run["rows"]) if metric in r}
                   for run in group["runs"]]
         gens = sorted(set.intersection(*(set(s) for s in series))) if series else []
         if not gens:
