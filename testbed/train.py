@@ -214,11 +214,13 @@ def environment(accelerator) -> dict:
 
 
 def _version(package: str) -> str:
-    """The installed version, else the imported module's: a source checkout on PYTHONPATH has no package metadata."""
+    """The module's own version, which names torch's build (2.13.0+cpu, 2.14.1+cu130) where the installed
+    package's metadata says 2.14.1 for both; else the metadata's."""
     import importlib
     import importlib.metadata as meta
 
+    version = getattr(importlib.import_module(package), "__version__", None)
     try:
-        return meta.version(package)
+        return version or meta.version(package)
     except meta.PackageNotFoundError:
-        return getattr(importlib.import_module(package), "__version__", "unknown")
+        return "unknown"
