@@ -63,7 +63,7 @@ def test_a_verifier_that_fails_on_a_later_document_stops_the_run_with_one_line(t
     cfg = tiny_run(tmp_path / "run", "generations=1", "curate.verifier.enabled=true",
                    "curate.verifier.name=test_curate:first_only")
     with pytest.raises(TestbedError, match=r"^curate\.verifier\.name='test_curate:first_only' raised ValueError: "
-                                           r"cannot parse on a document of the pool; a verifier takes the text"):
+                                           r"cannot parse on a later document; a verifier takes the text"):
         run(cfg, say=quiet)
 
 

@@ -78,7 +78,7 @@ def checked(name: str, fn: Callable, probe: list[str]) -> Verifier:
     except ValueError:
         pass  # a builtin without a signature: the call below tells
 
-    def verifier(text: str, where: str = "a document of the pool") -> bool:
+    def verifier(text: str, where: str = "a later document") -> bool:
         try:
             answer = fn(text)
         except Exception as e:
