@@ -107,6 +107,15 @@ def tiny_run():
     return make
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    """The quickstart runs once a process: when the slow suite runs on several workers (.ci/run: -n auto --dist
+    loadgroup), every test that reads it goes to one of them, which runs it once while the others run the rest."""
+    for item in items:
+        if "quickstart_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("quickstart"))
+
+
 @pytest.fixture(scope="session")
 def quickstart_run(tmp_path_factory):
     """The quickstart as a user runs it, once per session for the slow tests (about 13 minutes: tests run torch on one thread)."""

@@ -142,3 +142,15 @@ def test_the_readme_is_short_and_links_every_docs_page():
     assert not unlinked, f"docs pages the README does not link: {unlinked}"
     for page in DOCS.glob("*.md"):
         assert "](../README.md" in page.read_text(encoding="utf-8"), f"{page.name} does not link back to the README"
+
+
+def test_ci_runs_the_readmes_test_command_then_the_slow_suite():
+    """CI tests what a new user runs: the README's second command as it stands, then the slow suite."""
+    block = README.read_text(encoding="utf-8").split("## Two commands\n", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    install, test = block.strip().splitlines()
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+          if line.strip() and not line.lstrip().startswith("#")]
+    assert test in ci, f".ci/run does not run the README's test command {test!r}"
+    assert "pip install torch==2.13.0" in install and any("torch==2.13.0" in line for line in ci)
+    slow = [line for line in ci[ci.index(test) + 1:] if line.startswith("pytest")]
+    assert slow and "-m slow" in slow[0], ".ci/run runs no slow suite after the README's test command"
