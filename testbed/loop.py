@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from testbed import TestbedError, quiet_libraries
-from testbed.config import Config, to_dict, to_yaml
+from testbed.config import Config, TrainConfig, to_dict, to_yaml
 from testbed.corpus.fresh import fresh_texts
 from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
 from testbed.corpus.sources import source_name
@@ -160,11 +160,22 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     if main and not (rundir.root / "reference.json").exists():
         write_json(rundir.root / "reference.json", evaluator.reference(stage_seed(cfg.seed, 0, "reference"), say))
     say(f"testbed: {source_name(cfg.data)}, {len(corpus.train)} train / {len(corpus.heldout)} held-out documents, "
-        f"{sum(len(d.ids) for d in human):,} train tokens, vocab {len(tokenizer)}, run_dir={rundir.root}")
+        f"{sum(len(d.ids) for d in human):,} train tokens, vocab {len(tokenizer)}, {hardware(accelerator, cfg.train)}, "
+        f"run_dir={rundir.root}")
     tracking = Tracking(accelerator, rundir.root, cfg)
     if cfg.track:
         say(tracking.where())
     return _Run(cfg, rundir, accelerator, tokenizer, human, corpus, curator, evaluator, tracking, say)
+
+
+def hardware(accelerator: Accelerator, train_cfg: TrainConfig) -> str:
+    """Where it trains and in what precision: the times the README and the labs state were measured with native
+    bf16, and without it a run takes longer (docs/benchmarks.md)."""
+    trains = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+    device = environment(accelerator)["device"]
+    lacking = train_cfg.mixed_precision == "auto" and trains == "fp32"
+    chip = "GPU" if accelerator.device.type == "cuda" else accelerator.device.type.upper()
+    return f"{device}, training in {trains}" + (f" (this {chip} has no native bf16)" if lacking else "")
 
 
 def _generation(g: int, r: _Run) -> None:

@@ -1,5 +1,6 @@
 """End to end: the whole generation loop on a tiny config, and resuming after a kill."""
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -338,3 +339,23 @@ def test_a_run_from_python_prints_its_own_lines_not_the_libraries_advice(tmp_pat
     out, err = capfd.readouterr()
     assert "gen 1/1 · eval" in out
     assert not any(noise in err for noise in ("Writing model shards", "Loading weights", "attention_mask", "[transformers]")), err
+
+
+def test_the_opening_line_says_where_it_trains_and_in_what_precision(tiny_run, tmp_path):
+    from types import SimpleNamespace
+
+    from testbed.config import TrainConfig
+    from testbed.loop import hardware
+
+    cpu = SimpleNamespace(device=torch.device("cpu"), num_processes=1, mixed_precision="no")
+    assert hardware(cpu, TrainConfig(mixed_precision="auto")).endswith(", training in fp32 (this CPU has no native bf16)")
+    assert hardware(cpu, TrainConfig(mixed_precision="fp32")).endswith(", training in fp32")  # chosen, not lacking
+    bf16 = SimpleNamespace(device=torch.device("cpu"), num_processes=1, mixed_precision="bf16")
+    assert hardware(bf16, TrainConfig(mixed_precision="auto")).endswith(", training in bf16")
+
+    lines = []
+    run(tiny_run(tmp_path / "run", "data.source=storyworld", "data.docs=300", "generations=0", "train.mixed_precision=fp32"),
+        say=lines.append)
+    opening = next(line for line in lines if line.startswith("testbed: "))
+    assert f"cpu: {platform.machine()} CPU, {torch.get_num_threads()} thread" in opening
+    assert ", training in fp32, run_dir=" in opening
