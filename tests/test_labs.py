@@ -63,6 +63,20 @@ def test_lab_list_prints_every_lab_with_its_time_and_question(capsys):
     assert "run it ahead: docs/labs.md" in printed
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_lab_list_warns_when_this_cpu_would_train_slower_than_the_stated_times(capsys, monkeypatch, native):
+    import torch
+
+    import testbed.train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(testbed.train, "native_cpu_bf16", lambda: native)
+    assert main(["lab", "list"]) == 0
+    printed = capsys.readouterr().out
+    assert "on a 2-core CPU with native bf16" in printed
+    assert ("this CPU has no native bf16, so the labs train in fp32 here" in printed) == (not native)
+
+
 def test_docs_list_every_lab_with_its_question_and_time():
     text = (ROOT / "docs" / "labs.md").read_text(encoding="utf-8")
     assert "](../README.md" in text

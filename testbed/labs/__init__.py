@@ -270,12 +270,21 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
 
 
 def listing() -> str:
+    import torch
+
+    from testbed.train import native_cpu_bf16
+
     labs = [load(n) for n in names()]
     width = max((len(lab.name) for lab in labs), default=0)
     lines = [f"{lab.name:<{width}}  {lab.time:>4g} min  {lab.question}" for lab in labs]
-    return "\n".join([*lines, "(minutes for one seed at the default size on a 2-core CPU, as each lab states them, "
-                              "measured for the labs shipped; over a lecture's 15, run it ahead: docs/labs.md; "
-                              "`testbed lab run NAME` runs every seed of the lab)"])
+    lines.append("(minutes for one seed at the default size on a 2-core CPU with native bf16, as each lab states them, "
+                 "measured for the labs shipped; over a lecture's 15, run it ahead: docs/labs.md; "
+                 "`testbed lab run NAME` runs every seed of the lab)")
+    if not torch.cuda.is_available() and not native_cpu_bf16():
+        # Said before a class waits on it: the stated minutes would mislead a teacher on such a laptop.
+        lines.append("this CPU has no native bf16, so the labs train in fp32 here: on 2 cores that took 2.75x as long "
+                     "(collapse: 21.5 min against 7.8); time one before a class, or run them ahead (docs/labs.md)")
+    return "\n".join(lines)
 
 
 def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None, say=print,
