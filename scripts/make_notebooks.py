@@ -50,7 +50,8 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            f"({', '.join(f'`{a.name}`' for a in lab.arms)}) over seeds {seeds_text(lab)}, then the comparison "
            f"report and the verdict: each expected outcome, held or not, in every seed. At the default size one "
            f"seed takes about {lab.time:g} minutes on a 2-core CPU with native bf16, as the lab states it (without it, "
-           f"as the run's first line says, it trains in fp32: 2.75x as long for `collapse`); `SIZE = \"gpu\"` is a larger "
+           f"as the run's first line says, it trains in fp32: 2.75x as long for `collapse`, and `OVERRIDES = "
+           f"[\"model.preset=nano\"]` below trains a smaller model 2.4x as fast); `SIZE = \"gpu\"` is a larger "
            f"setting for one GPU. The same lab as a page to read: "
            f"[docs/labs.md](../../docs/labs.md#{lab.name}).", id="question"),
         md("## Your prediction\n\n"
@@ -72,11 +73,14 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            f"one. `ARMS`: `None` runs every arm; a list of some ({[a.name for a in lab.arms[:2]]!r}) runs only those, "
            "when a lecture is short, and the expected outcomes that read another arm are not run; or give each "
            "group of students one arm, copy every group's `OUT/ARM/` folder into one `OUT`, and run the whole lab "
-           "there: it trains nothing and judges every outcome. `OUT`: the lab's folder; `None` is `runs/labs/` in the "
+           "there: it trains nothing and judges every outcome. `OVERRIDES`: `key=value` laid over every arm, as "
+           "`testbed lab run NAME key=value` takes them; `[\"model.preset=nano\"]` trains a model of 0.4M parameters "
+           "instead of 1M, for a CPU without native bf16 ([docs/labs.md](../../docs/labs.md#without-native-bf16)); "
+           "give such a run its own `OUT`. `OUT`: the lab's folder; `None` is `runs/labs/` in the "
            "repository, the one `testbed lab run` uses from the repository's root, so runs started there on the command "
            "line are reused here; point it at a lab folder run before "
            "the lecture (copied from the instructor) and this notebook trains nothing.", id="parameters-text"),
-        code('SIZE = "default"\nSEEDS = None\nARMS = None\nOUT = None', id="parameters",
+        code('SIZE = "default"\nSEEDS = None\nARMS = None\nOVERRIDES = []\nOUT = None', id="parameters",
              metadata={"tags": ["parameters"]}),
         md("## Run the lab\n\n"
            "Every arm and seed is an ordinary run in `OUT/ARM/seed=S/`, one after the other, each printing a line "
@@ -87,7 +91,7 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
              "from testbed.labs import LABS, default_out, load, render_text, run_lab\n\n"
              f'lab = load("{lab.name}")\n'
              "out = Path(OUT) if OUT else LABS.parent / default_out(lab, SIZE)\n"
-             "verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS)", id="run"),
+             "verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS, overrides=OVERRIDES)", id="run"),
         md("## The verdict\n\n"
            "Each expected outcome is checked in every seed on its own: it **held** when it held in every seed (or "
            "the share the check states), **failed** otherwise, and is **not run** when a run or a figure it needs "
@@ -113,7 +117,8 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            "in `OUT` are reused, only the new arm runs, and the report draws it beside the others.", id="extend"),
         code("# from testbed.labs import Arm\n"
              '# lab.arms.append(Arm("extension", ["KEY=VALUE"]))\n'
-             "# verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS and [*ARMS, \"extension\"])\n"
+             "# verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS and [*ARMS, \"extension\"],\n"
+             "#                   overrides=OVERRIDES)\n"
              "# print(render_text(verdict))", id="extension"),
     ]
     nb = nbformat.v4.new_notebook(cells=cells, metadata={

@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from test_docs import anchors
 from testbed.labs import load, names
 from testbed.labs.verdict import describe
 
@@ -54,14 +55,28 @@ def test_the_notebook_parses_and_is_what_the_script_writes_from_the_lab(name):
         "an empty cell for the prediction, right below the prompt"
     parameters = cell(nb, "parameters")
     assert parameters.metadata.tags == ["parameters"]
-    assert parameters.source.splitlines() == ['SIZE = "default"', "SEEDS = None", "ARMS = None", "OUT = None"]
-    assert f'load("{name}")' in cell(nb, "run").source and "run_lab(lab, size=SIZE, seeds=SEEDS" in cell(nb, "run").source
-    assert "arms=ARMS" in cell(nb, "run").source
+    assert parameters.source.splitlines() == ['SIZE = "default"', "SEEDS = None", "ARMS = None", "OVERRIDES = []",
+                                              "OUT = None"]
+    assert f'load("{name}")' in cell(nb, "run").source
     for link in re.findall(r"\]\(([^)\s]+)\)", " ".join(markdown)):
         target, _, anchor = link.partition("#")
-        assert (path.parent / target).is_file() and (not anchor or f"\n### {anchor}\n" in GUIDE.read_text()), link
+        assert (path.parent / target).is_file() and (not anchor or anchor in anchors(path.parent / target)), link
     assert "pip install" in cell(nb, "setup").source
     assert all(line.startswith("#") for line in cell(nb, "setup").source.splitlines()), "setup does nothing locally"
+
+
+def test_the_run_cell_passes_every_parameter_to_the_lab(monkeypatch):
+    """OVERRIDES is how a class on a CPU without native bf16 runs the smaller model: it must reach the runs."""
+    import testbed.labs
+
+    nb = nbformat.read(NOTEBOOKS / "collapse.ipynb", as_version=4)
+    calls = []
+    monkeypatch.setattr(testbed.labs, "run_lab", lambda lab, **kw: calls.append((lab.name, kw)) or {})
+    scope = {"SIZE": "reduced", "SEEDS": [1], "ARMS": ["replace"], "OVERRIDES": ["model.preset=nano"], "OUT": "x"}
+    exec(cell(nb, "run").source, scope)
+    [(name, kw)] = calls
+    assert name == "collapse" and kw == {"size": "reduced", "seeds": [1], "out": Path("x"), "arms": ["replace"],
+                                         "overrides": ["model.preset=nano"]}
 
 
 @pytest.mark.parametrize("arms, expected", [(None, None), (["pure"], ["pure", "extension"])])
@@ -73,11 +88,12 @@ def test_the_extension_cell_runs_the_arms_the_parameters_chose_and_the_new_one(a
     source = "\n".join(line.removeprefix("# ") for line in cell(nb, "extension").source.splitlines())
     calls = []
     monkeypatch.setattr(testbed.labs, "run_lab", lambda lab, **kw: calls.append(kw) or {})
-    scope = {"lab": load("sampling"), "SIZE": "reduced", "SEEDS": [0], "ARMS": arms, "out": Path("unused"),
-             "run_lab": testbed.labs.run_lab, "render_text": lambda verdict: ""}
+    scope = {"lab": load("sampling"), "SIZE": "reduced", "SEEDS": [0], "ARMS": arms, "OVERRIDES": ["model.preset=nano"],
+             "out": Path("unused"), "run_lab": testbed.labs.run_lab, "render_text": lambda verdict: ""}
     exec(source, scope)
     [kw] = calls
     assert kw["arms"] == expected and [a.name for a in scope["lab"].arms][-1] == "extension"
+    assert kw["overrides"] == ["model.preset=nano"]
 
 
 def test_an_edited_lab_gives_another_notebook_and_guide():
