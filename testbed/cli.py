@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     lab_run.add_argument("--size", choices=["default", "reduced", "gpu"], default="default",
                          help="reduced: seconds a run, checks the pipeline only; gpu: a bigger model for one GPU")
     lab_run.add_argument("overrides", nargs="*", metavar="key=value",
-                         help="laid over every arm, e.g. train.mixed_precision=fp32 or model.family=llama")
+                         help="laid over every arm, e.g. model.preset=nano (a smaller model, for a CPU without "
+                              "native bf16) or model.family=llama")
     for p in (sw, lab_run):
         p.add_argument("--jobs", type=int, default=1, metavar="N",
                        help="runs at once, on Ray (pip install -e \".[ray]\"); default 1: one after the other, in this process")

@@ -75,6 +75,7 @@ def test_lab_list_warns_when_this_cpu_would_train_slower_than_the_stated_times(c
     printed = capsys.readouterr().out
     assert "on a 2-core CPU with native bf16" in printed
     assert ("this CPU has no native bf16, so the labs train in fp32 here" in printed) == (not native)
+    assert ("model.preset=nano" in printed) == (not native), "the way to fit a lecture, where it is needed"
 
 
 def test_docs_list_every_lab_with_its_question_and_time():
