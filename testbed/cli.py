@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     previous = _catch_sigterm()
+    run_dir = None  # known once `testbed run` has read its config
     try:
         quiet_libraries()
         if args.command == "compare":
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         from testbed.loop import run as run_experiment
 
         cfg = load_config(args.config, args.overrides)
+        run_dir = cfg.run_dir
         check_can_hold(cfg.run_dir)
         run_experiment(cfg)
     except TestbedError as e:
@@ -152,16 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         # Ray's wait turns the Terminated our handler raised into a plain KeyboardInterrupt: the flag still knows.
         if isinstance(e, Terminated) or _sigterm.is_set():
-            print("terminated: finished generations are kept; run the same command again to resume", file=sys.stderr)
+            print(f"terminated: {kept(args.command, run_dir)}", file=sys.stderr)
             return 128 + signal.SIGTERM
-        print("interrupted: finished generations are kept; run the same command again to resume", file=sys.stderr)
+        print(f"interrupted: {kept(args.command, run_dir)}", file=sys.stderr)
         return 130
     except OSError as e:
         print(f"error: {args.command}: {os_failure(e)}", file=sys.stderr)
         return 1
     except MemoryError:
         print(f"error: {args.command}: out of memory; lower the sizes (model.*, sample.batch_size, eval.batch_size, "
-              "data.docs) or use a machine with more memory; finished generations are kept", file=sys.stderr)
+              f"data.docs) or use a machine with more memory; {kept(args.command, run_dir)}", file=sys.stderr)
         return 1
     except Exception as e:
         # safetensors reports a failed write as its own error type, with the OS error number in its text.
@@ -181,6 +183,19 @@ class Terminated(KeyboardInterrupt):
 
 
 _sigterm = threading.Event()  # set by the handler: what arrives as a KeyboardInterrupt may have been a SIGTERM
+
+
+def kept(command: str, run_dir: str | None) -> str:
+    """What a stopped command leaves to resume from: a new run stopped in generation 0 leaves nothing."""
+    from testbed.rundir import RunDir
+
+    if command != "run":
+        return "finished runs and generations are kept; run the same command again to resume"
+    done = RunDir(run_dir).finished_generations() if run_dir else []
+    if not done:
+        return "no generation had finished, so there is nothing to resume; run the same command again to start over"
+    held = "generation 0" if done[-1] == 0 else f"generations 0-{done[-1]}"
+    return f"{held} finished and kept in {run_dir}; run the same command again to resume"
 
 
 def _catch_sigterm():

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 
 from testbed import TestbedError
 from testbed.config import Config
-from testbed.rundir import check_can_hold, os_failure
+from testbed.rundir import RunDir, check_can_hold, os_failure
 
 
 def run_all(runs: list[tuple[str, Config]], jobs: int = 1, threads: int | None = None, address: str | None = None,
@@ -58,7 +58,11 @@ def _in_process(runs, threads, what, say) -> dict[str, str]:
         torch.set_num_threads(threads)
     try:
         for i, (name, cfg) in enumerate(runs):
-            say(f"{what}: {name} ({_counts(i - len(failed), 1, len(runs) - i - 1, failed)})")
+            left = len(runs) - i - 1
+            if all(RunDir(cfg.run_dir).finished(g) for g in range(cfg.generations + 1)):
+                say(f"{what}: {name} finished before ({_counts(i + 1 - len(failed), 0, left, failed)})")
+            else:
+                say(f"{what}: {name} ({_counts(i - len(failed), 1, left, failed)})")
             try:
                 loop.run(cfg, say=say)
             except Exception as e:  # the other runs go on; a bug's traceback is shown here, its line at the end

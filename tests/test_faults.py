@@ -363,12 +363,27 @@ def test_sigterm_says_so_keeps_finished_generations_and_resumes(finished, tmp_pa
     monkeypatch.setattr(testbed.loop, "train", train)
     code, _, err = cli(capsys, *run_argv(config, run_dir))
     assert code == 128 + signal.SIGTERM and "Traceback" not in err
-    assert err.strip().splitlines() == ["terminated: finished generations are kept; run the same command again to resume"]
+    assert err.strip().splitlines() == [
+        f"terminated: generation 0 finished and kept in {run_dir}; run the same command again to resume"]
     assert (run_dir / "gen_000" / "DONE").exists() and not (run_dir / "gen_001").exists()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # main() gives the handler back
     monkeypatch.undo()
     code, out, _ = cli(capsys, *run_argv(config, run_dir))
     assert code == 0 and "resuming after generation 0" in out and (run_dir / "gen_001" / "DONE").exists()
+
+
+def test_ctrl_c_in_generation_0_of_a_new_run_says_nothing_was_kept(tmp_path, capsys, config, monkeypatch):
+    """The folder of a new run stopped before generation 0 finished is removed: the message must not promise
+    finished generations that do not exist."""
+    import testbed.loop
+
+    def train(*args, **kwargs):
+        raise KeyboardInterrupt()
+    monkeypatch.setattr(testbed.loop, "train", train)
+    code, _, err = cli(capsys, *run_argv(config, tmp_path / "run"))
+    assert code == 130 and not (tmp_path / "run").exists()
+    assert err.strip().splitlines() == [
+        "interrupted: no generation had finished, so there is nothing to resume; run the same command again to start over"]
 
 
 def test_a_sigterm_that_arrives_as_a_keyboardinterrupt_is_still_a_sigterm(tmp_path, capsys, config, monkeypatch):
@@ -385,7 +400,8 @@ def test_a_sigterm_that_arrives_as_a_keyboardinterrupt_is_still_a_sigterm(tmp_pa
     monkeypatch.setattr(testbed.loop, "run", run)
     code, _, err = cli(capsys, *run_argv(config, tmp_path / "run"))
     assert code == 128 + signal.SIGTERM
-    assert err.strip().splitlines() == ["terminated: finished generations are kept; run the same command again to resume"]
+    assert err.strip().splitlines() == [
+        "terminated: no generation had finished, so there is nothing to resume; run the same command again to start over"]
     monkeypatch.setattr(testbed.loop, "run", lambda cfg, say=print: (_ for _ in ()).throw(KeyboardInterrupt()))
     code, _, err = cli(capsys, *run_argv(config, tmp_path / "run"))  # a Ctrl-C after it is a Ctrl-C again
     assert code == 130 and err.startswith("interrupted:")
