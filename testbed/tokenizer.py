@@ -89,6 +89,9 @@ def train_tokenizer(docs: list[str], vocab_size: int, kind: str = "bpe") -> PreT
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    if not Path(path).is_dir():  # else from_pretrained reads the path as a Hub repository's name and asks the Hub
+        raise TestbedError(f"{path}: no tokenizer folder there; restore it from a copy, or start again in a new "
+                           "folder")
     try:
         return PreTrainedTokenizerFast.from_pretrained(str(path))
     except Exception as e:  # tokenizers raises a bare Exception for a damaged tokenizer.json

@@ -187,6 +187,20 @@ def test_a_damaged_run_file_outside_the_generations_is_named_in_one_line(finishe
     assert not (run_dir / "gen_002").exists() and not (run_dir / "gen_002.partial").exists()
 
 
+def test_a_run_whose_tokenizer_folder_is_gone_is_named_without_asking_the_hub(finished, tmp_path, capsys, config,
+                                                                             monkeypatch):
+    """from_pretrained reads a path that does not exist as the name of a Hub repository: online, a request."""
+    from transformers import PreTrainedTokenizerFast
+
+    run_dir = copy_of(finished, tmp_path)
+    shutil.rmtree(run_dir / "tokenizer")
+    monkeypatch.setattr(PreTrainedTokenizerFast, "from_pretrained",
+                        classmethod(lambda *a, **k: pytest.fail("asked from_pretrained (and so the Hub)")))
+    line = fails(capsys, *run_argv(config, run_dir, "generations=2"),
+                 needles=[f"{run_dir / 'tokenizer'}: no tokenizer folder there", "restore it from a copy"])
+    assert "Hub" not in line and not (run_dir / "gen_002.partial").exists()
+
+
 def test_a_generation_gone_from_the_middle_is_not_made_again_under_later_ones(finished, tmp_path, capsys, config):
     """gen_001 was made from what gen_000 wrote: remaking gen_000 alone would leave gen_001 made from other text."""
     run_dir = copy_of(finished, tmp_path)
