@@ -130,7 +130,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     else:
         renewed = rundir.check_same_run(cfg, corpus.split, same_generation_0)
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
-        if not all(rundir.finished(g) for g in range(cfg.generations + 1)):
+        if not rundir.complete(cfg.generations):
             check_reads_unk_whole(tokenizer, rundir.root / "tokenizer")
     human = documents(tokenizer, corpus.train)
     check_fits(cfg, [d.ids for d in human])

@@ -59,7 +59,7 @@ def _in_process(runs, threads, what, say) -> dict[str, str]:
     try:
         for i, (name, cfg) in enumerate(runs):
             left = len(runs) - i - 1
-            if all(RunDir(cfg.run_dir).finished(g) for g in range(cfg.generations + 1)):
+            if RunDir(cfg.run_dir).complete(cfg.generations):
                 say(f"{what}: {name} finished before ({_counts(i + 1 - len(failed), 0, left, failed)})")
             else:
                 say(f"{what}: {name} ({_counts(i - len(failed), 1, left, failed)})")

@@ -96,6 +96,10 @@ class RunDir:
     def finished(self, g: int) -> bool:
         return (self.gen(g) / "DONE").exists()
 
+    def complete(self, generations: int) -> bool:
+        """Generations 0 to `generations` are all finished: a rerun has nothing left to train."""
+        return all(self.finished(g) for g in range(generations + 1))
+
     def finished_generations(self) -> list[int]:
         gens = sorted(int(p.name[4:]) for p in self.root.glob("gen_[0-9][0-9][0-9]") if (p / "DONE").exists())
         return gens

@@ -98,6 +98,9 @@ def test_finished_generations_ignores_partial_and_undone(tmp_path):
     (tmp_path / "gen_004.partial").mkdir()
     assert rd.finished_generations() == [0, 2]
     assert not rd.finished(1) and not rd.finished(3)
+    assert rd.complete(0) and not rd.complete(2)  # generation 1 is missing
+    finished_gen(rd, 1, {"generation": 1})
+    assert rd.complete(2) and not rd.complete(3)
 
 
 def test_finished_generations_sorts_numerically(tmp_path):
