@@ -170,7 +170,9 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
         while waiting and len(running) < jobs:
             name, cfg = waiting.pop(0)
             running[task.remote(cfg, threads, name)] = (name, time.perf_counter())
-            say(f"{what}: started {name} ({_counts(done, len(running), len(waiting), failed)})")
+            # A finished run's task only checks its folder; a cluster's folders may not be visible here (then "started").
+            verb = "checking" if RunDir(cfg.run_dir).complete(cfg.generations) else "started"
+            say(f"{what}: {verb} {name} ({_counts(done, len(running), len(waiting), failed)})")
         ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # back every second: Ctrl-C stops the sweep
         if not ready:
             continue

@@ -71,6 +71,7 @@ def test_a_killed_sweep_resumes_and_a_failed_run_stops_no_other(tmp_path, one_at
     args = ["sweep", QUICKSTART, *GRID, "--jobs", "2", f"run_dir={root}", *TINY]
     assert main(args) == 1
     captured = capsys.readouterr()
+    assert f"sweep: checking {finished.name} (" in captured.out and f"sweep: started {killed.name} (" in captured.out
     errors = captured.err.strip().splitlines()
     assert errors[0].startswith(f"error: run {blocked.name} failed: run_dir={blocked} ") and "not a testbed run" in errors[0]
     assert len(errors) == 2 and "1 run(s) failed, the others finished" in errors[1], errors
