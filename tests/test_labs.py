@@ -91,6 +91,17 @@ def test_docs_list_every_lab_with_its_question_and_time():
             assert f"`{arm.name}`" in body, (name, arm.name)
 
 
+def test_the_labs_at_a_glance_has_a_row_per_lab_timed_as_the_lab_states():
+    text = (ROOT / "docs" / "labs.md").read_text(encoding="utf-8")
+    table = text.split("## The seven labs at a glance\n", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| \[([a-z-]+)\]\(#[a-z-]+\) \|[^|]+\|[^|]+\| ([^|]+) \|",
+                                                        table, flags=re.M)}
+    assert sorted(rows) == sorted(names())
+    for name, time in rows.items():
+        minutes, seconds = map(int, re.fullmatch(r"(\d+) min (\d+) s", time).groups())
+        assert round(minutes + seconds / 60) == load(name).time, (name, time)
+
+
 def lab_file(tmp_path, text: str, name: str = "mine") -> str:
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"name: {name}\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\n"
