@@ -78,6 +78,32 @@ def test_lab_list_warns_when_this_cpu_would_train_slower_than_the_stated_times(c
     assert ("model.preset=nano" in printed) == (not native), "the way to fit a lecture, where it is needed"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_lab_run_opens_with_its_runs_and_the_stated_time_where_it_applies(tmp_path, monkeypatch, native):
+    import torch
+
+    import testbed.train
+    from testbed.labs import opening
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(testbed.train, "native_cpu_bf16", lambda: native)
+    lab = load("sampling")
+    arms = len(lab.arms)
+
+    def line(size="default", overrides=(), chosen=None):
+        out, planned = plan(lab, size, [0, 1], tmp_path / "lab", list(overrides), chosen)
+        return opening(lab, size, [0, 1], planned, out, list(overrides), chosen)
+
+    whole = line()
+    assert whole.startswith(f"lab sampling: {2 * arms} runs ({arms} arms x seeds 0,1) into {tmp_path / 'lab'}; ")
+    assert f"stated: {lab.time:g} min a seed on a 2-core CPU with native bf16" in whole
+    assert ("this CPU trains in fp32" in whole) == (not native)
+    # The stated minutes are the whole lab's, at its default size and settings: nothing is promised otherwise.
+    assert "stated" not in line(size="reduced")
+    assert "stated" not in line(overrides=["model.preset=nano"])
+    assert line(chosen=[lab.arms[0].name]) == f"lab sampling: 2 runs (1 arm x seeds 0,1) into {tmp_path / 'lab'}"
+
+
 def test_docs_list_every_lab_with_its_question_and_time():
     text = (ROOT / "docs" / "labs.md").read_text(encoding="utf-8")
     assert "](../README.md" in text
@@ -323,6 +349,7 @@ def test_arms_that_differ_after_generation_0_share_it_and_end_as_if_run_alone(tm
     lines = []
     verdict = run_lab(load(str(path)), "reduced", out=tmp_path / "lab", say=lines.append)
     assert not verdict["missing"]
+    assert lines[0] == f"lab share: 4 runs (4 arms x seeds 0) into {tmp_path / 'lab'}", "what it is about to do, first"
     assert "lab share: generation 0 of a/seed=0 is shared by b/seed=0" in lines
     # c samples otherwise: it takes a's model 0 and writes its own generation 0, which d then shares.
     assert "lab share: model 0 of a/seed=0 is shared by c/seed=0" in lines

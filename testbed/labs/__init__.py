@@ -269,18 +269,36 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
     copy(generation_copies, model_only=False)
 
 
-def listing() -> str:
+def trains_in_fp32_here() -> bool:
+    """No GPU and a CPU without native bf16: the labs' stated minutes (bf16) would mislead here."""
     import torch
 
     from testbed.train import native_cpu_bf16
 
+    return not torch.cuda.is_available() and not native_cpu_bf16()
+
+
+def opening(lab: Lab, size: str, seeds: list[int], planned: list[Planned], out: Path, overrides, arms) -> str:
+    """What `lab run` is about to do and, where the lab's stated time applies, how long a seed took."""
+    n_arms = len(planned) // len(seeds)
+    line = (f"lab {lab.name}: {len(planned)} runs ({n_arms} arm{'s' if n_arms > 1 else ''} x seeds "
+            f"{','.join(map(str, seeds))}) into {out}")
+    if size == "default" and not overrides and not arms:
+        line += f"; stated: {lab.time:g} min a seed on a 2-core CPU with native bf16"
+        if trains_in_fp32_here():
+            line += (", and this CPU trains in fp32, which took 2.75x as long on 2 cores "
+                     "(docs/labs.md#without-native-bf16)")
+    return line
+
+
+def listing() -> str:
     labs = [load(n) for n in names()]
     width = max((len(lab.name) for lab in labs), default=0)
     lines = [f"{lab.name:<{width}}  {lab.time:>4g} min  {lab.question}" for lab in labs]
     lines.append("(minutes for one seed at the default size on a 2-core CPU with native bf16, as each lab states them, "
                  "measured for the labs shipped; over a lecture's 15, run it ahead: docs/labs.md; "
                  "`testbed lab run NAME` runs every seed of the lab)")
-    if not torch.cuda.is_available() and not native_cpu_bf16():
+    if trains_in_fp32_here():
         # Said before a class waits on it: the stated minutes would mislead a teacher on such a laptop.
         lines.append("this CPU has no native bf16, so the labs train in fp32 here: on 2 cores that took 2.75x as long "
                      "(collapse: 21.5 min against 7.8); `testbed lab run NAME model.preset=nano` trains a model of "
@@ -301,6 +319,7 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
     seeds = seeds or lab.seeds
     out, planned = plan(lab, size, seeds, out, overrides, arms)
     check_out(out, planned)
+    say(opening(lab, size, seeds, planned, out, overrides, arms))
     # A run that fails does not stop the others: they still answer the checks that do not read it.
     named = {f"{p.arm}/seed={p.seed}": p for p in planned}
     with on_ray(jobs, threads, address):  # one Ray for both steps: starting one takes seconds
