@@ -286,7 +286,7 @@ def opening(lab: Lab, size: str, seeds: list[int], planned: list[Planned], out: 
     if size == "default" and not overrides and not arms:
         line += f"; stated: {lab.time:g} min a seed on a 2-core CPU with native bf16"
         if trains_in_fp32_here():
-            line += (", and this CPU trains in fp32, which took 2.75x as long on 2 cores "
+            line += (", and this CPU trains in fp32, which took 2.5-2.75x as long on 2 cores "
                      "(docs/labs.md#without-native-bf16)")
     return line
 
@@ -300,8 +300,8 @@ def listing() -> str:
                  "`testbed lab run NAME` runs every seed of the lab)")
     if trains_in_fp32_here():
         # Said before a class waits on it: the stated minutes would mislead a teacher on such a laptop.
-        lines.append("this CPU has no native bf16, so the labs train in fp32 here: on 2 cores that took 2.75x as long "
-                     "(collapse: 21.5 min against 7.8); `testbed lab run NAME model.preset=nano` trains a model of "
+        lines.append("this CPU has no native bf16, so the labs train in fp32 here: on 2 cores that took 2.5-2.75x as long "
+                     "(collapse: 21.5 min against 7.8, human-share: 31 against 13); `testbed lab run NAME model.preset=nano` trains a model of "
                      "0.4M parameters instead of 1M, 2.4x as fast; over 3 seeds it answered collapse (9 min a seed) and sampling "
                      "(12 min) as the default size does, not the other labs; or run them ahead (docs/labs.md#without-native-bf16)")
     return "\n".join(lines)
