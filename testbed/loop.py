@@ -169,13 +169,13 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
 
 
 def hardware(accelerator: Accelerator, train_cfg: TrainConfig) -> str:
-    """Where it trains and in what precision: the times the README and the labs state were measured with native
-    bf16, and without it a run takes longer (docs/benchmarks.md)."""
+    """Where it trains and in what precision: the times the README and the labs state were measured in bf16 on
+    a CPU where it is faster, and elsewhere a run takes longer (docs/benchmarks.md)."""
     trains = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
     device = environment(accelerator)["device"]
     lacking = train_cfg.mixed_precision == "auto" and trains == "fp32"
     chip = "GPU" if accelerator.device.type == "cuda" else accelerator.device.type.upper()
-    return f"{device}, training in {trains}" + (f" (this {chip} has no native bf16)" if lacking else "")
+    return f"{device}, training in {trains}" + (f" (bf16 would be slower on this {chip})" if lacking else "")
 
 
 def _generation(g: int, r: _Run) -> None:

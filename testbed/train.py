@@ -4,6 +4,7 @@ The loop is the one in transformers' run_clm_no_trainer.py: prepare,
 accumulate, clip, step. accelerate places the model, runs bf16/fp16 on a GPU
 and shards batches across processes under `accelerate launch`.
 """
+import functools
 import math
 import random
 import time
@@ -181,17 +182,36 @@ def precision(mode: str, device: str | None = None) -> str:
         if device == "cuda" or (device is None and torch.cuda.is_available()):
             # torch counts a GPU that only emulates bf16 (V100, T4) as supporting it; emulated, it is slower than fp32.
             return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "no"
-        # A CPU with native bf16 trains 1.3-1.5x faster in it, within seed-to-seed noise of fp32
-        # (docs/benchmarks.md); one without emulates it, slower than fp32.
-        return "bf16" if native_cpu_bf16() else "no"
+        # Where bf16 multiplies faster, a CPU trains 1.3-1.5x faster in it, within seed-to-seed noise of fp32
+        # (docs/benchmarks.md); elsewhere it is slower than fp32.
+        return "bf16" if fast_cpu_bf16() else "no"
     return "no" if mode == "fp32" else mode
 
 
-def native_cpu_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPU multiplies bf16 matrices itself. (torch's private probes: a torch without
-    them answers fp32.)"""
+@functools.cache
+def fast_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices faster than fp32 ones. The flags torch reads (AVX512-BF16, AMX)
+    are not enough: an Intel Xeon VM that reports AVX512-BF16 without AMX multiplied bf16 at half fp32's speed
+    and trained 1.7x slower in it (docs/benchmarks.md). So a flagged CPU is timed, once a process (about 0.1 s);
+    an unflagged one would only emulate bf16. (torch's private probes: a torch without them answers fp32.)"""
     probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return any(probe() for probe in probes if probe is not None)
+    if not any(probe() for probe in probes if probe is not None):
+        return False
+    # bf16 must win clearly: AMD's AVX512-BF16 trained 1.36x faster, the Xeon's 0.58x; a near tie is left in fp32.
+    return matmul_seconds(torch.bfloat16) * 1.2 < matmul_seconds(torch.float32)
+
+
+def matmul_seconds(dtype, size: int = 512, repeats: int = 5) -> float:
+    """The fastest of a few size x size matrix products in dtype, on the CPU's current threads: the least
+    disturbed by other work on a shared machine."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # the first call picks and prepares the kernel
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def inference_autocast(accelerator):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from accelerate.state import AcceleratorState
 
-from testbed.train import native_cpu_bf16
+from testbed.train import fast_cpu_bf16
 
 BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 
@@ -36,7 +36,7 @@ def test_bench_prints_the_ratio_lines_and_the_suite_seconds(capsys):
              if re.match(r"(training|sampling) +testbed .* ratio \d+\.\d\dx( +goal >= \d\.\d\dx: (met|not met))?$", line)]
     # testbed trains in bf16 on a CPU with native bf16 (as its loop does), and Trainer is then timed in bf16 and
     # at its fp32 default; elsewhere both train in fp32.
-    bf16 = native_cpu_bf16()
+    bf16 = fast_cpu_bf16()
     training = lines[:2] if bf16 else lines[:1]
     sampling = lines[len(training):]
     assert [line.split()[0] for line in lines] == ["training"] * len(training) + ["sampling", "sampling"], out

@@ -70,11 +70,11 @@ def test_lab_list_warns_when_this_cpu_would_train_slower_than_the_stated_times(c
     import testbed.train
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(testbed.train, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(testbed.train, "fast_cpu_bf16", lambda: native)
     assert main(["lab", "list"]) == 0
     printed = capsys.readouterr().out
     assert "on a 2-core CPU with native bf16" in printed
-    assert ("this CPU has no native bf16, so the labs train in fp32 here" in printed) == (not native)
+    assert ("bf16 would be slower on this CPU, so the labs train in fp32 here" in printed) == (not native)
     assert ("model.preset=nano" in printed) == (not native), "the way to fit a lecture, where it is needed"
 
 
@@ -86,7 +86,7 @@ def test_a_lab_run_opens_with_its_runs_and_the_stated_time_where_it_applies(tmp_
     from testbed.labs import opening
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(testbed.train, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(testbed.train, "fast_cpu_bf16", lambda: native)
     lab = load("sampling")
     arms = len(lab.arms)
 
@@ -97,7 +97,7 @@ def test_a_lab_run_opens_with_its_runs_and_the_stated_time_where_it_applies(tmp_
     whole = line()
     assert whole.startswith(f"lab sampling: {2 * arms} runs ({arms} arms x seeds 0,1) into {tmp_path / 'lab'}; ")
     assert f"stated: {lab.time:g} min a seed on a 2-core CPU with native bf16" in whole
-    assert ("this CPU trains in fp32" in whole) == (not native)
+    assert ("this CPU trains in fp32 (bf16 would be slower here)" in whole) == (not native)
     # The stated minutes are the whole lab's, at its default size and settings: nothing is promised otherwise.
     assert "stated" not in line(size="reduced")
     assert "stated" not in line(overrides=["model.preset=nano"])

@@ -348,7 +348,7 @@ def test_the_opening_line_says_where_it_trains_and_in_what_precision(tiny_run, t
     from testbed.loop import hardware
 
     cpu = SimpleNamespace(device=torch.device("cpu"), num_processes=1, mixed_precision="no")
-    assert hardware(cpu, TrainConfig(mixed_precision="auto")).endswith(", training in fp32 (this CPU has no native bf16)")
+    assert hardware(cpu, TrainConfig(mixed_precision="auto")).endswith(", training in fp32 (bf16 would be slower on this CPU)")
     assert hardware(cpu, TrainConfig(mixed_precision="fp32")).endswith(", training in fp32")  # chosen, not lacking
     bf16 = SimpleNamespace(device=torch.device("cpu"), num_processes=1, mixed_precision="bf16")
     assert hardware(bf16, TrainConfig(mixed_precision="auto")).endswith(", training in bf16")

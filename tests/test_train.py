@@ -258,17 +258,46 @@ def test_compiled_step_takes_cuda_graphs_only_when_asked_and_compiles_once_each(
 @pytest.mark.parametrize("cuda, cuda_bf16, cpu_bf16, expected", [
     (True, "native", False, "bf16"), (True, None, True, "no"),  # a GPU decides by itself, whatever the CPU has
     (True, "emulated", False, "no"),  # a V100 or T4: torch runs bf16 there by emulating it, slower than fp32
-    (False, None, True, "bf16"), (False, None, False, "no"),  # a CPU without native bf16 would emulate it: fp32
+    (False, None, True, "bf16"), (False, None, False, "no"),  # a CPU slower in bf16 (or emulating it): fp32
 ])
-def test_auto_precision_is_bf16_where_the_device_multiplies_it_natively(monkeypatch, cuda, cuda_bf16, cpu_bf16, expected):
+def test_auto_precision_is_bf16_where_the_device_multiplies_it_faster(monkeypatch, cuda, cuda_bf16, cpu_bf16, expected):
     import testbed.train as t
     monkeypatch.setattr(t.torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(t.torch.cuda, "is_bf16_supported", lambda including_emulation=True: (
         cuda_bf16 == "native" or (including_emulation and cuda_bf16 == "emulated")))
-    monkeypatch.setattr(t, "native_cpu_bf16", lambda: cpu_bf16)
+    monkeypatch.setattr(t, "fast_cpu_bf16", lambda: cpu_bf16)
     assert t.precision("auto") == expected
     assert t.precision("auto", "cpu") == ("bf16" if cpu_bf16 else "no")  # the CPU of a GPU machine
     assert t.precision("fp32") == "no" and t.precision("bf16") == "bf16"
+
+
+@pytest.mark.parametrize("flagged, bf16_ms, fp32_ms, expected", [
+    (False, 1.0, 2.0, False),  # no AVX512-BF16 or AMX: emulated, never timed
+    (True, 1.0, 2.0, True),  # bf16 twice as fast: AMD's AVX512-BF16
+    (True, 1.6, 0.8, False),  # bf16 at half fp32's speed: the Xeon VM that reports AVX512-BF16 without AMX
+    (True, 0.9, 1.0, False),  # a near tie stays in fp32
+])
+def test_a_cpu_trains_in_bf16_only_where_its_flags_say_so_and_bf16_multiplies_clearly_faster(
+        monkeypatch, flagged, bf16_ms, fp32_ms, expected):
+    import testbed.train as t
+    timed = []
+    monkeypatch.setattr(t.torch.cpu, "_is_avx512_bf16_supported", lambda: flagged)
+    monkeypatch.setattr(t.torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(t, "matmul_seconds", lambda dtype: timed.append(dtype) or
+                        {t.torch.bfloat16: bf16_ms, t.torch.float32: fp32_ms}[dtype] / 1e3)
+    t.fast_cpu_bf16.cache_clear()
+    try:
+        assert t.fast_cpu_bf16() is expected
+        assert t.fast_cpu_bf16() is expected and len(timed) == (2 if flagged else 0)  # timed once a process
+    finally:
+        t.fast_cpu_bf16.cache_clear()  # the real answer for the tests after this one
+
+
+def test_matmul_seconds_times_a_real_product_in_the_dtype_asked():
+    from testbed.train import matmul_seconds
+
+    assert 0 < matmul_seconds(torch.float32, size=64, repeats=2) < 1
+    assert 0 < matmul_seconds(torch.bfloat16, size=64, repeats=2) < 1
 
 
 def test_sampling_and_scoring_run_in_fp32_on_a_cpu_whatever_training_runs_in():
