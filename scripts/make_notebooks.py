@@ -50,7 +50,8 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            f"({', '.join(f'`{a.name}`' for a in lab.arms)}) over seeds {seeds_text(lab)}, then the comparison "
            f"report and the verdict: each expected outcome, held or not, in every seed. At the default size one "
            f"seed takes about {lab.time:g} minutes on a 2-core CPU with native bf16, as the lab states it (without it, "
-           f"as the run's first line says, it trains in fp32: 2.75x as long for `collapse`, and `OVERRIDES = "
+           f"as the run's first line says, it trains in fp32: for `collapse` 1.3x as long on an Intel Xeon and 2.75x on an "
+           f"AMD EPYC without AVX-512, and `OVERRIDES = "
            f"[\"model.preset=nano\"]` below trains a smaller model 2.4x as fast); `SIZE = \"gpu\"` is a larger "
            f"setting for one GPU. The same lab as a page to read: "
            f"[docs/labs.md](../../docs/labs.md#{lab.name}).", id="question"),
