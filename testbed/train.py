@@ -192,7 +192,7 @@ def precision(mode: str, device: str | None = None) -> str:
 def fast_cpu_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices faster than fp32 ones. The flags torch reads (AVX512-BF16, AMX)
     are not enough: an Intel Xeon VM that reports AVX512-BF16 without AMX multiplied bf16 at half fp32's speed
-    and trained 1.7x slower in it (docs/benchmarks.md). So a flagged CPU is timed, once a process (about 0.1 s);
+    and trained 1.7x slower in it (docs/benchmarks.md). So a flagged CPU is timed, once a process (about 25 ms);
     an unflagged one would only emulate bf16. (torch's private probes: a torch without them answers fp32.)"""
     probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     if not any(probe() for probe in probes if probe is not None):
@@ -204,7 +204,9 @@ def fast_cpu_bf16() -> bool:
 def matmul_seconds(dtype, size: int = 512, repeats: int = 5) -> float:
     """The fastest of a few size x size matrix products in dtype, on the CPU's current threads: the least
     disturbed by other work on a shared machine."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    # Its own generator: drawing from torch's would move every seeded draw after it, on flagged CPUs only.
+    draws = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=draws).to(dtype) for _ in range(2))
     a @ b  # the first call picks and prepares the kernel
     best = float("inf")
     for _ in range(repeats):

@@ -294,11 +294,15 @@ def test_a_cpu_trains_in_bf16_only_where_its_flags_say_so_and_bf16_multiplies_cl
         t.fast_cpu_bf16.cache_clear()  # the real answer for the tests after this one
 
 
-def test_matmul_seconds_times_a_real_product_in_the_dtype_asked():
+def test_matmul_seconds_times_a_real_product_in_the_dtype_asked_and_leaves_torchs_draws_alone():
     from testbed.train import matmul_seconds
 
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
     assert 0 < matmul_seconds(torch.float32, size=64, repeats=2) < 1
     assert 0 < matmul_seconds(torch.bfloat16, size=64, repeats=2) < 1
+    assert torch.equal(torch.rand(3), expected), "timing must not move the seeded draws after it"
 
 
 def test_sampling_and_scoring_run_in_fp32_on_a_cpu_whatever_training_runs_in():
