@@ -39,6 +39,17 @@ def plotted_metrics(lab: Lab) -> list[str]:
     return list(dict.fromkeys(key.partition(".")[0] for check in lab.checks for key in metric_keys(check)))
 
 
+def stated_time(lab: Lab) -> str:
+    if lab.time_precision == "fp32":
+        return (f"At the default size one seed took about {lab.time:g} minutes on a 2-core Intel Xeon in fp32, as the "
+                "lab states it (not yet timed on a CPU with native bf16; an AMD EPYC without AVX-512 took 2.2x the "
+                "Xeon's time on `collapse`).")
+    return (f"At the default size one seed takes about {lab.time:g} minutes on a 2-core CPU with native bf16, as the "
+            "lab states it (without it, as the run's first line says, it trains in fp32: for `collapse` 1.3x as long "
+            "on an Intel Xeon and 2.75x on an AMD EPYC without AVX-512, and `OVERRIDES = [\"model.preset=nano\"]` "
+            "below trains a smaller model 2.4x as fast).")
+
+
 def notebook(lab: Lab) -> nbformat.NotebookNode:
     md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
     discuss = "\n".join(f"{i}. {q}" for i, q in enumerate(lab.text.discuss, 1))
@@ -48,12 +59,8 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            f"This notebook runs the lab defined in `labs/{lab.name}.yaml`, the same definition "
            f"`testbed lab run {lab.name}` runs: {len(lab.arms)} {'arm' if len(lab.arms) == 1 else 'arms'} "
            f"({', '.join(f'`{a.name}`' for a in lab.arms)}) over seeds {seeds_text(lab)}, then the comparison "
-           f"report and the verdict: each expected outcome, held or not, in every seed. At the default size one "
-           f"seed takes about {lab.time:g} minutes on a 2-core CPU with native bf16, as the lab states it (without it, "
-           f"as the run's first line says, it trains in fp32: for `collapse` 1.3x as long on an Intel Xeon and 2.75x on an "
-           f"AMD EPYC without AVX-512, and `OVERRIDES = "
-           f"[\"model.preset=nano\"]` below trains a smaller model 2.4x as fast); `SIZE = \"gpu\"` is a larger "
-           f"setting for one GPU. The same lab as a page to read: "
+           f"report and the verdict: each expected outcome, held or not, in every seed. {stated_time(lab)} "
+           f"`SIZE = \"gpu\"` is a larger setting for one GPU. The same lab as a page to read: "
            f"[docs/labs.md](../../docs/labs.md#{lab.name}).", id="question"),
         md("## Your prediction\n\n"
            f"{lab.text.predict}\n\n"

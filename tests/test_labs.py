@@ -59,8 +59,12 @@ def test_lab_list_prints_every_lab_with_its_time_and_question(capsys):
     printed = capsys.readouterr().out
     for name in names():
         lab = load(name)
-        assert re.search(rf"^{re.escape(name)} +{lab.time:g} min  {re.escape(lab.question)}$", printed, re.M), name
+        mark = "*" if lab.time_precision == "fp32" else " "
+        assert re.search(rf"^{re.escape(name)} +{lab.time:g} min{re.escape(mark)} {re.escape(lab.question)}$", printed,
+                         re.M), name
     assert "run it ahead: docs/labs.md" in printed
+    fp32 = [name for name in names() if load(name).time_precision == "fp32"]
+    assert ("* timed in fp32 on a 2-core Intel Xeon" in printed) == bool(fp32), "a marked time is explained"
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -102,6 +106,20 @@ def test_a_lab_run_opens_with_its_runs_and_the_stated_time_where_it_applies(tmp_
     assert "stated" not in line(size="reduced")
     assert "stated" not in line(overrides=["model.preset=nano"])
     assert line(chosen=[lab.arms[0].name]) == f"lab sampling: 2 runs (1 arm x seeds 0,1) into {tmp_path / 'lab'}"
+    # A time measured in fp32 on the Xeon is stated as such, and not scaled again for an fp32 CPU.
+    lab.time_precision = "fp32"
+    whole = line()
+    assert f"stated: {lab.time:g} min a seed on a 2-core Intel Xeon in fp32 (not timed with native bf16" in whole
+    assert "native bf16, and this CPU" not in whole and "1.2-1.3x" not in whole
+
+
+def test_a_lab_states_what_its_time_was_measured_in(tmp_path):
+    text = (ROOT / "labs" / "collapse.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "collapse.yaml"
+    bad.write_text(text.replace("base: ../configs/", f"base: {ROOT}/configs/").replace(
+        "\nbase:", "\ntime_precision: bf32\nbase:", 1), encoding="utf-8")
+    with pytest.raises(TestbedError, match=r"collapse.yaml: time_precision='bf32' must be bf16 or fp32"):
+        load(str(bad))
 
 
 def test_docs_list_every_lab_with_its_question_and_time():
@@ -117,15 +135,34 @@ def test_docs_list_every_lab_with_its_question_and_time():
             assert f"`{arm.name}`" in body, (name, arm.name)
 
 
+def test_the_documented_full_size_of_accumulate_is_the_quickstart_at_8_generations(tmp_path):
+    """Its default is a lecture's size; docs/labs.md gives the overrides that restore the findings' full size."""
+    text = (ROOT / "docs" / "labs.md").read_text(encoding="utf-8")
+    section = text.split("### accumulate\n", 1)[1].split("\n### ", 1)[0]
+    command = re.search(r"```bash\n(testbed lab run accumulate .+?)\n```", section, re.S).group(1)
+    overrides = [w for w in command.replace("\\\n", " ").split() if "=" in w]
+    lab = load("accumulate")
+    _, planned = plan(lab, "default", [0], tmp_path / "lab", overrides)
+    _, lecture = plan(lab, "default", [0], tmp_path / "lab")
+    for full, small in zip(planned, lecture):
+        arm = next(a for a in lab.arms if a.name == full.arm)
+        expected = load_config(lab.base, ["generations=8", *arm.overrides, "seed=0", f"run_dir={full.config.run_dir}"])
+        assert full.config == expected, full.arm
+        assert small.config.model.preset == "nano" and small.config != expected, "the default is the smaller size"
+
+
 def test_the_labs_at_a_glance_has_a_row_per_lab_timed_as_the_lab_states():
     text = (ROOT / "docs" / "labs.md").read_text(encoding="utf-8")
     table = text.split("## The seven labs at a glance\n", 1)[1].split("\n## ", 1)[0]
-    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| \[([a-z-]+)\]\(#[a-z-]+\) \|[^|]+\|[^|]+\| ([^|]+) \|",
-                                                        table, flags=re.M)}
+    rows = {m.group(1): [cell.strip() for cell in m.group(2).split("|")]
+            for m in re.finditer(r"^\| \[([a-z-]+)\]\(#[a-z-]+\) \|(.+)\|$", table, flags=re.M)}
     assert sorted(rows) == sorted(names())
-    for name, time in rows.items():
+    for name, cells in rows.items():
+        lab = load(name)
+        # The native-bf16 column, or the Intel Xeon's (fp32) for a lab timed there.
+        time = cells[2] if lab.time_precision == "bf16" else cells[5].split(",")[0]
         minutes, seconds = map(int, re.fullmatch(r"(\d+) min (\d+) s", time).groups())
-        assert round(minutes + seconds / 60) == load(name).time, (name, time)
+        assert round(minutes + seconds / 60) == lab.time, (name, time)
 
 
 def lab_file(tmp_path, text: str, name: str = "mine") -> str:
