@@ -286,10 +286,12 @@ def opening(lab: Lab, size: str, seeds: list[int], planned: list[Planned], out: 
     n_arms = len(planned) // len(seeds)
     line = (f"lab {lab.name}: {len(planned)} runs ({n_arms} arm{'s' if n_arms > 1 else ''} x seeds "
             f"{','.join(map(str, seeds))}) into {out}")
-    if size == "default" and not overrides and not arms and lab.time_precision == "fp32":
+    if size != "default" or overrides or arms:
+        return line
+    if lab.time_precision == "fp32":
         line += (f"; stated: {lab.time:g} min a seed on a 2-core Intel Xeon in fp32 (not timed with native bf16; an AMD "
                  "EPYC without AVX-512 took 2.2x the Xeon's time on the collapse lab)")
-    elif size == "default" and not overrides and not arms:
+    else:
         line += f"; stated: {lab.time:g} min a seed on a 2-core CPU with native bf16"
         if trains_in_fp32_here():
             line += (", and this CPU trains in fp32 (bf16 would be slower here), which on 2 cores took 1.2-1.3x as long on "
