@@ -5,6 +5,7 @@ For one model on one machine, in one process, this prints:
     training   testbed.train.train           vs  transformers.Trainer
     sampling   testbed.sample.sample_corpus  vs  model.generate (its defaults, i.e. top_k=50)
     sampling   testbed.sample.sample_corpus  vs  model.generate(top_k=0) (pure sampling, as ours)
+    watermark  both watermarked (sample.watermark), and testbed's against itself unwatermarked
 
 as tokens/s and the ratio testbed/baseline (> 1: testbed is faster), each
 side's model FLOPs utilisation (MFU) against the device's peak, the process's
@@ -48,7 +49,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch.utils.data import Dataset
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, WatermarkingConfig
 
 from testbed.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
 from testbed.corpus.storyworld import StoryWorld
@@ -363,9 +364,10 @@ def generated_tokens(rows: torch.Tensor, eos_id: int) -> int:
     return int(torch.where(ended, first + 1, torch.full_like(first, rows.shape[1])).sum())
 
 
-def run_sample_corpus(model, n_docs, batch, eos_id, autocast, device, static_cache="auto"):
+def run_sample_corpus(model, n_docs, batch, eos_id, autocast, device, static_cache="auto", watermark=False):
     cfg = SampleConfig(size=n_docs, unit="docs", batch_size=batch, temperature=1.0, top_k=0, top_p=1.0,
                        static_cache=static_cache)
+    cfg.watermark.enabled = watermark
     with Watch(device) as watch:
         samples = sample_corpus(model, cfg, eos_id, SEED, autocast=autocast, desc="bench: sample_corpus")
     tokens = sum(len(s.tokens) + s.ended for s in samples)
@@ -541,9 +543,18 @@ def main(argv=None) -> dict:
     ours_s, ours_s_watch = run_sample_corpus(model, n, b, eos, sample_autocast, device, static_cache)
     gen_default, gen_default_watch = run_generate(model, n, b, eos, max_new, sample_autocast, device)
     gen_pure, gen_pure_watch = run_generate(model, n, b, eos, max_new, sample_autocast, device, top_k=0)
+    # The same green lists on both sides: testbed's defaults (sample.watermark) in generate's terms.
+    mark = SampleConfig().watermark
+    ours_wm, ours_wm_watch = run_sample_corpus(model, n, b, eos, sample_autocast, device, static_cache, watermark=True)
+    gen_wm, gen_wm_watch = run_generate(model, n, b, eos, max_new, sample_autocast, device, top_k=0,
+                                        watermarking_config=WatermarkingConfig(
+                                            greenlist_ratio=mark.gamma, bias=mark.delta, hashing_key=mark.key,
+                                            seeding_scheme="lefthash", context_width=1))
     rows = [("testbed sample_corpus", ours_s, ours_s_watch),
             (f"generate(default, top_k={default_top_k})", gen_default, gen_default_watch),
-            ("generate(top_k=0)", gen_pure, gen_pure_watch)]
+            ("generate(top_k=0)", gen_pure, gen_pure_watch),
+            ("testbed, watermarked", ours_wm, ours_wm_watch),
+            ("generate(top_k=0), watermarked", gen_wm, gen_wm_watch)]
     # The same model and token count rule, so tokens/doc and the share ended
     # should agree between testbed and generate(top_k=0): a check that both did the same work.
     per_doc = ours_s["tokens"] / ours_s["docs"]
@@ -553,7 +564,7 @@ def main(argv=None) -> dict:
         mfu = f"MFU {tps * sample_flops / peak:.2%}" if peak else "MFU n/a"
         print(f"  {name:<28} {tps:>9,.0f} tok/s  {r['seconds']:6.1f}s  {mfu}  "
               f"{r['tokens']:,} tokens, {r['tokens'] / r['docs']:.1f}/doc, {r['ended']:.0%} ended  {watch}")
-    watches = [w for _, _, _, w in results] + [ours_s_watch, gen_default_watch, gen_pure_watch]
+    watches = [w for _, _, _, w in results] + [watch for _, _, watch in rows]
 
     # --- the deliverable
     sample_ours = ours_s["tokens"] / ours_s["seconds"]
@@ -577,6 +588,10 @@ def main(argv=None) -> dict:
         ("sampling", "testbed", sample_ours, f"generate(default, top_k={default_top_k})",
          gen_default["tokens"] / gen_default["seconds"], "judged"),
         ("sampling", "testbed", sample_ours, "generate(top_k=0)", gen_pure["tokens"] / gen_pure["seconds"], None),
+        ("watermark", "testbed, watermarked", ours_wm["tokens"] / ours_wm["seconds"], "generate(top_k=0), watermarked",
+         gen_wm["tokens"] / gen_wm["seconds"], None),
+        # What the watermark costs testbed's sampler: near 1 when its green lists are read from a table.
+        ("watermark", "testbed, watermarked", ours_wm["tokens"] / ours_wm["seconds"], "testbed", sample_ours, None),
     ]
     print("ratio = testbed / baseline tok/s (> 1: testbed faster); one measurement each, after a warm-up")
     busiest = max((w.others or 0.0) for w in watches)
@@ -614,7 +629,9 @@ def main(argv=None) -> dict:
             "testbed_precision": ours["precision"],
             "training_same_precision": train_ours / train_base,
             "sampling_default": judged["sampling"],
-            "sampling_top_k0": ratios[-1][2] / ratios[-1][4],
+            "sampling_top_k0": sample_ours / (gen_pure["tokens"] / gen_pure["seconds"]),
+            "watermark_vs_generate": ratios[-2][2] / ratios[-2][4],
+            "watermark_vs_unwatermarked": ratios[-1][2] / ratios[-1][4],
             "mfu_training": mfu_train,
             "mfu_sampling": mfu_sample,
             "suite_seconds": suite["seconds"],

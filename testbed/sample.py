@@ -179,9 +179,10 @@ def sample_batch(model, prompts: torch.Tensor, cfg: SampleConfig, eos_id: int, m
                  generator: torch.Generator, watermark=None) -> list[Sample]:
     """Continue each row of `prompts` (B, P) until it ends or reaches max_new tokens.
 
-    watermark: a logits processor (transformers' WatermarkLogitsProcessor) that
-    sees the last token of each row; its green-list bias is added to the raw
-    logits, before temperature and truncation, as in `generate`.
+    watermark: a logits processor (GreenLists, or transformers' slower
+    WatermarkLogitsProcessor) that sees the last token of each row; its
+    green-list bias is added to the raw logits, before temperature and
+    truncation, as in `generate`.
     """
     room = prompts.shape[1] + max_new
     cache = Cache(layers=[_ReservedLayer(room) for _ in range(model.config.num_hidden_layers)])
@@ -267,10 +268,10 @@ def sample_corpus(model, cfg: SampleConfig, eos_id: int, seed: int, human_prompt
     """
     device = next(model.parameters()).device
     if watermark is None and cfg.watermark.enabled:
-        from testbed.curate.watermark import make_processor
+        from testbed.curate.watermark import GreenLists
 
         mark = cfg.watermark
-        watermark = make_processor(model.config.vocab_size, device, mark.gamma, mark.delta, mark.key)
+        watermark = GreenLists(model.config.vocab_size, device, mark.gamma, mark.delta, mark.key)
     generator = torch.Generator(device=device).manual_seed(seed)
     max_new = max_new_tokens(cfg, context_length(model))
     if cfg.prompt == "human":

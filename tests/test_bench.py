@@ -43,12 +43,17 @@ def test_bench_prints_the_ratio_lines_and_the_suite_seconds(capsys):
     assert "Trainer (bf16)" in training[0] and "Trainer (its default, fp32)" in training[1] if bf16 \
         else "Trainer (fp32)" in training[0]
     assert "top_k=50" in sampling[0] and "top_k=0" in sampling[1]
+    # Watermarked sampling against generate's watermark, and against testbed's own sampler without one.
+    watermark = [line for line in out.splitlines() if re.match(r"watermark +testbed, watermarked .* ratio \d+\.\d\dx$", line)]
+    assert len(watermark) == 2 and "generate(top_k=0), watermarked" in watermark[0], out
+    assert re.search(r"watermarked +[\d,]+ tok/s +testbed +[\d,]+ tok/s", watermark[1]), out
     # On a CPU the one goal is training at 1.2x Trainer as a user gets it, printed with whether this run met it.
     met = ratios["training"] >= 1.2
     assert training[-1].endswith("goal >= 1.20x: " + ("met" if met else "not met"))
     assert "goal" not in "".join(training[:-1] + sampling)
     assert set(ratios) == {"training", "testbed_precision", "training_same_precision", "sampling_default",
-                           "sampling_top_k0", "mfu_training", "mfu_sampling", "suite_seconds"}
+                           "sampling_top_k0", "watermark_vs_generate", "watermark_vs_unwatermarked", "mfu_training",
+                           "mfu_sampling", "suite_seconds"}
     # Timed after Trainer's fp32 run, testbed still trains in the precision its loop would use.
     assert ratios.pop("testbed_precision") == ("bf16" if bf16 else "no")
     assert all(r > 0 for r in ratios.values())

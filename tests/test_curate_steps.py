@@ -22,7 +22,7 @@ from testbed.curate.heuristics import heuristic_keep, non_alpha_share
 from testbed.curate.perplexity_band import band_keep, mean_token_nll
 from testbed.curate.step import Step
 from testbed.curate.verify import get_verifier, verify_keep
-from testbed.curate.watermark import make_processor, watermark_keep, watermark_z
+from testbed.curate.watermark import GreenLists, make_processor, watermark_keep, watermark_z
 from testbed.curate.whitelist import claimed_sources, whitelist_keep
 from testbed.metrics.perplexity import document_nll
 from testbed.mix import HUMAN, Doc
@@ -383,6 +383,28 @@ def test_likelihood_detector_scores_with_the_model_train_on_names(tmp_path, make
 
 
 # --- watermark -------------------------------------------------------------------
+
+def test_green_lists_return_the_processors_logits_bit_for_bit():
+    """Over calls that bring new and already seen previous tokens, past the table's first room of 64 rows."""
+    processor, green = make_processor(300, "cpu", gamma=0.25, delta=2.5), GreenLists(300, "cpu", gamma=0.25, delta=2.5)
+    draws = torch.Generator().manual_seed(0)
+    seen = set()
+    for batch in (8, 40, 40, 64, 3):
+        last = torch.randint(0, 120, (batch, 2), generator=draws)  # the processor reads the last column only
+        logits = torch.randn(batch, 300, generator=draws) * 5
+        logits[0, :10] = float("-inf")  # truncated tokens stay truncated
+        assert torch.equal(green(last, logits), processor(last, logits))
+        seen |= set(last[:, -1].tolist())
+    assert green.rows == len(seen) and len(green.table) >= 64
+
+
+def test_sample_watermark_writes_what_the_processor_would(make_model):
+    model = make_model(seed=4)
+    cfg = SampleConfig(size=24, batch_size=8, max_new_tokens=20)
+    cfg.watermark.enabled, cfg.watermark.delta = True, 3.0
+    assert sample_corpus(model, cfg, EOS, seed=1) == sample_corpus(
+        model, cfg, EOS, seed=1, watermark=make_processor(64, "cpu", cfg.watermark.gamma, 3.0, cfg.watermark.key))
+
 
 def test_watermark_is_detected_in_watermarked_samples_only(make_model, eos_bias):
     model = make_model(context=80)  # random weights: a near-uniform, high-entropy model
