@@ -8,9 +8,10 @@ that unwatermarked text would have. Curation drops the documents whose
 z-score passes a threshold, which removes the sampler's own text from a pool
 it may have leaked into.
 
-Sampler and detector use only transformers' public WatermarkLogitsProcessor,
-called as any logits processor is: the green list of a previous token is
-where the processor adds its bias. The z-score is WatermarkDetector's
+Sampler and detector take their green lists from transformers' public
+WatermarkLogitsProcessor, called as any logits processor is: the green list
+of a previous token is where the processor adds its bias. GreenLists asks it
+once per token and keeps the answer. The z-score is WatermarkDetector's
 (lefthash, context 1), which the tests check this against.
 
 The green lists come from torch's generator on the given device, and CPU and
