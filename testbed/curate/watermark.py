@@ -94,9 +94,9 @@ def watermark_z(docs: list[list[int]], vocab_size: int, eos_id: int, gamma: floa
     """
     import torch
     previous = sorted({t for doc in docs if len(doc) >= 2 for t in [eos_id, *np.asarray(doc[:-1]).tolist()]})
-    green = GreenLists(vocab_size, device, gamma, key=key).of(torch.tensor(previous, dtype=torch.long, device=device)).cpu()
-    row = torch.full((max(previous, default=0) + 1,), -1, dtype=torch.long)
-    row[previous] = torch.arange(len(previous))
+    lists = GreenLists(vocab_size, device, gamma, key=key)
+    lists.of(torch.tensor(previous, dtype=torch.long, device=device))  # each previous token's green list, once
+    green, row = lists.table.cpu(), lists.slot.cpu()  # token t's green list is green[row[t]]
     z = []
     for doc in docs:
         if len(doc) < 2:
