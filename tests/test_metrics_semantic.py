@@ -30,6 +30,9 @@ def test_mean_cosine_distance_hand_computed():
     v = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     assert mean_cosine_distance(v) == pytest.approx(1 - (2 / math.sqrt(2)) / 3)
     assert mean_cosine_distance(v[:1]) == 0.0
+    # a row of zeros (a text without tokens) has no cosine: left out, not counted as orthogonal to every other
+    assert mean_cosine_distance(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])) == pytest.approx(0.0)
+    assert mean_cosine_distance(torch.cat([v, torch.zeros(2, 2)])) == pytest.approx(mean_cosine_distance(v))
 
 
 def test_embed_mean_pools_over_real_tokens_only(tiny_bert):
@@ -91,3 +94,8 @@ def test_a_model_whose_tokenizer_has_no_pad_token_is_padded_with_its_end_token(t
     both = embed(["the cat sat on the mat", "a dog"], tok, model)
     alone = embed(["a dog"], tok, model)
     assert torch.allclose(both[1], alone[0], atol=1e-5)
+    # this tokenizer adds no special tokens, so an empty story (a model that ends at once) has no tokens at all
+    empty = embed(["", "a dog", ""], tok, model, batch_size=2)  # the second batch holds nothing but ""
+    assert torch.equal(empty[0], torch.zeros(16)) and torch.equal(empty[2], torch.zeros(16))
+    assert torch.allclose(empty[1], alone[0], atol=1e-5)
+    assert mean_cosine_distance(embed(["", "a dog", "a dog"], tok, model)) == pytest.approx(0.0, abs=1e-6)

@@ -45,6 +45,9 @@ def test_head_and_bands():
     counts = Counter(a=10, b=5, c=3, d=1, e=1)  # 20 occurrences
     assert head_min_count(counts, 0.5) == 10  # a alone covers half
     assert head_min_count(counts, 0.6) == 5  # a + b = 15 >= 12
+    exact = Counter(a=55, **{f"w{i}": 1 for i in range(45)})  # a covers 55 of 100; 0.55 * 100 is 55.00000000000001
+    assert head_min_count(exact, 0.55) == 55
+    assert rare_threshold(Counter({f"w{i}": i for i in range(1, 101)}), 5e-5, quantile=0.55) == 55  # the 55th of 100
     assert bands(counts, 1, 5) == {"a": "common", "b": "common", "c": "middle", "d": "rare", "e": "rare"}
     assert band(0, 1, 5) == "rare"  # never seen: rarer than rare
 

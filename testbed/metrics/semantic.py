@@ -29,24 +29,31 @@ def load(path: str, device=None):
 
 @torch.no_grad()
 def embed(texts: list[str], tokenizer, model, batch_size: int = 32, max_length: int = 256) -> torch.Tensor:
-    """Mean of the last hidden states over each text's real tokens, one row per text."""
+    """Mean of the last hidden states over each text's real tokens, one row per text: a row of zeros for a
+    text with no tokens (an empty story, under a tokenizer that adds no special tokens), which has no meaning
+    to compare."""
     device = next(model.parameters()).device
     rows = []
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start: start + batch_size], padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt").to(device)
-        states = model(**enc).last_hidden_state.float()
         mask = enc["attention_mask"].unsqueeze(-1).float()
+        if mask.shape[1] == 0:  # every text of the batch empty: a model cannot run on zero positions
+            rows.append(torch.zeros(len(mask), model.config.hidden_size))
+            continue
+        states = model(**enc).last_hidden_state.float()
         rows.append(((states * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
     return torch.cat(rows) if rows else torch.zeros(0, 0)
 
 
 def mean_cosine_distance(vectors: torch.Tensor) -> float:
-    """1 - the mean cosine similarity over all pairs of distinct rows.
+    """1 - the mean cosine similarity over all pairs of distinct rows, rows of zeros (texts without tokens)
+    left out: a cosine with them is undefined.
 
     With unit rows u_i, the sum over ordered pairs i != j of u_i . u_j is
     |sum u_i|^2 - n, so the mean costs one pass instead of n^2 products.
     """
+    vectors = vectors[vectors.abs().sum(-1) > 0] if len(vectors) else vectors
     n = len(vectors)
     if n < 2:
         return 0.0

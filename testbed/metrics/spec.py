@@ -89,7 +89,7 @@ METRICS = [
     Metric("semantic_diversity", "diversity", "down", "only with `eval.embedding_model` (a local sentence-embedding "
            "model); otherwise absent and the run says why in one line",
            "1 − mean cosine similarity over all pairs of the mean-pooled embeddings of `eval.embedding_docs` (256) "
-           "seeded documents"),
+           "seeded documents (an empty one, with no tokens to pool, left out)"),
 
     Metric("unigram_kl", "shape", "up", "KL(human ‖ sample) of word frequencies, bits",
            "Σ p̃ log₂(p̃ / q̃), both smoothed add-α over the union V of their types: p̃(w) = (c(w) + α) / (N + α|V|), "

@@ -44,7 +44,7 @@ def rare_threshold(counts: Counter, max_freq: float, quantile: float | None = No
         # Rounded first so that float noise (3e-4 * 10_000 = 2.9999999999999996) cannot lose a whole count.
         return math.floor(round(max_freq * sum(counts.values()), 6))
     ordered = sorted(c for c in counts.values() if c > 0)
-    return ordered[max(0, math.ceil(quantile * len(ordered)) - 1)] if ordered else 0
+    return ordered[max(0, math.ceil(round(quantile * len(ordered), 6)) - 1)] if ordered else 0  # rounded as above
 
 
 def rare_types(counts: Counter, max_count: int) -> set:
@@ -57,7 +57,7 @@ def head_min_count(counts: Counter, mass: float = 0.5) -> int:
     total, covered = sum(counts.values()), 0
     for c in sorted(counts.values(), reverse=True):
         covered += c
-        if covered >= mass * total:
+        if covered >= round(mass * total, 6):  # rounded: 0.55 * 100 is 55.00000000000001, which 55 would miss
             return c
     return 0
 
