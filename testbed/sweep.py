@@ -16,7 +16,25 @@ from pathlib import Path
 from testbed import TestbedError
 from testbed.config import Config, load_config, to_yaml
 
-_LIST_AWARE_COMMA = re.compile(r",(?![^\[]*\])")  # split v1,v2 but keep [human,synthetic] whole
+
+def split_values(item: str, values: str) -> list[str]:
+    """v1,v2 split at the commas outside brackets and quotes: [human,synthetic] and 'a,b' stay whole."""
+    parts, part, depth, quote = [], "", 0, None
+    for ch in values:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[]":
+            depth += 1 if ch == "[" else -1
+        elif ch == "," and depth == 0:
+            parts.append(part.strip())
+            part = ""
+            continue
+        part += ch
+    if quote or depth:
+        raise TestbedError(f"--set {item!r}: {'a quote is not closed' if quote else 'its brackets do not pair up'}")
+    return [*parts, part.strip()]
 
 
 def parse_set(items: list[str]) -> list[tuple[str, list[str]]]:
@@ -32,7 +50,7 @@ def parse_set(items: list[str]) -> list[tuple[str, list[str]]]:
                                "override, run_dir=PATH")
         if key in (k for k, _ in grid):
             raise TestbedError(f"--set {key} is given twice; list all its values once: --set {key}=v1,v2")
-        split = [v.strip() for v in _LIST_AWARE_COMMA.split(values)]
+        split = split_values(item, values)
         if len(set(split)) != len(split):
             raise TestbedError(f"--set {item!r} repeats a value: each names one run folder, so list it once")
         grid.append((key, split))
@@ -54,6 +72,8 @@ def parse_seeds(text: str | None) -> list[int] | None:
 def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], seeds: list[int] | None) -> tuple[Path, list[Config]]:
     """The sweep's folder and the config of every run in it, all validated."""
     swept = {k for k, _ in grid}
+    if seeds is not None and (given := next((o for o in overrides if o.partition("=")[0].strip() == "seed"), None)):
+        raise TestbedError(f"{given} and --seeds both set the seed; give the seeds once, in --seeds")
     if clash := next((o.partition("=")[0] for o in overrides if o.partition("=")[0] in swept), None):
         raise TestbedError(f"{clash} is both swept (--set {clash}=...) and set ({clash}=...); give its values once, "
                            "in --set")
@@ -92,7 +112,7 @@ def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None,
     finished) and {run: error} of the runs that failed."""
     from testbed.parallel import run_all
     from testbed.report.compare import load_runs, table
-    from testbed.report.page import build, check_replaceable
+    from testbed.report.page import build, check_replaceable, remove
 
     root, configs = plan(config, overrides, parse_set(sets), parse_seeds(seeds))
     if (root / "report").exists():  # before the runs, not after them
@@ -100,6 +120,7 @@ def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None,
     failed = run_all([(Path(c.run_dir).name, c) for c in configs], jobs, threads, address, "sweep", say)
     finished = [c.run_dir for c in configs if Path(c.run_dir).name not in failed]
     if not finished:
+        remove(root / "report")  # a report of earlier runs would read as this sweep's
         return None, failed
     runs = load_runs(finished)
     say(table(runs))

@@ -173,18 +173,29 @@ def lab_file(tmp_path, text: str, name: str = "mine") -> str:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("checks: [{kind: compare, metric: m, lowr: a, than: b}]", "unknown lab key checks[0].lowr (did you mean checks[0].lower?)"),
-    ("checks: [{kind: compare, metric: m, lower: a, than: c}]", "checks[0]: no arm named 'c'; the lab's arms: a, b"),
-    ("checks: [{kind: compare, metric: m, lower: a, higher: b, than: b}]", "exactly one of lower: ARM or higher: ARM"),
-    ("checks: [{kind: trend, arm: a, metric: m, direction: up, than: b}]", "kind trend does not read than"),
-    ("checks: [{kind: trend, arm: a, metric: m, direction: sideways}]", "checks[0].direction='sideways' is not allowed"),
-    ("checks: [{kind: before, arm: a, faster: x, slower: y, direction: flat}]", "choose one of: up, down"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lowr: a, than: b}]", "unknown lab key checks[0].lowr (did you mean checks[0].lower?)"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: c}]", "checks[0]: no arm named 'c'; the lab's arms: a, b"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, higher: b, than: b}]", "exactly one of lower: ARM or higher: ARM"),
+    ("checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: up, than: b}]", "kind trend does not read than"),
+    ("checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: sideways}]", "checks[0].direction='sideways' is not allowed"),
+    ("checks: [{kind: before, arm: a, faster: heldout_ppl_rare, slower: heldout_ppl_common, direction: flat}]", "choose one of: up, down"),
     ("checks: [{kind: slope, arm: a}]", "checks[0].kind='slope' is not allowed; choose one of: compare, trend, before"),
-    ("checks: [{kind: compare, metric: m, lower: a, than: b, generation: first}]", "must be last or a generation number"),
-    ("checks: [{kind: compare, metric: m, lower: a, than: b, share: 0}]", "checks[0].share=0.0 must be in (0, 1]"),
-    ("checks: [{kind: compare, metric: m, lower: a, than: b, reduced: maybe}]", "checks[0].reduced"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b, generation: first}]", "must be last or a generation number"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b, share: 0}]", "checks[0].share=0.0 must be in (0, 1]"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b, reduced: maybe}]", "checks[0].reduced"),
     ("checks: []", "checks is empty"),
-    ("seeds: [0, 0]\nchecks: [{kind: compare, metric: m, lower: a, than: b}]", "seeds=[0, 0]"),
+    ("seeds: [0, 0]\nchecks: [{kind: compare, metric: heldout_ppl, lower: a, than: b}]", "seeds=[0, 0]"),
+    # Each of these passed loading before 2026-11-29: the first two failed only after every run had trained (a
+    # misspelt metric as "None, not a number"; faster == slower as a traceback), the third always read "failed".
+    ("checks: [{kind: compare, metric: heldout_pp, lower: a, than: b}]",
+     "checks[0]: heldout_pp is not a metric testbed writes (did you mean heldout_ppl?); every metric: docs/metrics.md"),
+    ("checks: [{kind: before, arm: a, faster: heldout_ppl, slower: heldout_ppl, direction: up}]",
+     "checks[0]: faster and slower are both heldout_ppl; name two metrics"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: a}]", "checks[0]: compares arm a with itself"),
+    ("checks: [{kind: compare, metric: recall_by_bnd, faster: rare, lower: a, than: b}]", "kind compare does not read faster"),
+    ("checks:\n  - {kind: compare, metric: heldout_ppl, lower: a, than: b}\n  -\n", "checks[1] is None, not a mapping"),
+    ("sizes: {default: [seed=7]}\nchecks: [{kind: compare, metric: heldout_ppl, lower: a, than: b}]",
+     "sizes.default: seed=7: a lab sets each run's seed itself; list the seeds under seeds:"),
 ])
 def test_a_bad_lab_file_is_one_line_naming_the_key(tmp_path, text, message):
     with pytest.raises(TestbedError) as e:
@@ -198,7 +209,7 @@ def test_an_arm_may_not_take_the_name_of_the_labs_own_files(tmp_path, arm):
     path = tmp_path / "mine.yaml"
     path.write_text(f"name: mine\ntitle: t\nquestion: q?\ntime: 1\nbase: {QUICKSTART}\n"
                     f"arms: [{{name: '{arm}', overrides: []}}]\n"
-                    f"checks: [{{kind: trend, arm: '{arm}', metric: m, direction: up}}]\n")
+                    f"checks: [{{kind: trend, arm: '{arm}', metric: heldout_ppl, direction: up}}]\n")
     with pytest.raises(TestbedError, match=f"arm name '{re.escape(arm)}' must be letters"):
         load(str(path))
 
@@ -216,7 +227,7 @@ def test_a_check_past_the_last_generation_or_a_bad_arm_config_fails_at_planning(
     lab = load(lab_file(tmp_path, "checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: up, since: 3}]"))
     with pytest.raises(TestbedError, match=r"since=3 leaves no generation after it \(arm a runs to 3\)"):
         plan(lab, "default", None, tmp_path / "out")
-    lab = load(lab_file(tmp_path, "checks: [{kind: compare, metric: m, lower: a, than: b, generation: 4}]"))
+    lab = load(lab_file(tmp_path, "checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b, generation: 4}]"))
     with pytest.raises(TestbedError, match="generation=4 is past arm a's last generation"):
         plan(lab, "default", None, tmp_path / "out")
     lab.arms[1].overrides = ["sample.top_k=-1"]
@@ -239,7 +250,31 @@ def test_overrides_lie_over_every_arm_and_name_a_bad_key(tmp_path):
         plan(lab, "default", [0], tmp_path / "out", ["seed=5"])
     with pytest.raises(TestbedError, match=r"^run_dir=elsewhere: a lab sets each run's run_dir; use --out$"):
         plan(lab, "default", [0], tmp_path / "out", ["run_dir=elsewhere"])
+    # A seed given twice from Python or a notebook (the CLI refuses it too) would count twice in the interval.
+    with pytest.raises(TestbedError, match=r"^seeds=\[0, 0\] must list at least one seed, none twice"):
+        plan(lab, "default", [0, 0], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_comparison_at_the_last_generation_of_arms_that_end_apart_fails_at_planning(tmp_path):
+    """It compared one arm's generation 2 with the other's generation 1, while the verdict said "the last"."""
+    lab = load(lab_file(tmp_path, "checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b}]"))
+    lab.arms[0].overrides = ["generations=2"]
+    with pytest.raises(TestbedError, match=r"compares a and b at the last generation, but their last generations "
+                                           r"differ \(a: 2, b: 3\); give generation: N"):
+        plan(lab, "default", None, tmp_path / "out")
+    lab.checks[0].generation = "2"
+    assert len(plan(lab, "default", None, tmp_path / "out")[1]) == 3 * 2
+
+
+def test_an_arm_may_not_set_the_seed_or_folder_the_lab_sets(tmp_path):
+    """Both were dropped silently: plan sets them after the arm's overrides."""
+    for override, fix in [("seed=7", "list the seeds under seeds:"), ("run_dir=/tmp/x", "give --out to lab run")]:
+        path = Path(lab_file(tmp_path, "checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b}]"))
+        path.write_text(path.read_text().replace("{name: a, overrides: []}", f"{{name: a, overrides: [{override}]}}"))
+        with pytest.raises(TestbedError, match=f"mine.yaml: arm a: {re.escape(override)}: a lab sets each run's "
+                                               f"{override.split('=')[0]} itself; {fix}$"):
+            load(str(path))
     verdict = {"lab": "x", "title": "t", "question": "q?", "size": "default", "seeds": [0], "out": "o", "summary": "s",
                "checks": [], "missing": {}, "overrides": ["train.mixed_precision=fp32"]}
     assert "seeds 0, over every arm train.mixed_precision=fp32)" in render_text(verdict)

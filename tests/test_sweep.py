@@ -20,11 +20,14 @@ TINY = ["generations=1", "data.docs=300", "data.heldout_docs=30", "tokenizer.voc
 def test_parse_set_and_seeds():
     assert parse_set(["mix.regime=replace,anchor", "curate.whitelist.sources=[human,synthetic],[human]"]) == [
         ("mix.regime", ["replace", "anchor"]), ("curate.whitelist.sources", ["[human,synthetic]", "[human]"])]
+    # A quoted value keeps its commas, as the same value does as an override (data.separator='a,b' is a,b).
+    assert parse_set(["data.separator='a,b',c"]) == [("data.separator", ["'a,b'", "c"])]
     assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds(None) is None
     for bad, message in [(["mix.regime"], "is not key=v1,v2"), (["seed=1,2"], "use --seeds"),
                          (["run_dir=a,b"], r"^--set run_dir: the sweep names each run's folder under one run_dir; give it as an "
                                            r"override, run_dir=PATH$"),
-                         (["a=1", "a=2"], "given twice"), (["mix.regime=replace,replace"], "repeats a value")]:
+                         (["a=1", "a=2"], "given twice"), (["mix.regime=replace,replace"], "repeats a value"),
+                         (["data.separator='a,b"], "a quote is not closed"), (["x=[a,b"], "brackets do not pair up")]:
         with pytest.raises(TestbedError, match=message):
             parse_set(bad)
     with pytest.raises(TestbedError, match="must be integers"):
@@ -54,6 +57,10 @@ def test_plan_names_every_run_and_checks_every_config_first(tmp_path):
     with pytest.raises(TestbedError, match=r"^mix\.regime is both swept \(--set mix\.regime=\.\.\.\) and set "
                                            r"\(mix\.regime=\.\.\.\); give its values once, in --set$"):
         plan(QUICKSTART, [f"run_dir={tmp_path / 'both'}", "mix.regime=anchor"], [("mix.regime", ["replace"])], None)
+    # seed= beside --seeds: the seeds won and the override was dropped without a word.
+    with pytest.raises(TestbedError, match=r"^seed=5 and --seeds both set the seed; give the seeds once, in --seeds$"):
+        plan(QUICKSTART, [f"run_dir={tmp_path / 'seeds'}", "seed=5"], [("mix.regime", ["replace"])], [0, 1])
+    assert [c.seed for c in plan(QUICKSTART, [f"run_dir={tmp_path / 'seed5'}", "seed=5"], [], None)[1]] == [5]
     # Two spellings of one value: two folders holding the same run, trained twice.
     with pytest.raises(TestbedError, match=r"^--set: model\.n_head=1_seed=0 and model\.n_head=01_seed=0 are the same run"):
         plan(QUICKSTART, [f"run_dir={tmp_path / 'twice'}"], [("model.n_head", ["1", "01"])], None)
@@ -188,6 +195,12 @@ def test_a_sweep_whose_every_run_failed_does_not_say_the_others_finished(tmp_pat
     def run(cfg, say=print):
         raise TestbedError("generation 0: a stand-in failure")
     monkeypatch.setattr(testbed.loop, "run", run)
+    # The report of an earlier sweep in the same folder, whose runs this one could not resume: it would read as
+    # this sweep's, so it goes, as a lab's does.
+    (tmp_path / "sweep" / "report").mkdir(parents=True)
+    (tmp_path / "sweep" / "report" / "index.html").write_text("earlier runs")
+    (tmp_path / "sweep" / "report" / "report.json").write_text('{"files": ["index.html"]}')
     assert main(["sweep", QUICKSTART, "--seeds", "0,1", f"run_dir={tmp_path / 'sweep'}"]) == 1
     assert capsys.readouterr().err.splitlines()[-1] == ("error: 2 run(s) failed, none finished; fix the cause and run the "
                                                         "same command again: finished runs are skipped")
+    assert not (tmp_path / "sweep" / "report").exists()

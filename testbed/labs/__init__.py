@@ -84,6 +84,11 @@ def find(name: str) -> Path:
 def load(name: str) -> Lab:
     path = find(name)
     raw = read_mapping(path)
+    for key in ("arms", "checks"):  # a stray "-" reads as null, which the builder would turn into a default entry
+        for i, entry in enumerate(raw.get(key) or []):
+            if not isinstance(entry, dict):
+                raise TestbedError(f"{path}: {key}[{i}] is {entry!r}, not a mapping; give "
+                                   f"{'{name: ARM, overrides: [...]}' if key == 'arms' else '{kind: ..., metric: ...}'}")
     try:
         lab = _build(Lab, raw, "")  # the config's own builder: the same type checks and did-you-mean lines
     except TestbedError as e:
@@ -112,6 +117,12 @@ def load(name: str) -> Lab:
                                f"{', '.join(map(repr, RESERVED))}): it names a folder beside the lab's own files")
     if len(set(arms)) != len(arms):
         raise TestbedError(f"{path}: arm names repeat ({', '.join(arms)}); each arm names its own folder")
+    for where, items in [*((f"arm {a.name}", a.overrides) for a in lab.arms),
+                         *((f"sizes.{size}", getattr(lab.sizes, size)) for size in SIZES)]:
+        for item in items:  # plan sets both for every run, after these: they would be dropped, yet read as applied
+            if (key := item.partition("=")[0].strip()) in ("seed", "run_dir"):
+                raise TestbedError(f"{path}: {where}: {item}: a lab sets each run's {key} itself; "
+                                   f"{'list the seeds under seeds:' if key == 'seed' else 'give --out to lab run'}")
     if not lab.seeds or len(set(lab.seeds)) != len(lab.seeds):
         raise TestbedError(f"{path}: seeds={lab.seeds} must list at least one seed, none twice")
     if not lab.checks:
@@ -136,6 +147,9 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
     if size not in SIZES:
         raise TestbedError(f"--size {size!r} is not allowed; choose one of: {', '.join(SIZES)}")
     running = chosen(lab, arms)
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        raise TestbedError(f"seeds={list(seeds)} must list at least one seed, none twice (a seed run twice would "
+                           "count twice in the interval)")
     out = Path(out) if out is not None else default_out(lab, size)
     if out.exists() and not out.is_dir():
         raise TestbedError(f"--out {out} is a file; give the lab a folder")
@@ -172,6 +186,11 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
                 raise TestbedError(f"{where}: generation={c.generation} is past arm {arm}'s last generation ({last})")
             if c.kind == "before" and g == 0:
                 raise TestbedError(f"{where}: arm {arm} has no generation after 0 to measure a change at")
+        lasts = {a: generations[a] for a in reads(c) if a in generations}
+        if c.kind == "compare" and c.generation == "last" and len(set(lasts.values())) > 1:
+            raise TestbedError(f"{where}: compares {' and '.join(lasts)} at the last generation, but their last "
+                               f"generations differ ({', '.join(f'{a}: {g}' for a, g in lasts.items())}); "
+                               "give generation: N, or the same generations to both arms")
     return out, planned
 
 
@@ -361,6 +380,9 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
             run.update(finished=[g for g in run["finished"] if g <= last], planned=last, missing=[], partial=False)
             rows[key] = run["rows"]
     running = chosen(lab, arms)
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        raise TestbedError(f"seeds={list(seeds)} must list at least one seed, none twice (a seed run twice would "
+                           "count twice in the interval)")
     left_out = {(a.name, s): "not in --arms" for a in lab.arms if a.name not in running for s in seeds}
     results = judge(lab.checks, seeds, rows, {**missing, **left_out})
     verdict = {"lab": lab.name, "title": lab.title, "question": lab.question, "size": size, "seeds": seeds,

@@ -9,12 +9,14 @@ A check is decided only when every run it reads is finished and every value
 it needs exists: a missing run makes it "not run", never held or failed,
 since a verdict on part of the seeds would be cleaner than the evidence.
 """
+import difflib
 import math
 import re
 from dataclasses import dataclass
 from statistics import NormalDist, fmean, stdev
 
 from testbed import TestbedError
+from testbed.metrics import spec
 
 KINDS = ("compare", "trend", "before")
 # The keys each kind reads (besides kind): a key another kind uses is a typo here, not a no-op.
@@ -76,6 +78,10 @@ def validate(check: Check, keys: set, arms: list[str], where: str) -> None:
     for arm in reads(check):
         if arm not in arms:
             raise TestbedError(f"{where}: no arm named {arm!r}; the lab's arms: {', '.join(arms)}")
+    if check.kind == "compare" and (check.lower or check.higher) == check.than:
+        raise TestbedError(f"{where}: compares arm {check.than} with itself; name two arms")
+    if check.kind == "before" and check.faster == check.slower:
+        raise TestbedError(f"{where}: faster and slower are both {check.faster}; name two metrics")
     if check.generation != "last" and not re.fullmatch(r"\d+", check.generation):
         raise TestbedError(f"{where}.generation={check.generation!r} must be last or a generation number")
     if check.kind == "before" and check.generation == "0":
@@ -84,6 +90,12 @@ def validate(check: Check, keys: set, arms: list[str], where: str) -> None:
                              ("within", check.within >= 0, ">= 0"), ("since", check.since >= 0, ">= 0")]:
         if not ok:
             raise TestbedError(f"{where}.{key}={getattr(check, key)} must be {allowed}")
+    for key in metric_keys(check):
+        top = key.split(".")[0]  # recall_by_band.rare: the table names recall_by_band
+        if spec.find(top) is None:
+            near = difflib.get_close_matches(top, [m.key for m in spec.METRICS], n=1)
+            raise TestbedError(f"{where}: {key} is not a metric testbed writes"
+                               f"{f' (did you mean {near[0]}?)' if near else ''}; every metric: docs/metrics.md")
 
 
 def reads(check: Check) -> list[str]:
