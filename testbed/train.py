@@ -81,12 +81,14 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
     loss_of = compiled_loss(graphs) if cfg.compile else model_loss
     start = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, unit="step", disable=None if accelerator.is_main_process else True, leave=False)
-    step, ema, pending, lrs = 0, None, [], []
+    step, ema, pending, lrs, micro = 0, None, [], [], []
     for (x,) in loader:
         x = x.long()  # the model's loss takes int64 labels
         with accelerator.accumulate(model):
             loss = loss_of(model, x)
             accelerator.backward(loss)
+            # A copy: under CUDA graphs (compile mode reduce-overhead) the next step overwrites the loss in place.
+            micro.append(loss.detach().clone())
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), 1.0)
                 lr = optimizer.param_groups[0]["lr"]  # what this step trains with: the scheduler moves it after
@@ -95,8 +97,10 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
             optimizer.zero_grad(set_to_none=True)
         if accelerator.sync_gradients:
             step += 1
-            # A copy: under CUDA graphs (compile mode reduce-overhead) the next step overwrites the loss in place.
-            pending.append(loss.detach().clone())
+            # The step's loss is the mean over its train.grad_accum micro-batches, not the last one alone.
+            step_loss = micro[0] if len(micro) == 1 else torch.stack(micro).mean()
+            pending.append(step_loss)
+            micro = []
             lrs.append(lr)
             # Reading a loss makes the CPU wait for the GPU: do it every 10 steps, not every step.
             if step % 10 == 0 or step == steps:
@@ -113,7 +117,7 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
                 bar.set_postfix(loss=f"{ema:.3f}")
             bar.update(1)
             if log is not None and (step % 50 == 0 or step == steps):
-                log(f"step {step}/{steps} loss {loss.item():.4f} lr {lr:.2e}")
+                log(f"step {step}/{steps} loss {step_loss.item():.4f} lr {lr:.2e}")
     bar.close()
     seconds = time.perf_counter() - start
     tokens = steps * per_step
@@ -155,7 +159,11 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    mode = precision(cfg.mixed_precision)
+    from accelerate.utils import parse_flag_from_env
+
+    # accelerate launch --cpu sets ACCELERATE_USE_CPU: a machine with a GPU then trains on its CPU, in the CPU's precision.
+    on_cpu = not torch.cuda.is_available() or parse_flag_from_env("ACCELERATE_USE_CPU")
+    mode = precision(cfg.mixed_precision, "cpu" if on_cpu else "cuda")
     if AcceleratorState._shared_state and AcceleratorState._shared_state.get("_mixed_precision") != mode:
         # accelerate keeps one precision per process and refuses another; runs of one sweep or lab in this
         # process may differ in it (an arm at train.mixed_precision=fp32). The process group is kept.
@@ -163,7 +171,7 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
     # testbed runs on CUDA or the CPU. accelerate would take Apple's MPS device first, where the sampler's
     # float64 draws do not run and nothing is tested, so a Mac trains on its CPU.
     accelerator = Accelerator(mixed_precision=mode, gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=not torch.cuda.is_available(), log_with=track or None, project_dir=project_dir)
+                              cpu=on_cpu, log_with=track or None, project_dir=project_dir)
     if mode == "fp16" and accelerator.device.type == "cpu":
         # accelerate turns fp16 autocast on only off the CPU: the run would train in fp32 and record fp16.
         raise TestbedError("train.mixed_precision=fp16 does not run on a CPU (accelerate trains in fp32 there); "

@@ -167,8 +167,26 @@ def test_unit_tokens_stops_with_one_line_when_every_document_ends_at_once(make_m
     """A model that ends every document at its first token writes no tokens: the count would never grow."""
     model = make_model()
     eos_bias(model, 1e9)
-    with pytest.raises(TestbedError, match=r"sample\.unit=tokens: all 3 documents .* sample\.size=100 tokens"):
+    # 1026: the first whole batch of 3 at or past 1,024 documents in a row
+    with pytest.raises(TestbedError, match=r"sample\.unit=tokens: the last 1026 documents all ended at their first "
+                                           r"token, .* sample\.size=100 tokens"):
         sample_corpus(model, cfg(size=100, unit="tokens", batch_size=3, max_new_tokens=8), EOS, seed=0)
+
+
+def test_unit_tokens_goes_on_through_small_batches_that_end_at_once_by_chance(make_model, monkeypatch):
+    """In batches of one, a healthy model that ends 3 documents in 4 at once writes a batch of nothing most of the
+    time: the run stopped there, as if the model had collapsed."""
+    import testbed.sample
+    from testbed.sample import Sample
+
+    calls = []
+
+    def batch(model, prompts, cfg, eos_id, max_new, generator, watermark):
+        calls.append(1)
+        return [Sample(prompts[0].tolist(), [7, 8] if len(calls) % 4 == 0 else [], True)]
+    monkeypatch.setattr(testbed.sample, "sample_batch", batch)
+    corpus = sample_corpus(make_model(), cfg(size=20, unit="tokens", batch_size=1, max_new_tokens=8), EOS, seed=0)
+    assert sum(len(s.tokens) for s in corpus) == 20 and len(corpus) == 40
 
 
 def test_unit_verified_samples_until_enough_pass(make_model):
@@ -268,6 +286,21 @@ def test_written_text_starts_at_a_whole_word_where_a_prompt_ends_inside_one(kind
         assert written == whole[len(whole) - len(written):] and len(written) >= len(whole) - len(prompt_words)
     if kind == "bpe":  # this small BPE spells the words in pieces: some prompt ends inside "elephant"
         assert any(tokenizer.decode(ids[:k]).endswith("ele") for k in seen)
+
+
+def test_written_text_where_a_bpe_prompt_ends_inside_a_character():
+    """A byte-level prompt cut after the first byte of "ï" decodes to "the na\ufffd": the continuation was
+    decoded alone, and "\ufffdve" counted as a word the model wrote."""
+    from testbed.sample import Sample, written_text
+    from testbed.tokenizer import encode, train_tokenizer
+
+    tokenizer = train_tokenizer(["the cat sat on the mat. " * 20 + "naïve fiancé über"], 270)
+    ids = encode(tokenizer, ["the naïve cat"])[0].tolist()
+    text = tokenizer.decode(ids)
+    cuts = [k for k in range(1, len(ids)) if tokenizer.decode(ids[:k]).endswith("\ufffd")]
+    assert cuts, "this tokenizer spells ï in two byte tokens"
+    for k in cuts:
+        assert written_text(tokenizer, Sample([tokenizer.eos_token_id, *ids[:k]], ids[k:], True), text) == "naïve cat"
 
 
 def test_human_prompts_none_long_enough(make_model):

@@ -158,6 +158,40 @@ def test_train_processes_the_token_budget(make_model, grad_accum):
     assert lines[-1].endswith(f"lr {used:.2e}") and used > 1e-4 * 1.01
 
 
+def test_the_loss_a_step_logs_is_the_mean_of_its_micro_batches(make_model, monkeypatch):
+    """With train.grad_accum=2 the logged loss (trackers, the divergence check, final_loss) was the second
+    micro-batch's alone: half the step's data."""
+    import testbed.train
+
+    micro, logged = [], []
+    real = testbed.train.model_loss
+    monkeypatch.setattr(testbed.train, "model_loss", lambda model, x: micro.append(real(model, x)) or micro[-1])
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=2)
+    monkeypatch.setattr(accelerator, "log", lambda values, step: logged.append(values["train/loss"]))
+    train(make_model(), repetitive_blocks(), tcfg(tokens=4 * 2 * 32 * 5, grad_accum=2), accelerator, seed=0)
+    pairs = [(a.item(), b.item()) for a, b in zip(micro[::2], micro[1::2])]
+    assert len(logged) == len(pairs) == 5 and all(a != b for a, b in pairs)
+    assert logged == pytest.approx([(a + b) / 2 for a, b in pairs], rel=1e-6)
+
+
+def test_a_gpu_machine_launched_on_its_cpu_trains_in_the_cpus_precision(tmp_path, monkeypatch):
+    """accelerate launch --cpu sets ACCELERATE_USE_CPU: `auto` picked bf16 for the GPU while the run trained on
+    a CPU that may be slower in it."""
+    import testbed.train as t
+    from accelerate.state import AcceleratorState
+
+    monkeypatch.setattr(t.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(t.torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(t, "fast_cpu_bf16", lambda: False)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        accelerator = t.make_accelerator(tcfg(mixed_precision="auto"), [], str(tmp_path))
+        assert accelerator.device.type == "cpu" and accelerator.mixed_precision == "no"
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def test_train_same_seed_same_weights(make_model):
     def trained(order_seed):
         model = make_model(seed=0)

@@ -88,7 +88,8 @@ class GreenLists:
 def watermark_z(docs: list[list[int]], vocab_size: int, eos_id: int, gamma: float = 0.25, key: int = KEY,
                 device="cpu") -> list[float]:
     """z-score of each document's green-token count, scored as sampled: every token after the one before it,
-    the first after the EOS prompt.
+    the first after the EOS prompt. A document written after a human prompt (sample.prompt=human) is scored
+    whole, as a detector that cannot tell where the prompt ends scores it: its unmarked human words lower z.
 
     Documents of fewer than 2 tokens get 0.0: one token is no evidence either way.
     """
