@@ -414,8 +414,8 @@ def run_suite(model, tokenizer, texts, source, args, device, autocast):
         corpus, heldout = (texts * math.ceil(n_docs / len(texts)))[:n_docs], texts[-400:]
     ids = encode(tokenizer, corpus)
     samples = [Sample([tokenizer.eos_token_id], d, True) for d in ids]
-    cfg = load_config(None, [f"data.source={'storyworld' if source == 'storyworld' else 'local'}", "data.path=bench",
-                             f"eval.sample_words={args.suite_words}"])
+    data = ["data.source=storyworld"] if source == "storyworld" else ["data.source=local", "data.path=bench"]
+    cfg = load_config(None, [*data, f"eval.sample_words={args.suite_words}"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

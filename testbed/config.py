@@ -240,6 +240,9 @@ class Config:
         if self.sample.unit == "verified" and not self.mix.after_curation:
             raise TestbedError("sample.unit=verified writes extra documents for the verifier to reject; without "
                                "mix.after_curation=true the mix would draw its budget before verifying: set it")
+        if self.mix.docs is not None and self.mix.size != "fixed":
+            raise TestbedError(f"mix.docs={self.mix.docs} is the budget of mix.size=fixed, and mix.size={self.mix.size} "
+                               "trains on the whole pool: set mix.size=fixed, or remove mix.docs")
         if self.mix.after_curation and self.mix.size != "fixed":
             raise TestbedError("mix.after_curation=true cuts the curated pool to mix.docs: it needs mix.size=fixed")
         if self.mix.after_curation and self.curate.detector.enabled and self.curate.detector.kind == "classifier":
@@ -272,6 +275,10 @@ class Config:
         if self.data.source == "storyworld" and self.data.fresh_docs:
             raise TestbedError("data.fresh_docs is for local and hub corpora: storyworld writes new stories for "
                                "mix.anchor_set=fresh itself; remove data.fresh_docs")
+        if self.data.path and self.data.source != "local":
+            raise TestbedError(f"data.path={self.data.path} is read by data.source=local only, and data.source="
+                               f"{self.data.source} would train on {'its own stories' if self.data.source == 'storyworld' else 'data.name'}: "
+                               "set data.source=local, or remove data.path")
         if self.data.source == "local" and not self.data.path:
             raise TestbedError("data.path is not set: data.source=local needs data.path=FILE (.txt, .jsonl, .json or .parquet)")
         if not self.data.separator:

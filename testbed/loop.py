@@ -124,11 +124,10 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     main = accelerator.is_main_process
     say = say if main else (lambda *a, **k: None)
     corpus = human_corpus(cfg)
-    renewed = []
     if new_run:
         tokenizer = train_tokenizer(corpus.train, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
     else:
-        renewed = rundir.check_same_run(cfg, corpus.split, same_generation_0)
+        rundir.check_same_run(cfg, corpus.split, same_generation_0)  # before the work below; again under the lock
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
         if not rundir.complete(cfg.generations):
             check_reads_unk_whole(tokenizer, rundir.root / "tokenizer")
@@ -146,8 +145,9 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     if main:
         rundir.lock()
         if not new_run:
-            # Again under the lock: a run of the old config may have finished generation 1 since the check.
-            if renewed and (renewed := rundir.check_same_run(cfg, corpus.split, same_generation_0)):
+            # Again under the lock, whatever the first check found: since it, a run of another config may have
+            # finished generation 1, or gone on as that config and rewritten the saved one.
+            if renewed := rundir.check_same_run(cfg, corpus.split, same_generation_0):
                 rundir.continue_as(cfg)
                 say(f"run_dir={rundir.root}: only generation 0 is finished, and it reads none of the changed keys "
                     f"({', '.join(renewed)}): the run goes on under this config")
@@ -183,7 +183,8 @@ def _generation(g: int, r: _Run) -> None:
     tag = f"gen {g}/{r.cfg.generations}"
     examples, newest = _mix(g, r, tag)
     pool = composition(examples)
-    curated, curation = (curate_everywhere(r.curator, g, examples, newest, r.accelerator, lambda m: r.say(f"{tag} · {m}"))
+    curated, curation = (curate_everywhere(r.curator, g, examples, newest, r.accelerator, lambda m: r.say(f"{tag} · {m}"),
+                                           resolve(r.cfg.model)["context"])
                          if g and r.curator.steps() else (examples, []))
     examples = _fill(g, r, curated, tag)
     part = r.rundir.begin(g) if r.accelerator.is_main_process else None

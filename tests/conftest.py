@@ -100,7 +100,8 @@ def tiny_run():
         if "data.source=storyworld" not in extra and not TINYSTORIES.exists():
             pytest.skip(f"shared corpus not found at {TINYSTORIES} (../shared/data is absent)")
         return load_config(None, [
-            f"run_dir={run_dir}", "generations=2", "data.source=local", f"data.path={TINYSTORIES}",
+            f"run_dir={run_dir}", "generations=2",
+            *([] if "data.source=storyworld" in extra else ["data.source=local", f"data.path={TINYSTORIES}"]),
             "data.separator=paragraph", "data.max_docs=600", "data.heldout_docs=60", "tokenizer.vocab_size=512",
             "model.preset=nano", "model.context=64", "train.tokens=12000", "train.batch_size=8",
             "sample.size=80", "sample.batch_size=40", "eval.sample_words=1500", *extra])

@@ -45,7 +45,7 @@ def test_command_line_strings_stay_strings():
 
 def test_nested_overrides():
     cfg = load_config(None, ["model.n_layer=2", "sample.top_p=0.9", "seed=7", "data.separator=<|endoftext|>",
-                             "mix.docs=100", "run_dir=/tmp/x"])
+                             "mix.size=fixed", "mix.docs=100", "run_dir=/tmp/x"])
     assert cfg.model.n_layer == 2 and cfg.model.preset == "tiny"
     assert cfg.sample.top_p == 0.9 and cfg.seed == 7 and cfg.mix.docs == 100 and cfg.run_dir == "/tmp/x"
     assert cfg.data.separator == "<|endoftext|>"
@@ -221,6 +221,20 @@ def test_a_classifier_detector_cannot_learn_outside_a_pool_that_holds_the_whole_
 def test_local_source_needs_a_path():
     with pytest.raises(TestbedError, match=r"data\.path is not set"):
         load_config(None, ["data.source=local"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.path=stories.txt"], r"^data\.path=stories\.txt is read by data\.source=local only, and data\.source=storyworld "
+                                r"would train on its own stories: set data\.source=local, or remove data\.path$"),
+    (["data.source=hub", "data.path=stories.txt"], r"data\.source=hub would train on data\.name"),
+    (["mix.docs=500"], r"^mix\.docs=500 is the budget of mix\.size=fixed, and mix\.size=grow trains on the whole pool: "
+                       r"set mix\.size=fixed, or remove mix\.docs$"),
+])
+def test_a_key_the_rest_of_the_config_would_not_read_is_refused(overrides, message):
+    """Each was taken and ignored: data.path alone trained on storyworld without a word."""
+    with pytest.raises(TestbedError, match=message):
+        load_config(None, overrides)
+    load_config(None, ["mix.docs=500", "mix.size=fixed"])
 
 
 @pytest.mark.parametrize("override", ["foo", "=3", ""])

@@ -145,6 +145,16 @@ def test_curation_that_keeps_nothing_stops_before_writing_the_generation(tmp_pat
     assert not (root / "gen_001").exists() and not (root / "gen_001.partial").exists()
 
 
+def test_curation_that_keeps_less_than_a_block_names_the_step_not_the_context(tmp_path, tiny_run):
+    """Packing stopped it, after the generation's folder was begun, and told the user to lower model.context."""
+    cfg = tiny_run(tmp_path / "run", "generations=1", "curate.heuristics.enabled=true", "curate.heuristics.min_words=30")
+    with pytest.raises(TestbedError, match=r"^generation 1: curation kept [1-9]\d* of \d+ documents, \d+ tokens, less "
+                                           r"than one block of model\.context=64 \(curate\.heuristics removed the most\); "
+                                           r"loosen that step"):
+        run(cfg, say=quiet)
+    assert not (tmp_path / "run" / "gen_001.partial").exists()
+
+
 @pytest.mark.parametrize("overrides, what", [
     (["curate.detector.enabled=true"], "model text"),  # replace puts every synthetic document in the pool
     (["curate.detector.enabled=true", "curate.detector.kind=likelihood", "mix.regime=accumulate"], "human text"),

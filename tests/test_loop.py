@@ -228,6 +228,16 @@ def test_a_corrected_config_is_checked_again_once_the_run_is_locked(tmp_path, mo
     with pytest.raises(TestbedError, match=r"holds a run with a different config \(changed: mix\.keep_unfinished\)"):
         run(load_config(QUICKSTART, [*overrides, "generations=1", "mix.keep_unfinished=true"]), say=quiet)
     assert (tmp_path / "run" / "config.yaml").read_text() == saved
+    # The other way round: this config matched when first checked, but before the lock another run went on as
+    # its own config (rewriting the saved one) and finished generation 1; this one trained generation 2 on it.
+    other = load_config(QUICKSTART, [*overrides, "generations=1", "mix.keep_unfinished=true"])
+
+    def another_run_goes_on_as_its_config_first(self):
+        self.continue_as(other)
+        lock(self)
+    monkeypatch.setattr(RunDir, "lock", another_run_goes_on_as_its_config_first)
+    with pytest.raises(TestbedError, match=r"holds a run with a different config \(changed: mix\.keep_unfinished\)"):
+        run(load_config(QUICKSTART, [*overrides, "generations=2"]), say=quiet)
 
 
 def test_fresh_human_text_is_new_each_generation_and_never_the_training_split(tmp_path, monkeypatch, tiny_run):

@@ -46,7 +46,7 @@ def test_plan_names_every_run_and_checks_every_config_first(tmp_path):
     assert not (tmp_path / "bad").exists()
     # Two values one folder name cannot tell apart: two workers would share it.
     with pytest.raises(TestbedError, match=r"would share the folder .*data\.path=a-b\.txt_seed=0"):
-        plan(QUICKSTART, [f"run_dir={tmp_path / 'clash'}"], [("data.path", ["a/b.txt", "a-b.txt"])], None)
+        plan(QUICKSTART, [f"run_dir={tmp_path / 'clash'}", "data.source=local"], [("data.path", ["a/b.txt", "a-b.txt"])], None)
     # A key the grid gives is one the config may need: data.path for data.source=local.
     for name in ("a.txt", "b.txt"):
         (tmp_path / name).write_text("a story\n")

@@ -83,8 +83,9 @@ def _checked(step, result, n: int) -> tuple[list, dict]:
     return keep, result[1]
 
 
-def curate_everywhere(curator: Curator, g: int, examples, newest, accelerator, say):
-    """Curate on the main process, then share the kept set, so every process trains on the same data."""
+def curate_everywhere(curator: Curator, g: int, examples, newest, accelerator, say, block: int):
+    """Curate on the main process, then share the kept set, so every process trains on the same data; stop
+    where it leaves less than one block of block tokens to train on, naming the step to blame."""
     from accelerate.utils import broadcast_object_list
 
     if accelerator.is_main_process:
@@ -98,10 +99,17 @@ def curate_everywhere(curator: Curator, g: int, examples, newest, accelerator, s
     for step in reports:
         say(f"curate {step['step']}: {step['docs_in']} -> {step['docs_out']} docs (removed {step['removed_human']} human, "
             f"{step['removed_synthetic']} synthetic) in {step['seconds']:.1f}s")
-    if not kept:
-        emptied = curator.section(next(step["step"] for step in reports if step["docs_out"] == 0))
-        raise TestbedError(f"generation {g}: curation kept none of {len(examples)} documents (curate.{emptied} removed the "
-                           "last of them); loosen that step, or mix in human text (mix.regime=anchor)")
+    tokens = sum(len(d.ids) + 1 for _, d in kept)  # as packing counts them: each document after an EOS
+    if tokens < block:
+        if kept:
+            most = max(reports, key=lambda step: step["docs_in"] - step["docs_out"])["step"]
+            what = (f"{len(kept)} of {len(examples)} documents, {tokens} tokens, less than one block of "
+                    f"model.context={block} (curate.{curator.section(most)} removed the most)")
+        else:
+            emptied = curator.section(next(step["step"] for step in reports if step["docs_out"] == 0))
+            what = f"none of {len(examples)} documents (curate.{emptied} removed the last of them)"
+        raise TestbedError(f"generation {g}: curation kept {what}; loosen that step, or mix in human text "
+                           "(mix.regime=anchor)")
     return kept, reports
 
 

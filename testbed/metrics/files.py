@@ -78,8 +78,11 @@ def eval_config(overrides: list[str] = ()):
     """`testbed eval`'s config: the defaults and the overrides (key=value), read as a local corpus."""
     from testbed.config import load_config
 
-    # Not storyworld unless asked: its exact metrics assume text written in its grammar.
-    return load_config(None, ["data.source=local", "data.path=-", *overrides])
+    # Not storyworld unless asked: its exact metrics assume text written in its grammar. The path only names
+    # the local source (the texts come from the command line), and another source refuses one.
+    asked = [o.partition("=")[2].strip() for o in overrides if o.partition("=")[0].strip() == "data.source"]
+    local = not asked or asked[-1] == "local"
+    return load_config(None, ["data.source=local", *(["data.path=-"] if local else []), *overrides])
 
 
 def evaluate_file(text: str, model: str | None = None, human: str | None = None, tokenizer: str | None = None,
