@@ -259,10 +259,15 @@ def test_fresh_human_text_is_new_each_generation_and_never_the_training_split(tm
     anchors = [{d.text for label, d in pool if label == "human"} for pool in pools[1:]]
     assert all(anchors) and not anchors[0] & anchors[1]
     assert not (anchors[0] | anchors[1]) & seen
-    with pytest.raises(TestbedError, match=r"needs 60 fresh human documents .* set data.fresh_docs=60"):
+    with pytest.raises(TestbedError, match=r"needs 60 fresh human documents .* set data.fresh_docs=60 \(a run begun "
+                                           r"with 40 keeps them, enough up to generation 2: go further in a new run_dir\)$"):
         run(tiny_run(tmp_path / "more", "generations=3", "mix.regime=anchor", "mix.anchor_fraction=0.25",
                      "mix.anchor_set=fresh", "data.fresh_docs=40"), say=quiet)
     assert not (tmp_path / "more").exists()
+    # What it says: more reserve changes the split, so the run it would extend refuses it.
+    with pytest.raises(TestbedError, match=r"holds a run with a different config \(changed: data\.fresh_docs\)"):
+        run(tiny_run(tmp_path / "run", "generations=3", "mix.regime=anchor", "mix.anchor_fraction=0.25",
+                     "mix.anchor_set=fresh", "data.fresh_docs=60"), say=quiet)
 
 
 def test_bookkeeping_is_rebuilt_from_the_generations_and_an_unmarked_one_redone(tmp_path, tiny_run):

@@ -27,11 +27,16 @@ def check_reserve(cfg: Config, train_docs: int) -> None:
     if cfg.sample.unit == "tokens" and cfg.mix.size == "grow":
         raise TestbedError("mix.anchor_set=fresh on a non-storyworld corpus needs a known pool size: "
                            "set sample.unit=docs or mix.size=fixed")
-    need = per_generation(cfg, train_docs) * cfg.generations
+    per = per_generation(cfg, train_docs)
+    need = per * cfg.generations
     if cfg.data.fresh_docs < need:
+        # The reserve is cut from the corpus before the split, so a run started with fewer keeps its own: extending
+        # it would change its split, which a resumed run refuses.
         raise TestbedError(
-            f"mix.anchor_set=fresh needs {need:,} fresh human documents ({per_generation(cfg, train_docs):,} per generation "
-            f"x {cfg.generations} generations) but data.fresh_docs={cfg.data.fresh_docs:,}; set data.fresh_docs={need}")
+            f"mix.anchor_set=fresh needs {need:,} fresh human documents ({per:,} per generation x {cfg.generations} "
+            f"generations) but data.fresh_docs={cfg.data.fresh_docs:,}; set data.fresh_docs={need}"
+            + (f" (a run begun with {cfg.data.fresh_docs:,} keeps them, enough up to generation "
+               f"{cfg.data.fresh_docs // per}: go further in a new run_dir)" if cfg.data.fresh_docs and per else ""))
 
 
 def fresh_texts(cfg: Config, reserve: list[str], train_docs: int, generation: int, n: int) -> list[str]:
