@@ -332,6 +332,10 @@ def test_list_keys_take_yaml_lists_from_the_command_line():
     ("sample.watermark.gamma=1", r"sample.watermark.gamma=1.0 must be in \(0, 1\)"),
     ("curate.detector.kind=oracle", "choose one of: classifier, likelihood"),
     ("curate.whitelist.sources=[]", "curate.whitelist.sources is empty"),
+    # Each was taken: "Human" kept every synthetic document and dropped every human one without a word.
+    ("curate.whitelist.sources=[Human,synthetic]", r"^curate\.whitelist\.sources: 'Human' is not a source a document "
+                                                   r"carries; use human, synthetic"),
+    ("curate.whitelist.sources=[synthetic:gen_2]", "'synthetic:gen_2' is not a source"),
 ])
 def test_bad_curation_settings_name_the_key(override, message):
     extra = ["curate.whitelist.enabled=true"] if "sources" in override else []

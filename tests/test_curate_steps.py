@@ -423,6 +423,34 @@ def test_watermark_is_detected_in_watermarked_samples_only(make_model, eos_bias)
     assert sum(z > 4.0 for z in z_other_key) <= 4
 
 
+def test_the_detector_never_learns_a_pool_document_an_earlier_step_removed_or_its_respelling(tmp_path, monkeypatch):
+    """Model g-1 wrote one story twice, once shouted: exact dedup (case folded) dropped the copy from the pool, and the
+    classifier then learned it as outside the pool, with the features of the story it went on to score."""
+    cats = "cat cats kitten purr whiskers milk mouse fur paw meow nap sofa yarn tail claw".split()
+    rockets = "rocket launch orbit fuel engine thrust booster payload moon countdown pad stage nozzle".split()
+
+    def stories(vocab, n, seed):
+        rng = random.Random(seed)
+        return [" ".join(rng.choice(vocab) for _ in range(20)) + "." for _ in range(n)]
+    cfg = load_config(None, ["curate.dedup.exact=true", "curate.detector.enabled=true", "curate.detector.train_docs=50",
+                             "mix.regime=anchor", "mix.anchor_set=fresh"])
+    curator = Curator(cfg, [Doc([1], t) for t in stories(cats, 40, 0)], 64, EOS, RunDir(tmp_path))
+    newest = [Doc([1], t) for t in stories(rockets, 20, 1)]
+    shouted = Doc([1], "  " + newest[0].text.upper())
+    respelled = Doc([1], newest[1].text.replace(" ", ",  "))  # outside the pool, the features of one inside it
+    newest += [shouted, respelled]
+    pool = [(HUMAN, Doc([1], t)) for t in stories(cats, 5, 5)] + [("synthetic:gen_000", d) for d in newest[:2]]
+    pool.append(("synthetic:gen_000", shouted))
+    learned = []
+    fit = NgramClassifier.fit
+    monkeypatch.setattr(NgramClassifier, "fit", lambda self, human, synthetic: learned.append(synthetic) or
+                        fit(self, human, synthetic))
+    _, reports = curator(1, pool, newest)
+    assert [r["step"] for r in reports] == ["dedup_exact", "detector"] and reports[0]["removed_synthetic"] == 1
+    assert shouted.text not in learned[0] and respelled.text not in learned[0]
+    assert len(learned[0]) == len(newest) - 4  # the two stories in the pool, the shouted copy and the respelling
+
+
 def test_watermark_z_matches_transformers_detector():
     rng = random.Random(0)
     docs = [[rng.randrange(1, 64) for _ in range(n)] for n in (2, 5, 5, 17, 40)]

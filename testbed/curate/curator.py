@@ -46,6 +46,7 @@ class Curator:
 
     def __call__(self, generation: int, pool: list[tuple[str, Doc]], newest: list[Doc]):
         """The curated pool and one report per step; newest is everything model g-1 wrote (the pool may hold part)."""
+        self.pool = pool  # as the mix made it: a document an earlier step removed is still not outside the pool
         reports = []
         for step in self.active:
             start = time.perf_counter()

@@ -63,6 +63,11 @@ def ngrams(text: str) -> list[str]:
     return w + [a + " " + b for a, b in zip(w, w[1:])]
 
 
+def seen_as(text: str) -> str:
+    """A document as the classifier's features see it: its words, lower-cased, without punctuation."""
+    return " ".join(words(text))
+
+
 def ngram_features(texts: list[str]):
     """Sparse (docs, BUCKETS): log(1 + count) of each hashed word unigram and bigram, L2-normalised per document.
 
@@ -183,19 +188,21 @@ class Detector(Step):
         source = g - 2 if c.train_on == "earlier" and g >= 2 else g - 1  # g=1: no model but the writer exists
         # Labelled examples come from outside the pool, so the detector is never
         # scored on the documents it learned from: matched by text, since a model
-        # may write one story twice and the pool may hold copies (accumulate).
-        pool_texts = {d.text for _, d in pool}
+        # may write one story twice and the pool may hold copies (accumulate); by its
+        # words, which are all the features see (case and punctuation folded); and
+        # against the whole pool the mix made, with what an earlier step removed.
+        in_pool = {seen_as(d.text) for _, d in cur.pool}
         rng = random.Random(cur.seed(g, "detector"))
-        human = [d for d in cur.human if d.text not in pool_texts]
+        human = [d for d in cur.human if seen_as(d.text) not in in_pool]
         if source == g - 1:
-            synthetic = [d.text for d in newest if d.text not in pool_texts]
+            synthetic = [d.text for d in newest if seen_as(d.text) not in in_pool]
         elif c.kind == "classifier":
             # The mix loads only the corpora the pool draws on, so an earlier one is
             # read here, from beside its model, and left as the mix leaves a corpus (without the documents cut off
             # at the length cap, unless mix.keep_unfinished): a detector learns the kind of text it will score.
             keep_unfinished = cur.cfg.mix.keep_unfinished
             synthetic = [r["text"] for r in cur.rundir.corpus(source)
-                         if (r["ended"] or keep_unfinished) and r["text"] not in pool_texts]
+                         if (r["ended"] or keep_unfinished) and seen_as(r["text"]) not in in_pool]
         else:
             synthetic = []
         if len(human) < 2 or (c.kind == "classifier" and len(synthetic) < 2):

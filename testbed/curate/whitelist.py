@@ -6,6 +6,7 @@ true ones with a seeded share flipped: the whitelist then lets some synthetic
 text through and drops some human text, as it would in practice.
 """
 import random
+import re
 from dataclasses import dataclass, field
 
 from testbed import TestbedError
@@ -22,6 +23,10 @@ class WhitelistConfig:
         share("curate.whitelist.mislabel", self.mislabel)
         if self.enabled and not self.sources:
             raise TestbedError("curate.whitelist.sources is empty: it would drop every document; list e.g. [human]")
+        for entry in self.sources:  # a label no document carries ("Human") would drop what it meant to keep
+            if not re.fullmatch(r"human|synthetic(:gen_\d{3})?", entry):
+                raise TestbedError(f"curate.whitelist.sources: {entry!r} is not a source a document carries; use human, "
+                                   "synthetic (every model's text) or synthetic:gen_NNN (model NNN's, e.g. synthetic:gen_002)")
 
 
 def claimed_sources(sources: list[str], mislabel: float, seed: int) -> list[str]:
