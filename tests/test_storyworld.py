@@ -255,6 +255,14 @@ def test_valid_prefix_stops_at_an_inserted_nonword(sw, k):
     assert sw.valid_prefix(text) == k / (N_STORY + 1)  # k = 102: the story is whole and "blorft" trails it
 
 
+@pytest.mark.parametrize("junk, tokens", [("1234", 4), (";; --", 4), (":)", 2), ("café", 2)])
+def test_valid_prefix_stops_at_characters_the_grammar_never_writes(sw, junk, tokens):
+    """They were dropped before parsing, so a story with "1234 ;;" inside it kept the whole prefix."""
+    toks = tokenize(STORY)
+    text = render(toks[:20]) + f" {junk} " + render(toks[20:])
+    assert sw.valid_prefix(text) == 20 / (N_STORY + tokens) and not sw.is_valid(text)
+
+
 def test_valid_prefix_edge_cases(sw):
     for empty in ["", "   ", "\n"]:
         assert sw.valid_prefix(empty) == 0.0 and not sw.is_grammatical(empty)

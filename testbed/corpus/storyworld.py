@@ -164,6 +164,8 @@ _ALWAYS_CAP = frozenset(GIRL_NAMES + BOY_NAMES + PET_NAMES + ["i"])
 # and logprob() accepts a text only if it renders back to exactly itself.
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*|[.,!?\"]")
+# valid_prefix's: any other character is a token too (one the grammar never writes), not skipped as space is.
+_TOKEN_OR_JUNK = re.compile(_TOKEN.pattern + r"|\S")
 _END = None  # the lookahead "token" past the end of a story
 
 
@@ -595,9 +597,10 @@ class Grammar:
         """Share of the text's tokens in the longest prefix the grammar can continue (0.0 for no tokens).
 
         Tokens only: capitals and spacing are not checked, so that one slip of surface
-        form does not zero the rest. A text that stops early but is right so far scores 1.0.
+        form does not zero the rest; any other character ("1", ";", "é") ends the prefix. A text that stops
+        early but is right so far scores 1.0.
         """
-        toks = tokenize(text)
+        toks = [t.lower() for t in _TOKEN_OR_JUNK.findall(text)]
         if not toks:
             return 0.0
         st = _State()

@@ -149,7 +149,8 @@ METRICS = [
            "repeat: where a story names its hero or friend again, any name of the same class is accepted. Pronoun "
            "agreement (structural in the grammar), every other slot and the exact surface form still count",
            headline=True, signal=True),
-    Metric("valid_prefix", "truth", "down", "mean share of a sample's tokens (storyworld tokens: words and punctuation) "
+    Metric("valid_prefix", "truth", "down", "mean share of a sample's tokens (storyworld tokens: words and punctuation; any other character, a digit "
+           "or a semicolon, is a token of its own the grammar rejects) "
            "that form the longest prefix the grammar can continue, i.e. everything before the first token it cannot "
            "accept. Tokens only: capitals and spacing are not checked. No tokens scores 0; a text right so far that "
            "stops early scores 1 (`ended_rate` and the two rates above catch that)",
