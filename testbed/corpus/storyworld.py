@@ -164,8 +164,9 @@ _ALWAYS_CAP = frozenset(GIRL_NAMES + BOY_NAMES + PET_NAMES + ["i"])
 # and logprob() accepts a text only if it renders back to exactly itself.
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*|[.,!?\"]")
-# valid_prefix's: any other character is a token too (one the grammar never writes), not skipped as space is.
-_TOKEN_OR_JUNK = re.compile(_TOKEN.pattern + r"|\S")
+# valid_prefix's: any other character is a token too (one the grammar never writes), not skipped as space is;
+# a tokenizer's unknown-word token (<|unk|>, decoded) and a split-off "'s" are one token each, as _TOKEN counts them.
+_TOKEN_OR_JUNK = re.compile(r"<\|\w+\|>|" + _TOKEN.pattern + r"|'[A-Za-z]+|\S")
 _END = None  # the lookahead "token" past the end of a story
 
 
