@@ -83,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
                 if not metrics:
                     raise TestbedError(f"--metrics {args.metrics!r} names no metric; give metrics.jsonl keys separated "
                                        "by commas, e.g. --metrics heldout_ppl,recall_by_band.rare")
+            if args.out == "":
+                raise TestbedError("--out is empty; give the report's folder, e.g. --out reports/regimes")
             runs = load_runs(args.runs)
             print(table(runs, metrics))
-            if args.out:
+            if args.out is not None:
                 from testbed.report.page import build
 
                 print(f"report: {build(runs, args.out, metrics, 4 if args.samples is None else args.samples)}")

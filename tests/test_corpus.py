@@ -84,6 +84,23 @@ def test_json_array_and_upper_case_suffix(tmp_path):
     assert local(path, separator="<|endoftext|>") == ["x", "y"]
 
 
+@pytest.mark.parametrize("odd, what", [(42, "int"), ({"a": 1}, "dict"), (["x"], "list")])
+def test_a_json_array_with_one_value_that_is_not_text_names_the_row(tmp_path, odd, what):
+    """datasets reads such a column as JSON text: every good story came back quoted and escaped, with no error."""
+    rows = [{"text": f'Story {i}: she said "hi".'} for i in range(5)] + [{"text": odd}]
+    path = write(tmp_path, "c.json", json.dumps(rows))
+    with pytest.raises(TestbedError, match=rf"^data\.text_field=text: row 6 of .*c\.json holds {what}, not text; "):
+        local(path)
+    path = write(tmp_path, "d.json", json.dumps(rows[:5]))
+    assert local(path)[0] == 'Story 0: she said "hi".'
+
+
+def test_a_literal_separator_with_windows_line_ends_matches_a_crlf_file(tmp_path):
+    """The text is read with its line ends made "\n": "\r\n\r\n" never occurred, and the run said so."""
+    path = write(tmp_path, "c.txt", b"one story\r\nstill one\r\n\r\nanother\r\n")
+    assert local(path, separator="\r\n\r\n") == ["one story\nstill one", "another"]
+
+
 def test_corrupt_parquet(tmp_path):
     path = write(tmp_path, "c.parquet", b"not parquet at all")
     with pytest.raises(TestbedError, match=r"data\.path=.*c\.parquet: could not be read as parquet"):

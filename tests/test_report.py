@@ -13,7 +13,7 @@ from testbed import TestbedError
 from testbed.cli import main
 from testbed.loop import run
 from testbed.metrics import spec
-from testbed.report.compare import load_run
+from testbed.report.compare import load_run, table
 from testbed.report.page import build, highlight, log2_bands, page_data, render, seed_groups
 
 WORLD = ("data.source=storyworld", "data.docs=300", "data.heldout_docs=30", "generations=1", "eval.truth_docs=20")
@@ -104,6 +104,50 @@ def test_a_killed_run_is_reported_partial_not_dropped(runs, tmp_path):
     page = build([load_run(runs / "accumulate"), loaded], tmp_path / "report").read_text()
     assert "1 of 2 generations finished" in page and "gen_001.partial" in page and "missing: 1" in page
     assert "<td>killed</td><td>0 of 1</td>" in page  # its last finished generation is 0
+
+
+def test_a_run_that_lost_generation_0_is_measured_from_the_generation_it_has_and_says_which(runs, tmp_path):
+    """The table called generation 1's value "gen 0" and measured the change from it."""
+    lost = tmp_path / "lost"
+    shutil.copytree(runs / "replace", lost)
+    shutil.rmtree(lost / "gen_000")
+    loaded = load_run(lost)
+    first = loaded["rows"][0]
+    assert first["generation"] == 1
+    page = build([loaded], tmp_path / "report").read_text(encoding="utf-8")
+    assert f"gen 1: {first['heldout_ppl']:.4g}" in page and "gen 0:" not in page
+    line = next(ln for ln in table([loaded], ["heldout_ppl"]).splitlines() if ln.startswith("lost"))
+    assert f"{first['heldout_ppl']:.3f} (gen 1) -> {first['heldout_ppl']:.3f} (+0%)" in line
+
+
+def test_the_report_is_utf8_whatever_the_locale_and_out_may_be_the_folder_it_stands_in(tiny_run, tmp_path, monkeypatch,
+                                                                                         capsys):
+    """Under an ASCII locale a story with "é" in it stopped the build with a traceback, and --out . from inside
+    a report raised one too."""
+    import os
+    import random
+    import subprocess
+    import sys
+
+    rng = random.Random(0)
+    words = "zoë ate a crêpe at the café with her naïve friend and they were happy".split()
+    corpus = tmp_path / "accents.txt"
+    corpus.write_text("".join(" ".join(rng.choice(words) for _ in range(12)) + ".\n" for _ in range(400)), encoding="utf-8")
+    named = tmp_path / "accents"
+    run(tiny_run(named, f"data.path={corpus}", "data.separator=line", "generations=0"), say=lambda *a: None)
+    out = tmp_path / "report"
+    ascii_locale = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    done = subprocess.run([sys.executable, "-c", "import sys; from testbed.cli import main; sys.exit(main(sys.argv[1:]))",
+                           "compare", str(named), "--out", str(out)], env=ascii_locale, capture_output=True, text=True,
+                          encoding="utf-8", errors="replace")
+    assert done.returncode == 0, done.stderr
+    assert "crêpe" in (out / "index.html").read_text(encoding="utf-8")
+    monkeypatch.chdir(out)
+    assert main(["compare", str(named), "--out", "."]) == 0
+    assert (out / "index.html").exists() and not list(tmp_path.glob(".*")) and not list(out.glob(".*"))
+    capsys.readouterr()
+    assert main(["compare", str(named), "--out", ""]) == 2
+    assert capsys.readouterr().err.strip() == "error: --out is empty; give the report's folder, e.g. --out reports/regimes"
 
 
 def test_without_the_human_corpus_the_report_says_so(runs, tmp_path):

@@ -101,6 +101,7 @@ def _local(data: DataConfig, seed: int):
             if not any(line.strip() for line in f):
                 raise TestbedError(f"{data.path}: the corpus is empty (no rows); give a .jsonl file with one JSON "
                                    "object a line")
+        _check_json_array(path, data)
     kwargs = {}
     if builder == "text":
         kwargs["encoding"] = "utf-8-sig"  # a byte-order mark is not text
@@ -130,6 +131,27 @@ def _hub(data: DataConfig, seed: int):
     return rows
 
 
+def _check_json_array(path: Path, data: DataConfig) -> None:
+    """A .json array whose text field holds one number or object among its strings is read by datasets as a
+    column of JSON text: every document would come quoted and escaped ("\"Once...\""), without an error.
+    So an array is checked row by row first (it is read whole anyway: an array cannot be streamed)."""
+    with open(path, encoding="utf-8-sig") as f:
+        head = f.read(4096).lstrip()
+        if not head.startswith("["):
+            return  # JSON lines: datasets reads them row by row, and _texts checks each value
+        f.seek(0)
+        try:
+            rows = json.load(f)
+        except ValueError as e:
+            raise TestbedError(f"data.path={data.path}: not valid JSON ({_first_line(e)})") from None
+    for number, row in enumerate(rows, 1):
+        value = row.get(data.text_field) if isinstance(row, dict) else row
+        if not isinstance(row, dict) or not (value is None or isinstance(value, str)):
+            what = type(row).__name__ if not isinstance(row, dict) else type(value).__name__
+            raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path} holds {what}, not "
+                               "text; fix that row or choose another data.text_field")
+
+
 def _texts(rows, data: DataConfig):
     txt = data.source == "local" and Path(data.path).suffix.lower() == ".txt"
     field = "text" if txt else data.text_field  # a .txt file has no fields: datasets puts its text in "text"
@@ -146,10 +168,11 @@ def _texts(rows, data: DataConfig):
             raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path or data.name} holds "
                                f"{type(text).__name__}, not text; fix that row or choose another data.text_field")
         if txt and data.separator not in ("line", "paragraph"):
-            if data.separator not in text and text.strip():
+            separator = data.separator.replace("\r\n", "\n")  # the file is read with its line ends made "\n"
+            if separator not in text and text.strip():
                 raise TestbedError(f"data.separator={data.separator!r} does not occur in {data.path}, so the whole file "
                                    "would be one document; use line, paragraph or a string that parts its documents")
-            yield from text.split(data.separator)
+            yield from text.split(separator)
         elif txt and data.separator == "paragraph":
             # datasets splits paragraphs at "\n\n" only; a line of spaces or tabs looks blank and parts them too.
             yield from (part for part in _BLANK_LINE.split(text) if part.strip())

@@ -93,7 +93,8 @@ def table(runs: list[dict], metrics: list[str] | None = None) -> str:
                 continue
             first, last = rows[0][m], rows[-1][m]
             change = f"{(last - first) / abs(first):+.0%}" if first else "n/a"
-            cells.append(f"{first:.3f} -> {last:.3f} ({change})")
+            since = f" (gen {rows[0]['generation']})" if rows[0]["generation"] else ""  # generation 0 is missing
+            cells.append(f"{first:.3f}{since} -> {last:.3f} ({change})")
         lines.append(cells)
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
     fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731

@@ -41,7 +41,7 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
     """Write the report to `out`, replacing an earlier report there, and nothing else: a folder that
     holds a file the earlier report's manifest does not list is the user's, and is refused.
     option: what the user named `out` with, for the messages (None: a sweep's own RUN_DIR/report)."""
-    out = Path(out)
+    out = Path(out).absolute()  # "." has no name to set a report aside by, nor a parent to build it beside
     if out.exists():
         check_replaceable(out, option)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
 
 def remove(out: str | Path) -> None:
     """Take away a report this testbed wrote at `out` (a folder of the user's is refused, as build refuses it)."""
-    out = Path(out)
+    out = Path(out).absolute()
     if out.exists():
         check_replaceable(out, option=None)
         shutil.rmtree(out)
@@ -127,7 +127,8 @@ def _write(runs, folder: Path, metrics, samples) -> None:
     text_section = [sample_text(run, samples) for run in runs]
     rows = flat_rows(runs)
     _write_csv(folder / "metrics.csv", rows)
-    (folder / "index.html").write_text(render(page_data(runs, headline, figures, metrics, words_section, text_section)))
+    (folder / "index.html").write_text(render(page_data(runs, headline, figures, metrics, words_section, text_section)),
+                                       encoding="utf-8")  # as the page declares: sample text is not ASCII everywhere
     # The manifest: what a later report in this folder may replace.
     files = sorted(p.name for p in folder.iterdir())
     (folder / "report.json").write_text(json.dumps({
@@ -275,7 +276,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=fields, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path.write_text(buffer.getvalue())
+    path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
 def _now() -> str:
@@ -299,8 +300,8 @@ def page_data(runs, headline, figures, metrics, words_section, text_section) -> 
         return {"name": run["name"], "path": str(run["path"]), "when": when, "device": device, "versions": versions,
                 "status": f"{len(run['finished'])} of {run['planned'] + 1} generations finished", "problems": problems,
                 "last": rows[-1]["generation"] if rows else "-", "planned": run["planned"],
-                "cells": [_cell(rows[0].get(m) if rows else None, rows[-1].get(m) if rows else None, spec.direction(m))
-                          for m in metrics]}
+                "cells": [_cell(rows[0].get(m) if rows else None, rows[-1].get(m) if rows else None, spec.direction(m),
+                                rows[0]["generation"] if rows else 0) for m in metrics]}
 
     return {"created": _now()[:16].replace("T", " "), "version": __version__, "runs": [row(r) for r in runs],
             "differing": [{"key": k, "values": [yaml_value(value(r["config"], k)) for r in runs]} for k in differing_keys(runs)],
@@ -320,15 +321,16 @@ def _environment(run: dict) -> tuple[str, str, str]:
     return when + " UTC", devices, versions
 
 
-def _cell(first, last, direction) -> dict | None:
-    """The final table's cell: the last value, its change from generation 0 and generation 0's, and whether the
-    change is the way collapse moves the metric."""
+def _cell(first, last, direction, since: int = 0) -> dict | None:
+    """The final table's cell: the last value, its change from the first finished generation (since: 0, unless
+    generation 0 is missing) and that generation's value, and whether the change is the way collapse moves it."""
     if not _number(last):
         return None
     if not _number(first):
         return {"last": f"{last:.4g}", "first": None}
     change = (last - first) / abs(first) if first else None
-    return {"last": f"{last:.4g}", "first": f"{first:.4g}", "toward": bool(direction and change and (change > 0) == (direction > 0)),
+    return {"last": f"{last:.4g}", "first": f"{first:.4g}", "since": since,
+            "toward": bool(direction and change and (change > 0) == (direction > 0)),
             "change": None if change is None else f"{change:+.1%}" if abs(change) < 0.1 else f"{change:+.0%}"}
 
 
