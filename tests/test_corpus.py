@@ -105,6 +105,10 @@ def test_corrupt_parquet(tmp_path):
     path = write(tmp_path, "c.parquet", b"not parquet at all")
     with pytest.raises(TestbedError, match=r"data\.path=.*c\.parquet: could not be read as parquet"):
         local(path)
+    path = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), path)
+    with pytest.raises(TestbedError, match=r"empty\.parquet: the corpus is empty \(no rows\)"):
+        local(path)
 
 
 def test_max_docs_takes_the_first_n(tmp_path):

@@ -96,6 +96,15 @@ def _local(data: DataConfig, seed: int):
         raise TestbedError(f"data.path={data.path}: unsupported suffix {path.suffix!r}; use one of {', '.join(_BUILDERS)}")
     if builder != "parquet":
         _check_utf8(path)
+    else:  # datasets fails on a file of no rows with pyarrow's "BatchSize must be greater than 0"
+        import pyarrow.parquet
+
+        try:
+            rows = pyarrow.parquet.ParquetFile(path).metadata.num_rows
+        except Exception as e:  # pyarrow's own error types for a file that is not parquet
+            raise TestbedError(f"data.path={data.path}: could not be read as parquet ({_first_line(e)})") from None
+        if rows == 0:
+            raise TestbedError(f"{data.path}: the corpus is empty (no rows); give a .parquet file with a row a document")
     if builder == "json":  # datasets infers the schema from the first rows: of none, it fails with a StopIteration
         with open(path, encoding="utf-8-sig") as f:
             if not any(line.strip() for line in f):
