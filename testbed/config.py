@@ -272,9 +272,11 @@ class Config:
             raise TestbedError(f"train.weight_decay={self.train.weight_decay} must be >= 0")
         if not 0 <= self.train.min_lr_ratio <= 1:
             raise TestbedError(f"train.min_lr_ratio={self.train.min_lr_ratio} must be in [0, 1]")
-        if self.data.source == "storyworld" and self.data.fresh_docs:
-            raise TestbedError("data.fresh_docs is for local and hub corpora: storyworld writes new stories for "
-                               "mix.anchor_set=fresh itself; remove data.fresh_docs")
+        from testbed.corpus.sources import SOURCES  # here: it imports this module
+
+        if SOURCES[self.data.source].truth and self.data.fresh_docs:  # any source with a known generator, not by name
+            raise TestbedError(f"data.fresh_docs is for corpora without a generator: {self.data.source} writes new "
+                               "stories for mix.anchor_set=fresh itself; remove data.fresh_docs")
         if self.data.path and self.data.source != "local":
             raise TestbedError(f"data.path={self.data.path} is read by data.source=local only, and data.source="
                                f"{self.data.source} would train on {'its own stories' if self.data.source == 'storyworld' else 'data.name'}: "

@@ -218,6 +218,22 @@ def test_a_classifier_detector_cannot_learn_outside_a_pool_that_holds_the_whole_
     load_config(None, [*after[:2], "curate.detector.enabled=false"])
 
 
+def test_a_source_that_writes_its_own_fresh_text_refuses_a_reserve(monkeypatch):
+    """By whether the source has a truth, not by the name storyworld: a new source with one (docs/extending.md)
+    took data.fresh_docs out of its training split and never read them."""
+    from dataclasses import replace
+
+    import testbed.corpus.sources as sources
+
+    with pytest.raises(TestbedError, match=r"^data\.fresh_docs is for corpora without a generator: storyworld writes"):
+        load_config(None, ["data.fresh_docs=50"])
+    local = ["data.source=local", "data.path=stories.txt", "data.fresh_docs=50"]
+    assert load_config(None, local).data.fresh_docs == 50
+    monkeypatch.setitem(sources.SOURCES, "local", replace(sources.SOURCES["local"], truth=sources._storyworld_truth))
+    with pytest.raises(TestbedError, match=r"^data\.fresh_docs is for corpora without a generator: local writes"):
+        load_config(None, local)
+
+
 def test_local_source_needs_a_path():
     with pytest.raises(TestbedError, match=r"data\.path is not set"):
         load_config(None, ["data.source=local"])
