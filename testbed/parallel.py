@@ -59,8 +59,8 @@ def _in_process(runs, threads, what, say) -> dict[str, str]:
     try:
         for i, (name, cfg) in enumerate(runs):
             left = len(runs) - i - 1
-            if RunDir(cfg.run_dir).complete(cfg.generations):
-                say(f"{what}: {name} finished before ({_counts(i + 1 - len(failed), 0, left, failed)})")
+            if RunDir(cfg.run_dir).complete(cfg.generations):  # counted once run() has checked it is the same run
+                say(f"{what}: checking {name} ({_counts(i - len(failed), 1, left, failed)})")
             else:
                 say(f"{what}: {name} ({_counts(i - len(failed), 1, left, failed)})")
             try:
@@ -75,14 +75,16 @@ def _in_process(runs, threads, what, say) -> dict[str, str]:
     return failed
 
 
-def _run_one(cfg: Config, threads: int, name: str) -> None:
-    """One run in a Ray worker: its lines go to the driver, marked with the run's name."""
+def _run_one(cfg: Config, threads: int, name: str, lines) -> None:
+    """One run in a Ray worker: its lines go to the driver through `lines` (a Ray queue), marked with the run's
+    name. Printed, Ray would forward them later, after the driver's own lines, and the last ones not at all once
+    the driver shuts Ray down."""
     import torch
 
     from testbed import loop
 
     torch.set_num_threads(threads)
-    loop.run(cfg, say=lambda text: print("\n".join(f"[{name}] {line}" for line in str(text).splitlines()), flush=True))
+    loop.run(cfg, say=lambda text: lines.put("\n".join(f"[{name}] {line}" for line in str(text).splitlines())))
 
 
 @contextmanager
@@ -108,6 +110,9 @@ def on_ray(jobs: int, threads: int | None, address: str | None):
                            "(or run them one at a time with --jobs 1)") from None
 
     started = not ray.is_initialized()
+    if not started and address is not None:
+        raise TestbedError(f"--address {address}: this process is already connected to a Ray (ray.init was called "
+                           "before); leave out --address to run on it, or call ray.shutdown() first")
     # ray.init sets its own SIGTERM handler (and its core worker a fatal-signal one that aborts): the command's
     # own (cli: a `terminated:` line, exit 143, finished generations kept) is put back once Ray is up.
     ours = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
@@ -160,34 +165,54 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
     if threads > largest:
         raise TestbedError(f"--threads {threads}: no Ray node has {threads} CPUs (the largest has {largest}); "
                            "lower --threads")
+    from ray.exceptions import OutOfMemoryError, WorkerCrashedError
+    from ray.util.queue import Queue
+
     gpus = gpu_share(nodes, jobs)
-    task = ray.remote(_run_one).options(num_cpus=threads, num_gpus=gpus)
+    # No retries: a worker killed (by the kernel when memory runs out, say) is a failed run, said in one line,
+    # not a run started again three times behind the user's back.
+    task = ray.remote(_run_one).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
+    lines = Queue(actor_options={"num_cpus": 0})  # takes none of the CPUs the runs were given
+
+    def show_lines():
+        while not lines.empty():
+            say(lines.get_nowait())
     share = "" if not gpus else " and 1 GPU" if gpus == 1 else f" and 1/{round(1 / gpus)} of a GPU"
     say(f"{what}: {len(runs)} run{'s' * (len(runs) != 1)}, {jobs} at once on "
         f"{f'Ray at {address}' if address else 'a local Ray'}, {threads} torch thread{'s' * (threads != 1)}{share} each")
     failed, running, waiting, done = {}, {}, list(runs), 0
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            name, cfg = waiting.pop(0)
-            running[task.remote(cfg, threads, name)] = (name, time.perf_counter())
-            # A finished run's task only checks its folder; a cluster's folders may not be visible here (then "started").
-            verb = "checking" if RunDir(cfg.run_dir).complete(cfg.generations) else "started"
-            say(f"{what}: {verb} {name} ({_counts(done, len(running), len(waiting), failed)})")
-        ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # back every second: Ctrl-C stops the sweep
-        if not ready:
-            continue
-        name, start = running.pop(ready[0])
-        try:
-            ray.get(ready[0])
-            done += 1
-            say(f"{what}: finished {name} in {time.perf_counter() - start:.0f}s "
-                f"({_counts(done, len(running), len(waiting), failed)})")
-        except Exception as e:
-            cause = getattr(e, "cause", None) or e  # a RayTaskError carries the run's own exception
-            if not isinstance(cause, (TestbedError, OSError)):
-                say(str(e).rstrip())  # with the worker's traceback
-            failed[name] = _line(cause)
-            say(f"{what}: {name} failed: {failed[name]} ({_counts(done, len(running), len(waiting), failed)})")
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                name, cfg = waiting.pop(0)
+                running[task.remote(cfg, threads, name, lines)] = (name, time.perf_counter())
+                # A finished run's task only checks its folder; a cluster's folders may not be visible here (then "started").
+                verb = "checking" if RunDir(cfg.run_dir).complete(cfg.generations) else "started"
+                say(f"{what}: {verb} {name} ({_counts(done, len(running), len(waiting), failed)})")
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # back every second: Ctrl-C stops the sweep
+            show_lines()  # a run's last lines are in the queue before its task returns
+            if not ready:
+                continue
+            name, start = running.pop(ready[0])
+            try:
+                ray.get(ready[0])
+                done += 1
+                say(f"{what}: finished {name} in {time.perf_counter() - start:.0f}s "
+                    f"({_counts(done, len(running), len(waiting), failed)})")
+            except (WorkerCrashedError, OutOfMemoryError):
+                failed[name] = (f"the worker running {name} died (killed, or out of memory); its finished "
+                                "generations are kept: run the same command again to resume it")
+                say(f"{what}: {name} failed: {failed[name]} ({_counts(done, len(running), len(waiting), failed)})")
+            except Exception as e:
+                cause = getattr(e, "cause", None) or e  # a RayTaskError carries the run's own exception
+                if not isinstance(cause, (TestbedError, OSError)):
+                    say(str(e).rstrip())  # with the worker's traceback
+                failed[name] = _line(cause)
+                say(f"{what}: {name} failed: {failed[name]} ({_counts(done, len(running), len(waiting), failed)})")
+    except BaseException:  # Ctrl-C: a Ray the caller started outlives this call, and its tasks would run on
+        for ref in running:
+            ray.cancel(ref)
+        raise
     return failed
 
 

@@ -84,9 +84,10 @@ def test_a_sweep_runs_its_grid_resumes_and_reports(tmp_path, monkeypatch, capsys
     assert main(args) == 0  # the same sweep again: every run is finished, only the report is rebuilt
     out = capsys.readouterr().out
     assert "all 2 generations are finished" in out
-    # Counted as done when announced, not as running.
-    assert f"sweep: {runs[0]} finished before (1 done, 0 running, 1 left)" in out
-    assert f"sweep: {runs[1]} finished before (2 done, 0 running, 0 left)" in out
+    # Checked, as the Ray path says it, and counted done only once run() has found it the same run: one whose
+    # config changed since was announced as done and then failed.
+    assert f"sweep: checking {runs[0]} (0 done, 1 running, 1 left)" in out
+    assert f"sweep: checking {runs[1]} (1 done, 1 running, 0 left)" in out
 
 
 def test_a_report_folder_of_the_users_stops_a_sweep_before_any_run(tmp_path, capsys):

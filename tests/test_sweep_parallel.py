@@ -52,6 +52,19 @@ def test_two_at_once_gives_the_metrics_of_one_at_a_time(tmp_path, one_at_a_time,
     assert f"report: {root / 'report' / 'index.html'}" in out
     for run in RUNS:
         assert metrics(root, run) == metrics(one_at_a_time, run), run  # exact: the same threads, the same numbers
+        # Each run's lines reach the driver whole and before its "finished" line: forwarded by Ray, they came
+        # after it, and the last run's last lines not at all once Ray shut down.
+        assert out.index(f"[{run}] gen 1/1 · eval") < out.index(f"sweep: finished {run} in"), run
+
+
+def test_an_address_beside_a_ray_this_process_runs_is_refused(tmp_path, local_ray, capsys):
+    """The runs went to the Ray already connected while the progress line named the address."""
+    assert main(["sweep", QUICKSTART, "--seeds", "0", "--address", "10.255.255.1:6379", f"run_dir={tmp_path / 's'}",
+                 *TINY]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --address 10.255.255.1:6379: this process is already connected to a Ray (ray.init was called before); "
+        "leave out --address to run on it, or call ray.shutdown() first")
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.e2e
