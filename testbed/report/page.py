@@ -41,7 +41,7 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
     """Write the report to `out`, replacing an earlier report there, and nothing else: a folder that
     holds a file the earlier report's manifest does not list is the user's, and is refused.
     option: what the user named `out` with, for the messages (None: a sweep's own RUN_DIR/report)."""
-    out = Path(out).absolute()  # "." has no name to set a report aside by, nor a parent to build it beside
+    given, out = Path(out), Path(out).absolute()  # "." has no name to set a report aside by, nor a parent to build beside
     if out.exists():
         check_replaceable(out, option)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out / "index.html"
+    return given / "index.html"  # as the user named it
 
 
 def remove(out: str | Path) -> None:
