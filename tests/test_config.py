@@ -218,6 +218,15 @@ def test_a_classifier_detector_cannot_learn_outside_a_pool_that_holds_the_whole_
     load_config(None, [*after[:2], "curate.detector.enabled=false"])
 
 
+@pytest.mark.parametrize("kind, key, other", [("likelihood", "threshold=0.7", "fpr"), ("classifier", "fpr=0.1", "threshold")])
+def test_a_detector_refuses_the_cut_off_of_the_other_kind(kind, key, other):
+    """The classifier cuts at threshold and the likelihood detector at fpr; the other key was taken and never read."""
+    with pytest.raises(TestbedError, match=rf"^curate\.detector\.{key} is read by .* kind={kind} cuts at "
+                                           rf"curate\.detector\.{other}: set that instead"):
+        load_config(None, [f"curate.detector.kind={kind}", f"curate.detector.{key}"])
+    load_config(None, [f"curate.detector.kind={kind}", f"curate.detector.{other}=0.25"])
+
+
 def test_a_source_that_writes_its_own_fresh_text_refuses_a_reserve(monkeypatch):
     """By whether the source has a truth, not by the name storyworld: a new source with one (docs/extending.md)
     took data.fresh_docs out of its training split and never read them."""

@@ -45,6 +45,13 @@ class DetectorConfig:
         at_least("curate.detector.train_docs", self.train_docs, 2)
         share("curate.detector.threshold", self.threshold)
         share("curate.detector.fpr", self.fpr)
+        # The other kind's key is never read: a run would go ahead at a cut-off the user did not choose.
+        unused = {"classifier": ("fpr", self.fpr, DetectorConfig.fpr, "threshold"),
+                  "likelihood": ("threshold", self.threshold, DetectorConfig.threshold, "fpr")}[self.kind]
+        if unused[1] != unused[2]:
+            raise TestbedError(f"curate.detector.{unused[0]}={unused[1]} is read by curate.detector.kind="
+                               f"{'likelihood' if self.kind == 'classifier' else 'classifier'} only, and kind="
+                               f"{self.kind} cuts at curate.detector.{unused[3]}: set that instead, or change the kind")
         mix = cfg.mix
         # It learns from labelled text left out of the pool; these pools take all of it, and the run would stop at
         # generation 1, after training generation 0, in a folder the corrected config could not resume.
