@@ -227,6 +227,20 @@ def test_split_needs_training_documents(heldout):
         split_documents(DOCS, heldout, seed=0, source="x")
 
 
+def test_a_split_that_max_docs_made_too_small_names_it(tmp_path):
+    """A corpus cut by data.max_docs is not one to replace: the error names the cap, and raising it is the fix."""
+    from testbed.config import load_config
+    from testbed.corpus.human import human_corpus
+    (tmp_path / "c.txt").write_text("\n".join(f"story {i}." for i in range(50)) + "\n", encoding="utf-8")
+    base = ["data.source=local", f"data.path={tmp_path / 'c.txt'}", "data.heldout_docs=20"]
+    with pytest.raises(TestbedError, match=r"has 20 \(the first data\.max_docs=20\); lower data\.heldout_docs, or "
+                                           r"raise data\.max_docs$"):
+        human_corpus(load_config(None, [*base, "data.max_docs=20"]))
+    with pytest.raises(TestbedError, match=r"has 50; lower data\.heldout_docs, or use a larger corpus$"):
+        human_corpus(load_config(None, [*base, "data.heldout_docs=50"]))
+    assert len(human_corpus(load_config(None, [*base, "data.max_docs=30"])).train) == 10
+
+
 def test_split_removes_exact_duplicates_before_splitting():
     # 12 distinct texts; copies (some differing only in surrounding whitespace) of 0, 3 and 7
     docs = [f"text {i}" for i in range(12)] + ["text 0", " text 3\n", "text 7", "text 0", "text 3"]

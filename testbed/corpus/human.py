@@ -21,7 +21,7 @@ class HumanCorpus:
 def human_corpus(cfg: Config) -> HumanCorpus:
     docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
     split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data),
-                            cfg.data.fresh_docs)
+                            cfg.data.fresh_docs, cfg.data.max_docs)
     return HumanCorpus(*([docs[i] for i in split[part]] for part in ("train", "heldout", "fresh")), split)
 
 
