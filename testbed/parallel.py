@@ -122,13 +122,18 @@ def on_ray(jobs: int, threads: int | None, address: str | None):
     elif started:
         hint = "start one with `ray start --head`, or leave out --address for a local one"
         if address != "auto" and "://" not in address:
-            # Ray itself retries a wrong address for minutes; a closed port is known in a second.
+            # Ray itself retries a wrong address for minutes (5.5 for a web server's port); a closed port is known in a
+            # second, and a port that does not answer as Ray's head (a gRPC server) in a few.
             host, _, port = address.rpartition(":")
             try:
-                socket.create_connection((host, int(port)), timeout=10).close()
+                gcs = _speaks_http2(host, int(port))
             except (OSError, ValueError):
                 raise TestbedError(f"--address {address}: no Ray cluster listens there (give HOST:PORT of its head "
                                    f"node, or auto); {hint}") from None
+            if not gcs:
+                raise TestbedError(f"--address {address}: something listens there but not a Ray head node (it does "
+                                   f"not answer as Ray's gRPC server does; give the port `ray start --head` printed, "
+                                   f"6379 by default); {hint}")
         try:
             ray.init(address=address, include_dashboard=False, logging_level="error")
         except ConnectionError as e:
@@ -140,6 +145,20 @@ def on_ray(jobs: int, threads: int | None, address: str | None):
     finally:
         if started:
             ray.shutdown()
+
+
+def _speaks_http2(host: str, port: int, timeout: float = 10.0) -> bool:
+    """Whether the server at host:port answers the HTTP/2 connection preface with its SETTINGS frame, as the gRPC
+    server of a Ray head node does and a web server, a database or a silent port does not."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # preface, empty SETTINGS
+        head = b""
+        try:
+            while len(head) < 9 and (chunk := s.recv(9 - len(head))):
+                head += chunk
+        except OSError:  # a reset or a silence is an answer too: not HTTP/2
+            return False
+    return len(head) == 9 and head[3] == 4  # a frame header of type SETTINGS
 
 
 def gpu_share(nodes: list[dict], jobs: int) -> float:

@@ -128,6 +128,43 @@ def test_an_address_where_no_ray_cluster_listens_is_one_line(tmp_path, capsys):
     assert not root.exists()
 
 
+def _server(answer: bytes | None):
+    """A port that reads what comes and answers it with `answer` (None: says nothing), in a thread."""
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(1024)
+            if answer is not None:
+                conn.sendall(answer)
+            else:
+                conn.recv(1024)  # until the client gives up
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_an_address_where_something_else_listens_is_one_line_in_seconds(tmp_path, capsys):
+    """Ray's own ray.init retried a web server's port for 5.5 minutes before it gave up."""
+    pytest.importorskip("ray")
+    from testbed.parallel import _speaks_http2
+    with _server(b"HTTP/1.0 400 Bad request\r\n\r\n") as web:
+        port = web.getsockname()[1]
+        root = tmp_path / "sweep"
+        assert main(["sweep", QUICKSTART, "--seeds", "0,1", "--address", f"127.0.0.1:{port}", f"run_dir={root}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --address 127.0.0.1:{port}: something listens there but not a Ray head node") \
+        and "\n" not in err, err
+    assert not root.exists()
+    with _server(None) as silent:
+        assert not _speaks_http2("127.0.0.1", silent.getsockname()[1], timeout=0.5)
+    with _server(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])) as grpc:  # what a Ray head's gRPC server answers first
+        assert _speaks_http2("127.0.0.1", grpc.getsockname()[1])
+
+
 def test_a_failed_run_stops_no_other_and_is_reported_at_the_end(tmp_path, monkeypatch, capsys):
     import torch
 
