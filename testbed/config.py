@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 
 from testbed import TestbedError
-from testbed.curate import CurateConfig, curate_config  # each step's keys live in its file; see testbed/curate/step.py
+from testbed.curate import CurateConfig, curate_config  # each step's keys and checks live in its file; see testbed/curate/step.py
 
 
 @dataclass
@@ -251,7 +251,7 @@ class Config:
                                "set mix.after_curation=false, or curate.detector.kind=likelihood")
         if not 0 <= self.mix.anchor_fraction <= 1:
             raise TestbedError(f"mix.anchor_fraction={self.mix.anchor_fraction} must be in [0, 1]")
-        for section in dataclasses.fields(self.curate):  # each curation step checks its own keys
+        for section in dataclasses.fields(self.curate):  # each curation step checks its own keys (their caps: above)
             getattr(self.curate, section.name).validate(self)
         if not 0 < self.eval.rare_max_freq < 1:
             raise TestbedError(f"eval.rare_max_freq={self.eval.rare_max_freq} must be in (0, 1)")

@@ -29,7 +29,7 @@ from testbed.mix import (HUMAN, Doc, budget_docs, composition, documents, fill, 
 from testbed.model import build_model, context_length, load_model, n_params, resolve, save_model
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
-from testbed.sample import sample_corpus, written_text
+from testbed.sample import document_text, sample_corpus, written_text
 from testbed.seeds import stage_seed
 from testbed.tokenizer import check_reads_unk_whole, load_tokenizer, train_tokenizer
 from testbed.tracking import Tracking, check_trackers
@@ -98,7 +98,7 @@ def run(cfg: Config, say=print) -> list[dict]:
         if r.accelerator.is_main_process and (unlogged := rundir.root / rundir.UNLOGGED).exists():
             # Generation 0 came whole from the run that trained it: log it here too, as this run's step 0.
             first = read_json(rundir.gen(0) / "metrics.json")
-            r.tracking.log_generation(0, {k: v for k, v in numbers(first).items() if k != "generation"})
+            r.tracking.log_generation(0, numbers(first))
             unlogged.unlink()
         for g in range(cfg.generations + 1):
             if not rundir.finished(g):
@@ -266,8 +266,7 @@ def _train(g: int, r: _Run, examples, part, tag: str):
 
 def _shared_first_model(r: _Run, shared, part, tag: str):
     """Model 0 as another run of the lab trained it under the same settings, with its training record and log."""
-    trained = {k: v for k, v in json.loads((shared / "train.json").read_text(encoding="utf-8")).items()
-               if k not in ("pool", "mix", "environment")}
+    trained = {k: v for k, v in read_json(shared / "train.json").items() if k not in ("pool", "mix", "environment")}
     if part:
         shutil.copy(shared / "log.txt", part / "log.txt")
     r.say(f"{tag} · train: model 0 shared, trained once for the runs that differ from this one only in what "
@@ -290,7 +289,7 @@ def _sample(g: int, r: _Run, model, tag: str):
     samples = sample_corpus(model, cfg.sample, r.tokenizer.eos_token_id, seed, human_prompts=[d.ids for d in r.human],
                             autocast=inference_autocast(r.accelerator), desc=f"{tag} sample", accept=verified)
     seconds = time.perf_counter() - start
-    texts = [r.tokenizer.decode(s.prompt[1:] + s.tokens) for s in samples]
+    texts = [document_text(r.tokenizer, s) for s in samples]
     n_tokens = sum(len(s.tokens) + s.ended for s in samples)
     r.say(f"{tag} · sample: {len(samples)} docs, {n_tokens:,} tokens in {seconds:.0f}s ({n_tokens / seconds:,.0f} tok/s), "
           f"{sum(s.ended for s in samples) / len(samples):.0%} ended with EOS")
@@ -309,7 +308,7 @@ def _sample(g: int, r: _Run, model, tag: str):
 def _verified(r: _Run):
     """sample.unit=verified: does the next generation's verifier keep this sample (in a pool, if it ended)."""
     verifier, keep_unfinished = r.curator.step("verifier").verifier, r.cfg.mix.keep_unfinished
-    return lambda s: (s.ended or keep_unfinished) and bool(verifier(r.tokenizer.decode(s.prompt[1:] + s.tokens)))
+    return lambda s: (s.ended or keep_unfinished) and bool(verifier(document_text(r.tokenizer, s)))
 
 
 def _evaluate(g: int, r: _Run, model, texts, samples, tag: str) -> dict:
@@ -331,7 +330,7 @@ def _commit(g: int, r: _Run, part, texts, samples, **records) -> None:
                   **({"written": written_text(r.tokenizer, s, t)} if prompted else {})} for t, s in zip(texts, samples)]
     RunDir.save(part, documents, **{name: record for name, record in records.items() if record is not None})
     # Before the generation is marked finished: one redone after a kill logs its metrics again.
-    r.tracking.log_generation(g, {k: v for k, v in numbers(records["metrics"]).items() if k != "generation"})
+    r.tracking.log_generation(g, numbers(records["metrics"]))
     r.rundir.finish(g, part)
 
 

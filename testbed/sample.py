@@ -73,6 +73,11 @@ class _ReservedLayer(DynamicLayer):
         self.keys, self.values = self._keys[:, :, :self.filled], self._values[:, :, :self.filled]
 
 
+def document_text(tokenizer, sample: Sample) -> str:
+    """The document as the corpus keeps it: a human prompt (without the leading end token) and what the model wrote."""
+    return tokenizer.decode(sample.prompt[1:] + sample.tokens)
+
+
 def written_text(tokenizer, sample: Sample, text: str) -> str:
     """What the model wrote after a human prompt (sample.prompt=human), from `text`, the whole decoded document.
 

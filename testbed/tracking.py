@@ -33,10 +33,8 @@ class Tracking:
     def __init__(self, accelerator, root: Path, cfg: Config):
         self.accelerator, self.root, self.cfg = accelerator, root, cfg
 
-    def where(self) -> str | None:
-        """The line that tells the user where the trackers write."""
-        if not self.cfg.track:
-            return None
+    def where(self) -> str:
+        """The line that tells the user where the trackers write (when cfg.track names any)."""
         folder = self.root / "tracking"
         return (f"tracking: {', '.join(self.cfg.track)} in {folder}"
                 + (f" (tensorboard --logdir {folder})" if "tensorboard" in self.cfg.track else ""))
@@ -69,6 +67,7 @@ class Tracking:
         self.accelerator.trackers = []
 
     def log_generation(self, g: int, numbers: dict) -> None:
+        """One generation's numeric metrics, at step g (its generation key is the step)."""
         self.open("generations", step=g)
-        self.accelerator.log(numbers, step=g)
+        self.accelerator.log({k: v for k, v in numbers.items() if k != "generation"}, step=g)
         self.close()

@@ -1,8 +1,9 @@
 """Training one generation: packed blocks, AdamW, warmup + cosine, accelerate.
 
 The loop is the one in transformers' run_clm_no_trainer.py: prepare,
-accumulate, clip, step. accelerate places the model, runs bf16/fp16 on a GPU
-and shards batches across processes under `accelerate launch`.
+accumulate, clip, step. accelerate places the model, runs the precision
+`precision()` chose (bf16 on a GPU, or on a CPU whose bf16 is faster, else
+fp32) and shards batches across processes under `accelerate launch`.
 """
 import functools
 import math

@@ -25,7 +25,7 @@ def check_reserve(cfg: Config, train_docs: int) -> None:
     if truth(cfg.data) is not None or cfg.mix.regime != "anchor" or cfg.mix.anchor_set != "fresh":
         return
     if cfg.sample.unit == "tokens" and cfg.mix.size == "grow":
-        raise TestbedError("mix.anchor_set=fresh on a non-storyworld corpus needs a known pool size: "
+        raise TestbedError("mix.anchor_set=fresh from data.fresh_docs needs a known pool size: "
                            "set sample.unit=docs or mix.size=fixed")
     per = per_generation(cfg, train_docs)
     need = per * cfg.generations
