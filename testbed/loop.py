@@ -36,36 +36,6 @@ from testbed.tracking import Tracking, check_trackers
 from testbed.train import environment, inference_autocast, make_accelerator, pack, train
 
 
-# Generation 0 trains from scratch on the human split and samples before anything is mixed or curated, so it reads
-# none of these: runs that differ only here have the same generation 0, bit for bit, and a lab trains it once.
-NOT_READ_BY_GENERATION_0 = ("mix", "curate", "train.init", "generations", "run_dir", "track")
-# Model 0 is trained before anything is sampled: runs that differ in sampling as well train the same model 0,
-# which a lab trains once, and each samples and scores its own generation 0 (RunDir.FIRST_MODEL).
-NOT_READ_BY_MODEL_0 = (*NOT_READ_BY_GENERATION_0, "sample")
-
-
-def first_generation(cfg: Config, unread=NOT_READ_BY_GENERATION_0) -> str:
-    """What generation 0 of cfg reads, as text: equal for runs whose generation 0 is the same.
-    unread=NOT_READ_BY_MODEL_0: what model 0's training reads."""
-    config = to_dict(cfg)
-    if cfg.sample.unit == "verified" and "sample" not in unread:
-        # Generation 0 then writes until enough of its samples pass the verifier the next generation curates with.
-        config["read by sample.unit=verified"] = {"verifier": config["curate"]["verifier"],
-                                                  "keep_unfinished": config["mix"]["keep_unfinished"]}
-    for key in unread:
-        *parents, last = key.split(".")
-        section = config
-        for part in parents:
-            section = section[part]
-        del section[last]
-    return json.dumps(config, sort_keys=True)
-
-
-def same_generation_0(saved: Config, cfg: Config) -> bool:
-    """Whether a run saved under `saved` holds cfg's generation 0: it reads none of the keys they differ in."""
-    return first_generation(saved) == first_generation(cfg)
-
-
 @dataclass
 class _Run:
     """What every generation of one run shares."""
@@ -127,7 +97,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     if new_run:
         tokenizer = train_tokenizer(corpus.train, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
     else:
-        rundir.check_same_run(cfg, corpus.split, same_generation_0)  # before the work below; again under the lock
+        rundir.check_same_run(cfg, corpus.split)  # before the work below; again under the lock
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
         if not rundir.complete(cfg.generations):
             check_reads_unk_whole(tokenizer, rundir.root / "tokenizer")
@@ -147,7 +117,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
         if not new_run:
             # Again under the lock, whatever the first check found: since it, a run of another config may have
             # finished generation 1, or gone on as that config and rewritten the saved one.
-            if renewed := rundir.check_same_run(cfg, corpus.split, same_generation_0):
+            if renewed := rundir.check_same_run(cfg, corpus.split):
                 rundir.continue_as(cfg)
                 say(f"run_dir={rundir.root}: only generation 0 is finished, and it reads none of the changed keys "
                     f"({', '.join(renewed)}): the run goes on under this config")

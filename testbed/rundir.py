@@ -84,6 +84,37 @@ def changed_config(saved_path: Path, cfg: Config) -> list[str]:
     return [k for k in diff(to_dict(load_saved(saved_path)), to_dict(cfg)) if k not in ("run_dir", "generations", "track")]
 
 
+# Generation 0 trains from scratch on the human split and samples before anything is mixed or curated, so it reads
+# none of these: runs that differ only here have the same generation 0, bit for bit, and a lab trains it once.
+NOT_READ_BY_GENERATION_0 = ("mix", "curate", "train.init", "generations", "run_dir", "track")
+# Model 0 is trained before anything is sampled: runs that differ in sampling as well train the same model 0,
+# which a lab trains once, and each samples and scores its own generation 0 (RunDir.FIRST_MODEL).
+NOT_READ_BY_MODEL_0 = (*NOT_READ_BY_GENERATION_0, "sample")
+
+
+def first_generation(cfg: Config, unread=NOT_READ_BY_GENERATION_0) -> str:
+    """What generation 0 of cfg reads, as text: equal for runs whose generation 0 is the same.
+    unread=NOT_READ_BY_MODEL_0: what model 0's training reads."""
+    config = to_dict(cfg)
+    if cfg.sample.unit == "verified" and "sample" not in unread:
+        # Generation 0 then writes until enough of its samples pass the verifier the next generation curates with.
+        config["read by sample.unit=verified"] = {"verifier": config["curate"]["verifier"],
+                                                  "keep_unfinished": config["mix"]["keep_unfinished"]}
+    for key in unread:
+        *parents, last = key.split(".")
+        section = config
+        for part in parents:
+            section = section[part]
+        del section[last]
+    return json.dumps(config, sort_keys=True)
+
+
+def same_generation_0(saved: Config, cfg: Config, unread=NOT_READ_BY_GENERATION_0) -> bool:
+    """Whether a run saved under `saved` holds cfg's generation 0 (unread=NOT_READ_BY_MODEL_0: its model 0): it
+    reads none of the keys they differ in."""
+    return first_generation(saved, unread) == first_generation(cfg, unread)
+
+
 class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -151,26 +182,26 @@ class RunDir:
         part.mkdir()
         return part
 
-    def changes_barring(self, cfg: Config, same_generation_0=None) -> list[str]:
+    def changes_barring(self, cfg: Config) -> list[str]:
         """The keys in which cfg differs from this run's saved config and which bar resuming it: none where they
         may change (changed_config), nor where only generation 0 is finished and same_generation_0(saved, cfg)
         says it is cfg's generation 0 too. The run then goes on as cfg, as a lab's arms share a generation 0: a
         mix or curation key corrected after generation 1 stopped keeps the generation 0 already trained."""
         saved_path = self.root / "config.yaml"
         changed = changed_config(saved_path, cfg)
-        if changed and same_generation_0 and self.finished_generations() == [0] and \
+        if changed and self.finished_generations() == [0] and \
                 same_generation_0(load_saved(saved_path), cfg):
             return []
         return changed
 
-    def check_same_run(self, cfg: Config, split: dict, same_generation_0=None) -> list[str]:
+    def check_same_run(self, cfg: Config, split: dict) -> list[str]:
         """Resume only the same experiment: its config, not the spelling of its folder (a moved or copied run
         resumes too); `generations` may grow, to extend a run, and `track` change. Returns the keys changed that
         do not bar it (changes_barring): the caller saves cfg as the run's config (continue_as)."""
         saved_path = self.root / "config.yaml"
         if not saved_path.exists():
             raise TestbedError(f"run_dir={self.root} exists but is not a testbed run (no config.yaml); choose another run_dir")
-        if changed := self.changes_barring(cfg, same_generation_0):
+        if changed := self.changes_barring(cfg):
             raise TestbedError(
                 f"run_dir={self.root} holds a run with a different config (changed: {', '.join(changed)}); "
                 "use a new run_dir, or the saved config to resume")
@@ -206,7 +237,7 @@ class RunDir:
 
     def start_from(self, donor: "RunDir", cfg: Config, model_only: bool = False) -> None:
         """A new run under cfg that holds donor's finished generation 0 and the split, tokenizer and human
-        reference it was made with; only for a cfg whose generation 0 is donor's (testbed.loop.first_generation).
+        reference it was made with; only for a cfg whose generation 0 is donor's (first_generation).
         model_only: only donor's model 0, with its training record and log, for a cfg that trains the same model 0
         (first_generation with NOT_READ_BY_MODEL_0) but samples otherwise; the run writes its own generation 0."""
         donor.verify(0)

@@ -24,7 +24,7 @@ def quiet(*args, **kwargs):
 
 
 def test_what_generation_0_and_model_0_read():
-    from testbed.loop import NOT_READ_BY_MODEL_0, first_generation
+    from testbed.rundir import NOT_READ_BY_MODEL_0, first_generation
 
     def key(*overrides, model=False):
         cfg = load_config(None, list(overrides))

@@ -228,9 +228,8 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
     A run that fails here is left to the lab's run proper, which runs it whole and reports it."""
     from dataclasses import replace
 
-    from testbed.loop import NOT_READ_BY_GENERATION_0, NOT_READ_BY_MODEL_0, first_generation
     from testbed.parallel import run_all
-    from testbed.rundir import RunDir
+    from testbed.rundir import NOT_READ_BY_GENERATION_0, NOT_READ_BY_MODEL_0, RunDir, first_generation, same_generation_0
     from testbed.tokenizer import check_reads_unk_whole, load_tokenizer
 
     def holds_its_own(donor, unread) -> bool:
@@ -240,7 +239,7 @@ def share_first_generations(planned: list[Planned], lab: str, jobs: int, threads
             saved = load_saved(Path(donor.config.run_dir) / "config.yaml")
         except TestbedError:
             return False
-        return first_generation(saved, unread) == first_generation(donor.config, unread)
+        return same_generation_0(saved, donor.config, unread)
 
     ready = [o for o in others if RunDir(o.config.run_dir).finished(0)]
     by_generation, by_model = {}, {}
@@ -397,13 +396,12 @@ def check_out(out: Path, planned: list[Planned]) -> None:
     """Refuse, before any run starts, an OUT whose folders hold runs of another config (a mistaken override, or
     another lab's folder) or whose report/ is not one this testbed wrote: every run would stop, or the report
     fail at the end, and the lab's verdict be written over by one that answers nothing."""
-    from testbed.loop import same_generation_0
     from testbed.report.page import check_replaceable
     from testbed.rundir import RunDir
 
     stale = [f"{p.arm}/seed={p.seed} (changed: {', '.join(changed)})" for p in planned
              if (Path(p.config.run_dir) / "config.yaml").is_file()
-             and (changed := RunDir(p.config.run_dir).changes_barring(p.config, same_generation_0))]
+             and (changed := RunDir(p.config.run_dir).changes_barring(p.config))]
     if stale:
         raise TestbedError(f"--out {out} holds runs of another config: {'; '.join(stale)}; run the lab with the "
                            "overrides those were run with, or give it a new --out")
