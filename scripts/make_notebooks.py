@@ -17,7 +17,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from testbed.labs import LABS, Lab, load, names  # noqa: E402
+from testbed.labs import LABS, NANO_ANSWERS, Lab, load, names  # noqa: E402
 from testbed.labs.verdict import metric_keys  # noqa: E402
 
 NOTEBOOKS = LABS / "notebooks"
@@ -34,20 +34,41 @@ def seeds_text(lab: Lab) -> str:
     return ", ".join(map(str, lab.seeds))
 
 
+def lecture_arms(lab: Lab) -> str:
+    arms = ", ".join(f'"{a}"' for a in example_arms(lab))
+    return f" and `ARMS = [{arms}]`" if lab.name == "verified" else ""
+
+
+def example_arms(lab: Lab) -> list[str]:
+    """Arms to name as an example of a short lecture's: those docs/labs.md advises, else the first two."""
+    return ["verified", "unverified"] if lab.name == "verified" else [a.name for a in lab.arms[:2]]
+
+
 def plotted_metrics(lab: Lab) -> list[str]:
     """The metrics the lab's checks read, in order: the report's plot of each (metric_KEY.png), where it has one."""
     return list(dict.fromkeys(key.partition(".")[0] for check in lab.checks for key in metric_keys(check)))
 
 
+def nano_text(lab: Lab, here: bool = False) -> str:
+    """What the smaller model does for this lab, as measured over 3 seeds (docs/labs.md#without-native-bf16).
+    here: said beside OVERRIDES, which the text then need not name."""
+    if lab.name in NANO_ANSWERS:
+        what = "it trains" if here else "`OVERRIDES = [\"model.preset=nano\"]` below trains"
+        return f"{what} a smaller model 2.4x as fast, and answered this lab as the default size does"
+    if lab.name == "verified":
+        return "the smaller `nano` model does not work for this lab: its stories almost never pass the verifier"
+    return "the smaller `nano` model did not answer this lab as the default size does: run it ahead of the lecture"
+
+
 def stated_time(lab: Lab) -> str:
+    lecture = f" For a lecture, set `SEEDS = [0]`{lecture_arms(lab)}."
     if lab.time_precision == "fp32":
         return (f"At the default size one seed took about {lab.time:g} minutes on a 2-core Intel Xeon in fp32, as the "
                 "lab states it (not yet timed on a CPU with native bf16; an AMD EPYC without AVX-512 took 2.2x the "
-                "Xeon's time on `collapse`).")
+                "Xeon's time on `collapse`)." + lecture)
     return (f"At the default size one seed takes about {lab.time:g} minutes on a 2-core CPU with native bf16, as the "
             "lab states it (without it, as the run's first line says, it trains in fp32: for `collapse` 1.3x as long "
-            "on an Intel Xeon and 2.75x on an AMD EPYC without AVX-512, and `OVERRIDES = [\"model.preset=nano\"]` "
-            "below trains a smaller model 2.4x as fast).")
+            f"on an Intel Xeon and 2.75x on an AMD EPYC without AVX-512; {nano_text(lab)})." + lecture)
 
 
 def notebook(lab: Lab) -> nbformat.NotebookNode:
@@ -69,25 +90,28 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
         md("## Setup\n\n"
            "Locally, with testbed installed from its repository, there is nothing to do. In Colab or another "
            "fresh machine, uncomment the lines below (one of the two installs), put in the address of the testbed "
-           "repository, and run the cell once (restart the runtime if it asks).", id="setup-text"),
-        code("# !git clone REPOSITORY-ADDRESS testbed\n"
-             "# %cd testbed\n"
+           "repository, and run the cell (restart the runtime if it asks; run again, it finds the clone made "
+           "before).", id="setup-text"),
+        code("# !git clone REPOSITORY-ADDRESS ~/testbed\n"
+             "# %cd ~/testbed\n"
              f"{INSTALL}", id="setup"),
         md("## Parameters\n\n"
            "`SIZE`: `\"default\"` is the size the lab's time and its findings were measured at; `\"reduced\"` trains "
            "tiny models for seconds and checks the pipeline, not the science (its verdicts say nothing about "
            "collapse); `\"gpu\"` is a bigger model and budget for one GPU (what it took on an H200: "
            f"[docs/labs.md](../../docs/labs.md)). `SEEDS`: `None` runs the lab's seeds ({seeds_text(lab)}); `[0]` runs "
-           f"one. `ARMS`: `None` runs every arm; a list of some ({[a.name for a in lab.arms[:2]]!r}) runs only those, "
+           f"one. `ARMS`: `None` runs every arm; a list of some ({example_arms(lab)!r}) runs only those, "
            "when a lecture is short, and the expected outcomes that read another arm are not run; or give each "
            "group of students one arm, copy every group's `OUT/ARM/` folder into one `OUT`, and run the whole lab "
            "there: it trains nothing and judges every outcome. `OVERRIDES`: `key=value` laid over every arm, as "
            "`testbed lab run NAME key=value` takes them; `[\"model.preset=nano\"]` trains a model of 0.4M parameters "
            "instead of 1M, for a CPU without native bf16 ([docs/labs.md](../../docs/labs.md#without-native-bf16)); "
-           "give such a run its own `OUT`. `OUT`: the lab's folder; `None` is `runs/labs/` in the "
-           "repository, the one `testbed lab run` uses from the repository's root, so runs started there on the command "
-           "line are reused here; point it at a lab folder run before "
-           "the lecture (copied from the instructor) and this notebook trains nothing.", id="parameters-text"),
+           f"{nano_text(lab, here=True)}; give such a run its own "
+           "`OUT`. `OUT`: the lab's folder; `None` is `runs/labs/` in the repository, the one `testbed lab run` uses "
+           "from the repository's root, so runs started there on the command line are reused here; a relative `OUT` "
+           "is read from the repository's root too, as `--out` is there, wherever the notebook runs; point it at a lab "
+           "folder run before the lecture (copied from the instructor) and this notebook trains nothing.",
+           id="parameters-text"),
         code('SIZE = "default"\nSEEDS = None\nARMS = None\nOVERRIDES = []\nOUT = None', id="parameters",
              metadata={"tags": ["parameters"]}),
         md("## Run the lab\n\n"
@@ -95,10 +119,9 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            "per stage. Running the cell again resumes unfinished runs and skips finished ones. Then the "
            "comparison report is written to `OUT/report/` and the verdict to `OUT/verdict.json` and "
            "`OUT/verdict.md`.", id="run-text"),
-        code("from pathlib import Path\n\n"
-             "from testbed.labs import LABS, default_out, load, render_text, run_lab\n\n"
+        code("from testbed.labs import LABS, default_out, load, render_text, run_lab\n\n"
              f'lab = load("{lab.name}")\n'
-             "out = Path(OUT) if OUT else LABS.parent / default_out(lab, SIZE)\n"
+             "out = LABS.parent / (OUT or default_out(lab, SIZE))  # relative: from the repository's root\n"
              "verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS, overrides=OVERRIDES)", id="run"),
         md("## The verdict\n\n"
            "Each expected outcome is checked in every seed on its own: it **held** when it held in every seed (or "
@@ -111,7 +134,7 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            "outcomes read, one line per arm (seeds drawn as a band). The whole report, with the rank-frequency "
            "curves and sample text, is `OUT/report/index.html`: open it in a browser.", id="plots-text"),
         code("from IPython.display import Image, display\n\n"
-             f"METRICS = {plotted_metrics(lab)!r}  # the metrics the checks read; add any metrics.jsonl key\n"
+             f"METRICS = {plotted_metrics(lab)!r}  # the metrics the checks read; add any the report plots (metric_KEY.png)\n"
              'display(Image(filename=str(out / "report" / "overview.png")))\n'
              "for metric in METRICS:\n"
              '    plot = out / "report" / f"metric_{metric}.png"\n'
@@ -124,7 +147,7 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
            "(`lab.arms` lists them) plus the extension's `key=value` (docs/configuration.md). The finished runs "
            "in `OUT` are reused, only the new arm runs, and the report draws it beside the others.", id="extend"),
         code("# from testbed.labs import Arm\n"
-             '# lab.arms.append(Arm("extension", ["KEY=VALUE"]))\n'
+             '# lab.arms = [a for a in lab.arms if a.name != "extension"] + [Arm("extension", ["KEY=VALUE"])]\n'
              "# verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS and [*ARMS, \"extension\"],\n"
              "#                   overrides=OVERRIDES)\n"
              "# print(render_text(verdict))", id="extension"),

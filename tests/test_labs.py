@@ -253,6 +253,12 @@ def test_overrides_lie_over_every_arm_and_name_a_bad_key(tmp_path):
     # A seed given twice from Python or a notebook (the CLI refuses it too) would count twice in the interval.
     with pytest.raises(TestbedError, match=r"^seeds=\[0, 0\] must list at least one seed, none twice"):
         plan(lab, "default", [0, 0], tmp_path / "out")
+    # A notebook's SEEDS = 0 or [] ran all the lab's seeds (hours at the default size); SEEDS = 1 was a TypeError.
+    for seeds in (0, 1, "0", [0.5], [True]):
+        with pytest.raises(TestbedError, match=rf"^seeds={re.escape(repr(seeds))} must be a list of whole numbers"):
+            plan(lab, "default", seeds, tmp_path / "out")
+    with pytest.raises(TestbedError, match=r"^seeds=\[\] must list at least one seed"):
+        run_lab(lab, "default", [], tmp_path / "out", say=lambda *a: None)
     assert not (tmp_path / "out").exists()
 
 

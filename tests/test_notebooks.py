@@ -75,8 +75,12 @@ def test_the_run_cell_passes_every_parameter_to_the_lab(monkeypatch):
     scope = {"SIZE": "reduced", "SEEDS": [1], "ARMS": ["replace"], "OVERRIDES": ["model.preset=nano"], "OUT": "x"}
     exec(cell(nb, "run").source, scope)
     [(name, kw)] = calls
-    assert name == "collapse" and kw == {"size": "reduced", "seeds": [1], "out": Path("x"), "arms": ["replace"],
-                                         "overrides": ["model.preset=nano"]}
+    # A relative OUT is the repository's, as `--out` from its root: Jupyter's working folder is the notebook's.
+    assert name == "collapse" and kw == {"size": "reduced", "seeds": [1], "out": testbed.labs.LABS.parent / "x",
+                                         "arms": ["replace"], "overrides": ["model.preset=nano"]}
+    scope["OUT"] = "/abs/lab"
+    exec(cell(nb, "run").source, scope)
+    assert calls[-1][1]["out"] == Path("/abs/lab")
 
 
 @pytest.mark.parametrize("arms, expected", [(None, None), (["pure"], ["pure", "extension"])])
@@ -94,6 +98,20 @@ def test_the_extension_cell_runs_the_arms_the_parameters_chose_and_the_new_one(a
     [kw] = calls
     assert kw["arms"] == expected and [a.name for a in scope["lab"].arms][-1] == "extension"
     assert kw["overrides"] == ["model.preset=nano"]
+    arms = len(scope["lab"].arms)
+    exec(source.replace("KEY=VALUE", "sample.top_k=5"), scope)  # run again, edited: one extension arm, the new one
+    assert len(scope["lab"].arms) == arms and scope["lab"].arms[-1].overrides[-1] == "sample.top_k=5"
+
+
+@pytest.mark.parametrize("name", names())
+def test_the_smaller_model_is_offered_only_for_the_labs_it_answered(name):
+    """A class on fp32 laptops that followed verified.ipynb's advice to use nano got a slower run and no answer."""
+    from testbed.labs import NANO_ANSWERS
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    text = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    offered = "answered this lab as the default size does" in text
+    assert offered == (name in NANO_ANSWERS)
+    assert ("does not work for this lab" in text) == (name == "verified")
 
 
 def test_an_edited_lab_gives_another_notebook_and_guide():

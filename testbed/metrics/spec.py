@@ -69,7 +69,7 @@ METRICS = [
            "Σ −ln p / ln 2 / Σ (bytes + 1)", signal=True),
     *[Metric(f"heldout_ppl_{b}", "fit", "up", "`heldout_ppl` over the predicted tokens whose id is in each band",
              "exp(mean −ln p over the band's targets); null for a band with no targets",
-             moves="up, the rare band first and most", plot=b == "rare", signal=True) for b in BANDS],
+             moves="up, the rare band first and most", plot=b in ("rare", "common"), signal=True) for b in BANDS],
     Metric("self_ppl", "fit", "down", "model g's perplexity on `eval.confidence_docs` (200) seeded documents of its "
            "own corpus", "as `heldout_ppl`",
            moves="down as the model grows confident in what it writes (see below)", plot=True),
