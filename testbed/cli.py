@@ -163,21 +163,28 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: {args.command}: {os_failure(e)}", file=sys.stderr)
         return 1
-    except MemoryError:
-        print(f"error: {args.command}: out of memory; lower the sizes (model.*, sample.batch_size, eval.batch_size, "
-              f"data.docs) or use a machine with more memory; {kept(args.command, run_dir)}", file=sys.stderr)
-        return 1
     except Exception as e:
         # safetensors reports a failed write as its own error type, with the OS error number in its text.
-        found = re.search(r"\(os error (\d+)\)", str(e))
-        if not found:
+        if found := re.search(r"\(os error (\d+)\)", str(e)):
+            print(f"error: {args.command}: {os_failure(OSError(int(found[1]), os.strerror(int(found[1]))))}",
+                  file=sys.stderr)
+            return 1
+        if not _out_of_memory(e):
             raise
-        print(f"error: {args.command}: {os_failure(OSError(int(found[1]), os.strerror(int(found[1]))))}", file=sys.stderr)
+        print(f"error: {args.command}: out of memory{' on the GPU' if 'CUDA' in str(e) else ''}; lower the sizes "
+              f"(model.*, sample.batch_size, eval.batch_size, data.docs) or use a machine with more memory; "
+              f"{kept(args.command, run_dir)}", file=sys.stderr)
         return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Python's MemoryError, or torch's: a RuntimeError from its CPU allocator, torch.cuda.OutOfMemoryError on a GPU."""
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and (
+        "DefaultCPUAllocator: can't allocate memory" in str(e) or type(e).__name__ == "OutOfMemoryError"))
 
 
 class Terminated(KeyboardInterrupt):

@@ -179,6 +179,8 @@ class Config:
 
     def validate(self) -> None:
         """Range checks that a type alone cannot express."""
+        if not self.run_dir.strip():  # an unset shell variable ($OUT): the run, or a sweep's runs, would fill this folder
+            raise TestbedError("run_dir is empty: give the run a folder of its own, such as run_dir=runs/mine")
         minimum = {
             "generations": 0, "data.docs": 1, "data.heldout_docs": 1, "data.fresh_docs": 0,
             "tokenizer.vocab_size": 257,  # the 256 byte symbols plus one merge at least
@@ -266,6 +268,10 @@ class Config:
                                "local sentence-embedding model saved with save_pretrained, or null to turn it off")
         if not 0 < self.sample.watermark.gamma < 1:
             raise TestbedError(f"sample.watermark.gamma={self.sample.watermark.gamma} must be in (0, 1)")
+        if not 0 < self.sample.watermark.delta <= 50:  # e^50: past it only green tokens are drawn, and fp32 logits overflow
+            raise TestbedError(f"sample.watermark.delta={self.sample.watermark.delta} must be in (0, 50] (2.0 by default)")
+        if not 0 <= self.sample.watermark.key < 2 ** 63:  # torch seeds its generator with it
+            raise TestbedError(f"sample.watermark.key={self.sample.watermark.key} must be in [0, 2^63)")
         if not 0 <= self.train.warmup < 1:
             raise TestbedError(f"train.warmup={self.train.warmup} must be in [0, 1)")
         if not self.train.weight_decay >= 0:
@@ -301,7 +307,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 def load_saved(path: str | Path) -> Config:
     """A run's saved config.yaml: its keys and types are checked, not the value checks (validate), which it passed
     when the run started: a check added since must not lock a user out of their finished runs."""
-    return _read_config(path)
+    try:
+        return _read_config(path)
+    except TestbedError as e:  # else "unknown config key foo" reads as the user's own config being wrong
+        if str(path) in str(e):
+            raise
+        raise TestbedError(f"{path} (a run's saved config): {e}") from None
 
 
 def _read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
@@ -344,6 +355,8 @@ def _read(path: Path, seen: tuple) -> dict:
     if path.resolve() in seen:
         raise TestbedError(f"{path}: base: files include each other in a cycle")
     raw = read_mapping(path)
+    if "arms" in raw and "checks" in raw:
+        raise TestbedError(f"{path} is a lab, not a run's config: run it with `testbed lab run {path}`")
     base = raw.pop("base", None)
     if base is None:
         return raw
@@ -357,9 +370,15 @@ class _UniqueKeys(yaml.SafeLoader):
     with `generations: 1` and, further down, `generations: 5` would run whichever came last."""
 
     def construct_mapping(self, node, deep=False):
+        # `<<: *defaults` merges first, as safe_load does; a key given beside the merge overrides the merged one.
+        explicit = sum(k.tag != "tag:yaml.org,2002:merge" for k, _ in node.value)
+        self.flatten_mapping(node)
         seen = set()
-        for key_node, _ in node.value:
+        for key_node, _ in node.value[len(node.value) - explicit:]:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, typing.Hashable):
+                raise yaml.constructor.ConstructorError(None, None, "a key must be a name, not a list or a mapping",
+                                                        key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
                                                         key_node.start_mark)
@@ -478,6 +497,14 @@ def _coerce(tp, value, key: str):
         if abs(value) > 1e308:  # float() would raise OverflowError
             raise TestbedError(f"{key}={value} is too large for a number")
         return float(value)
+    if tp is int and isinstance(value, (float, str)):
+        # train.tokens=1e6: YAML 1.1 reads it as a string (1.0e+6 as a float); a whole number is what the user meant.
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number) and number.is_integer():
+            return int(number)
     if tp is float and isinstance(value, str):
         # YAML 1.1 reads 5e-5 (no dot) as a string; a number is what the user meant.
         try:

@@ -57,6 +57,52 @@ def test_int_for_float_is_coerced_and_number_for_str():
     assert cfg.data.name == "2024"
 
 
+def test_a_whole_number_written_with_an_exponent_is_that_number(tmp_path):
+    """train.tokens=1e6 was "expected int, got str": YAML 1.1 reads 1e6 as a string and 1.0e+6 as a float."""
+    assert load_config(None, ["train.tokens=1e6", "generations=2.0"]).train.tokens == 1_000_000
+    (tmp_path / "c.yaml").write_text("train: {tokens: 1.0e+6, batch_size: 1e1}\n", encoding="utf-8")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert (cfg.train.tokens, cfg.train.batch_size) == (1_000_000, 10) and isinstance(cfg.train.tokens, int)
+    for value in ("1.5", "1e400", "lots"):
+        with pytest.raises(TestbedError, match=rf"^train\.tokens=.* has the wrong type: expected int"):
+            load_config(None, [f"train.tokens={value}"])
+
+
+@pytest.mark.parametrize("value", ['""', "' '"])
+def test_an_empty_run_dir_is_refused(value):
+    """run_dir="$OUT" with OUT unset: a sweep wrote its runs and report into the current folder."""
+    with pytest.raises(TestbedError, match=r"^run_dir is empty: give the run a folder of its own"):
+        load_config(None, [f"run_dir={value}"])
+
+
+@pytest.mark.parametrize("key, value, message", [("delta", "1e308", r"must be in \(0, 50\]"), ("delta", "0", r"\(0, 50\]"),
+                                                 ("key", "99999999999999999999999", r"must be in \[0, 2\^63\)"),
+                                                 ("key", "-1", r"\[0, 2\^63\)")])
+def test_watermark_values_torch_cannot_take_are_refused(key, value, message):
+    """Each gave a traceback after generation 0 had trained (an overflow in the seed, or in the fp32 logits)."""
+    with pytest.raises(TestbedError, match=rf"^sample\.watermark\.{key}=.*{message}"):
+        load_config(None, ["sample.watermark.enabled=true", f"sample.watermark.{key}={value}"])
+
+
+def test_yaml_merge_keys_work_and_a_list_as_a_key_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("eval:\n  <<: {batch_size: 16, sample_words: 100}\n  sample_words: 200\n", encoding="utf-8")
+    cfg = load_config(path)  # the merge was "not valid YAML (could not determine a constructor ...)"
+    assert (cfg.eval.batch_size, cfg.eval.sample_words) == (16, 200)
+    path.write_text("train:\n  [tokens]: 5\n", encoding="utf-8")  # was a TypeError traceback
+    with pytest.raises(TestbedError, match=r"c\.yaml: not valid YAML \(a key must be a name, not a list or a mapping"):
+        load_config(path)
+
+
+def test_a_lab_given_as_a_config_and_a_saved_config_with_a_bad_key_are_named(tmp_path):
+    from testbed.config import load_saved
+    with pytest.raises(TestbedError, match=r"collapse\.yaml is a lab, not a run's config: run it with `testbed lab run"):
+        load_config(Path(__file__).parents[1] / "labs" / "collapse.yaml")
+    (tmp_path / "config.yaml").write_text("foo: 1\n", encoding="utf-8")
+    with pytest.raises(TestbedError, match=r"config\.yaml \(a run's saved config\): unknown config key foo"):
+        load_saved(tmp_path / "config.yaml")
+
+
 def test_empty_override_value_is_null():
     assert load_config(None, ["data.max_docs=5", "data.max_docs="]).data.max_docs is None
 

@@ -148,6 +148,23 @@ def test_a_failed_new_run_leaves_nothing_and_the_corrected_command_runs(capsys, 
     assert json.loads((run_dir / "gen_000" / "DONE").read_text())
 
 
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. "
+                                   "DefaultCPUAllocator: can't allocate memory: you tried to allocate 51539607552 bytes")])
+def test_out_of_memory_is_one_line_from_python_or_from_torchs_allocator(capsys, config, tmp_path, monkeypatch, error):
+    """torch's CPU allocator raises a RuntimeError, not MemoryError: model.n_embd=65536 printed 44 lines."""
+    import testbed.loop
+
+    def out(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(testbed.loop, "build_model", out)
+    run_dir = tmp_path / "run"
+    fails(capsys, *run_argv(config, run_dir, "generations=0"), code=1, needles=("run: out of memory; lower the sizes",))
+    assert not run_dir.exists()
+    monkeypatch.setattr(testbed.loop, "build_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"):  # any other error is a bug to see whole
+        main([str(a) for a in run_argv(config, run_dir, "generations=0")])
+
+
 def test_over_the_file_size_limit_is_one_line_and_leaves_no_run(capsys, tmp_path, config):
     import resource
 

@@ -196,6 +196,17 @@ def lab_file(tmp_path, text: str, name: str = "mine") -> str:
     ("checks:\n  - {kind: compare, metric: heldout_ppl, lower: a, than: b}\n  -\n", "checks[1] is None, not a mapping"),
     ("sizes: {default: [seed=7]}\nchecks: [{kind: compare, metric: heldout_ppl, lower: a, than: b}]",
      "sizes.default: seed=7: a lab sets each run's seed itself; list the seeds under seeds:"),
+    # A table's part, or a part of a number, was checked only by its name before the dot: these passed loading and
+    # were "not run" after every run had trained.
+    ("checks: [{kind: compare, metric: recall_by_band.rarest, lower: a, than: b}]",
+     "checks[0]: recall_by_band.rarest: recall_by_band holds rare, middle, common (did you mean recall_by_band.rare?); "
+     "name one, such as recall_by_band.rare"),
+    ("checks: [{kind: before, arm: a, metric: heldout_ppl, faster: rare, slower: common, direction: up}]",
+     "checks[0]: heldout_ppl.rare: heldout_ppl is one number, not a table; name it heldout_ppl"),
+    ("checks: [{kind: compare, metric: recall_by_band, lower: a, than: b}]",
+     "checks[0]: recall_by_band: recall_by_band holds rare, middle, common; name one, such as recall_by_band.rare"),
+    ("checks: [{kind: compare, metric: train_mix, lower: a, than: b}]",
+     "checks[0]: train_mix holds one figure per label; name one, such as train_mix.human"),
 ])
 def test_a_bad_lab_file_is_one_line_naming_the_key(tmp_path, text, message):
     with pytest.raises(TestbedError) as e:
@@ -260,6 +271,12 @@ def test_overrides_lie_over_every_arm_and_name_a_bad_key(tmp_path):
     with pytest.raises(TestbedError, match=r"^seeds=\[\] must list at least one seed"):
         run_lab(lab, "default", [], tmp_path / "out", say=lambda *a: None)
     assert not (tmp_path / "out").exists()
+    # --out "$OUT" with OUT unset started the whole lab in the current folder.
+    with pytest.raises(TestbedError, match=r"^--out is empty: give the lab a folder of its own, or leave --out out "
+                                           r"for runs/labs/sampling$"):
+        plan(lab, "default", [0], "")
+    with pytest.raises(TestbedError, match=r"quickstart\.yaml is a run's config, not a lab .*`testbed run "):
+        load(QUICKSTART)
 
 
 def test_a_comparison_at_the_last_generation_of_arms_that_end_apart_fails_at_planning(tmp_path):

@@ -10,7 +10,7 @@ does), builds the comparison report in OUT/report/, and writes the verdict
 to OUT/verdict.json and OUT/verdict.md.
 """
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from testbed import TestbedError
@@ -87,6 +87,9 @@ def find(name: str) -> Path:
 def load(name: str) -> Lab:
     path = find(name)
     raw = read_mapping(path)
+    if "arms" not in raw and "checks" not in raw and raw.keys() & {f.name for f in fields(Config)}:
+        raise TestbedError(f"{path} is a run's config, not a lab (no arms, no checks): run it with `testbed run {path}`, "
+                           "or name a lab from `testbed lab list`")
     for key in ("arms", "checks"):  # a stray "-" reads as null, which the builder would turn into a default entry
         for i, entry in enumerate(raw.get(key) or []):
             if not isinstance(entry, dict):
@@ -156,6 +159,9 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
         raise TestbedError(f"seeds={list(seeds)} must list at least one seed, none twice (a seed run twice would "
                            "count twice in the interval)")
+    if out is not None and not str(out).strip():  # --out "$OUT" with OUT unset: every run would land in this folder
+        raise TestbedError("--out is empty: give the lab a folder of its own, or leave --out out for "
+                           f"{default_out(lab, size)}")
     out = Path(out) if out is not None else default_out(lab, size)
     if out.exists() and not out.is_dir():
         raise TestbedError(f"--out {out} is a file; give the lab a folder")

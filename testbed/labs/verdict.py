@@ -91,11 +91,21 @@ def validate(check: Check, keys: set, arms: list[str], where: str) -> None:
         if not ok:
             raise TestbedError(f"{where}.{key}={getattr(check, key)} must be {allowed}")
     for key in metric_keys(check):
-        top = key.split(".")[0]  # recall_by_band.rare: the table names recall_by_band
-        if spec.find(top) is None:
+        top, _, part = key.partition(".")  # recall_by_band.rare: the table names recall_by_band
+        if (metric := spec.find(top)) is None:
             near = difflib.get_close_matches(top, [m.key for m in spec.METRICS], n=1)
             raise TestbedError(f"{where}: {key} is not a metric testbed writes"
                                f"{f' (did you mean {near[0]}?)' if near else ''}; every metric: docs/metrics.md")
+        # Else the figure is missing in every run, and the check is "not run" only after all of them have trained.
+        if part and metric.parts == ():
+            raise TestbedError(f"{where}: {key}: {top} is one number, not a table; name it {top}")
+        if metric.parts and part not in metric.parts:
+            near = difflib.get_close_matches(part, metric.parts, n=1)
+            raise TestbedError(f"{where}: {key}: {top} holds {', '.join(metric.parts)}"
+                               f"{f' (did you mean {top}.{near[0]}?)' if near and part else ''}; name one, "
+                               f"such as {top}.{(near or metric.parts)[0]}")
+        if not part and metric.parts is None:
+            raise TestbedError(f"{where}: {key} holds one figure per label; name one, such as {top}.human")
 
 
 def reads(check: Check) -> list[str]:

@@ -35,6 +35,7 @@ class Metric:
     headline: bool = False  # a column of `testbed compare` and the run's summary, a panel of the report's overview
     plot: bool = False  # drawn in the report besides the headline metrics
     signal: bool = False  # moves the collapse way in the quickstart's 3 generations: test_metrics_collapse holds it to that
+    parts: tuple[str, ...] | None = ()  # a table's keys (recall_by_band.rare); None: any (train_mix's labels)
 
 
 RECALL_REL = ("each recall above over the same recall of human text of the same size (the reference); null where the "
@@ -49,7 +50,7 @@ DETECTION = ("how well the watermark filter told synthetic from human text in th
 METRICS = [
     Metric("generation", "run", "", "the generation number g: 0 for the model trained on human text"),
     Metric("train_mix", "run", "", "`{label: documents}`: the composition of the set generation g trained on, after "
-           "curation; labels `human` and `synthetic:gen_NNN` (the model that wrote them)"),
+           "curation; labels `human` and `synthetic:gen_NNN` (the model that wrote them)", parts=None),
     Metric("train_tokens", "run", "", "tokens trained on (steps × batch × context; `train.compute`)",
            "steps × `train.batch_size` × `train.grad_accum` × context × processes"),
     Metric("train_passes", "run", "", "passes over the packed training set: below 1 when a large pool is only partly "
@@ -108,13 +109,14 @@ METRICS = [
     Metric("rare_mass_recall", "tail", "down", "the same weighted by human frequency",
            "Σ_{rare ∩ sample} c_h(w) / Σ_{rare} c_h(w)", signal=True),
     Metric("recall_by_band", "tail", "down", "`{rare, middle, common}`: share of each band's word types present",
-           "as `rare_token_recall`, per band", moves="down, the rare band first"),
+           "as `rare_token_recall`, per band", moves="down, the rare band first", parts=BANDS),
     Metric("rare_bigram_recall", "tail", "down", "share of the human rare word bigrams present (collapse loses rare "
            "combinations before rare words)", "as `rare_token_recall`, over bigrams", plot=True, signal=True),
     Metric("rare_id_recall", "tail", "down", "share of the human rare token ids present in a seeded sample of "
            "`eval.sample_tokens` tokens", "as `rare_token_recall`, over ids", signal=True),
     *[Metric(f"{k}_rel", "tail", "down", RECALL_REL, "recall / human recall",
-             moves="down (1: as much of the tail as human text keeps)", signal=k != "recall_by_band")
+             moves="down (1: as much of the tail as human text keeps)", signal=k != "recall_by_band",
+             parts=BANDS if k == "recall_by_band" else ())
       for k in ("rare_token_recall", "rare_mass_recall", "rare_bigram_recall", "rare_id_recall", "recall_by_band")],
     *[Metric(k, "tail", "", "sizes of the three rare bands", moves="constant in a run")
       for k in ("rare_types", "rare_bigram_types", "rare_id_types")],
