@@ -324,6 +324,7 @@ def _read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             raise TestbedError(f"override {item!r} is not key=value (for example generations=5 or model.n_layer=2)")
         if section := _section(key):
             # Its keys in the file would be dropped for the few given here (train={tokens: 5} loses train.lr).
+            names = {f.name for f in dataclasses.fields(section)}
             try:
                 given = yaml.safe_load(value)
             except yaml.YAMLError:
@@ -331,9 +332,9 @@ def _read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             first = key
             while section := _section(first):  # down to the first key that holds a value
                 first += "." + dataclasses.fields(section)[0].name
-            example = (" ".join(f"{key}.{k}={v}" for k, v in given.items())
-                       if isinstance(given, dict) and given and not any(isinstance(v, dict) for v in given.values())
-                       else f"{first}=...")
+            example = (" ".join(f"{key}.{k}={yaml_value(v)}" for k, v in given.items())
+                       if isinstance(given, dict) and given and given.keys() <= names  # not {tokens:5}'s "tokens:5"
+                       and not any(isinstance(v, (dict, type(None))) for v in given.values()) else f"{first}=...")
             raise TestbedError(f"override {item!r}: {key} is a section; set its keys one at a time, such as {example}")
         node = raw
         *parents, leaf = key.split(".")

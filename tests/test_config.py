@@ -328,6 +328,9 @@ def test_override_into_a_scalar_is_not_a_section(tmp_path):
                                   "data.source=..."),
     (["curate.whitelist={}"], "override 'curate.whitelist={}': curate.whitelist is a section; set its keys one at a "
                               "time, such as curate.whitelist.enabled=..."),
+    # YAML reads {tokens:5} as the key "tokens:5" with no value: the example was train.tokens:5=None.
+    (["train={tokens:5}"], "override 'train={tokens:5}': train is a section; set its keys one at a time, such as "
+                           "train.compute=..."),
 ])
 def test_an_override_of_a_whole_section_is_refused_not_laid_over_the_files_keys(overrides, message):
     """train={tokens: 5} once replaced the whole section: the quickstart's lr and batch size fell back to the defaults."""
