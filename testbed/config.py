@@ -548,6 +548,10 @@ def _get(cfg, dotted: str):
     return cfg
 
 
+# Where a run's folder is, how far it goes and what tracks it: a run resumed, extended or moved is the same experiment.
+NOT_THE_EXPERIMENT = ("run_dir", "generations", "track")
+
+
 def diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two config dicts."""
     keys = []

@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from testbed import TestbedError, quiet_libraries
+from testbed import quiet_libraries
 from testbed.config import Config, TrainConfig, to_dict, to_yaml
 from testbed.corpus.fresh import fresh_texts
 from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
@@ -24,8 +24,8 @@ from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
 from testbed.metrics.spec import numbers
 from testbed.metrics.suite import Evaluator
-from testbed.mix import (HUMAN, Doc, budget_docs, composition, documents, fill, synthetic_docs, synthetic_label,
-                         synthetic_needed, training_set)
+from testbed.mix import (HUMAN, Doc, check_fills_a_block, composition, documents, fill, synthetic_docs,
+                         synthetic_label, synthetic_needed, training_set)
 from testbed.model import build_model, context_length, load_model, n_params, resolve, save_model
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
@@ -185,19 +185,10 @@ def _mix(g: int, r: _Run, tag: str):
                             lambda n: documents(r.tokenizer, fresh_texts(cfg, r.corpus.reserve, len(r.human), g, n)))
     counts = ", ".join(f"{k} {v}" for k, v in composition(examples).items())
     r.say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs ({counts})")
-    tokens, block = sum(len(d.ids) + 1 for _, d in examples), resolve(cfg.model)["context"]
-    # Else curation, or packing with its advice to lower model.context, takes the blame; not where a fixed budget
-    # (mix.docs) is what made the mix small.
-    cut_short = cfg.mix.size == "grow" or len(examples) < budget_docs(cfg.mix, len(r.human))
-    if g and tokens < block and (cut_short or not examples):
-        written = sum(len(r.rundir.corpus(k)) for k in synthetic)
-        if cut := written - sum(map(len, synthetic.values())):
-            held = (f"{len(examples)} document{'s' * (len(examples) != 1)}, {tokens} token{'s' * (tokens != 1)}, "
-                    f"less than one block of model.context={block}" if examples else "no documents")
-            raise TestbedError(f"generation {g}: the mix holds {held}: {'all' if cut == written else f'{cut:,} of the'} "
-                               f"{written:,} that model {g - 1} wrote ran into the length cap unfinished, and "
-                               "mix.keep_unfinished=false leaves those out; set mix.keep_unfinished=true, or give "
-                               "documents more room (sample.max_new_tokens, model.context)")
+    if g:
+        check_fills_a_block(g, examples, resolve(cfg.model)["context"], cfg.mix, len(r.human),
+                            written=sum(len(r.rundir.corpus(k)) for k in synthetic),
+                            kept=sum(map(len, synthetic.values())))
     return examples, synthetic.get(g - 1)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from testbed import TestbedError
 from testbed.config import MixConfig
 from testbed.tokenizer import encode
 
@@ -92,6 +93,24 @@ def nested_sample(rng: random.Random, population: list, k: int) -> list:
 def budget_docs(cfg: MixConfig, n_human: int) -> int:
     """How many documents mix.size=fixed trains on."""
     return cfg.docs if cfg.docs is not None else n_human
+
+
+def check_fills_a_block(g: int, examples: list[tuple[str, Doc]], block: int, cfg: MixConfig, n_human: int,
+                        written: int, kept: int) -> None:
+    """Stop generation g whose mix holds less than one block because model g-1's documents ran into the length cap
+    unfinished and mix.keep_unfinished left them out (written: documents the corpora hold, kept: those in the pool).
+    Else curation, or packing with its advice to lower model.context, takes the blame; not where a fixed budget
+    (mix.docs) is what made the mix small."""
+    tokens = sum(len(d.ids) + 1 for _, d in examples)
+    cut_short = cfg.size == "grow" or len(examples) < budget_docs(cfg, n_human)
+    if tokens >= block or not (cut_short or not examples) or not (cut := written - kept):
+        return
+    held = (f"{len(examples)} document{'s' * (len(examples) != 1)}, {tokens} token{'s' * (tokens != 1)}, "
+            f"less than one block of model.context={block}" if examples else "no documents")
+    raise TestbedError(f"generation {g}: the mix holds {held}: {'all' if cut == written else f'{cut:,} of the'} "
+                       f"{written:,} that model {g - 1} wrote ran into the length cap unfinished, and "
+                       "mix.keep_unfinished=false leaves those out; set mix.keep_unfinished=true, or give "
+                       "documents more room (sample.max_new_tokens, model.context)")
 
 
 def fill(curated: list[tuple[str, object]], cfg: MixConfig, n_human: int, seed: int) -> list[tuple[str, object]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from testbed import TestbedError
-from testbed.config import Config, diff, load_saved, to_dict, to_yaml
+from testbed.config import NOT_THE_EXPERIMENT, Config, diff, load_saved, to_dict, to_yaml
 
 
 def write_text(path: Path, text: str) -> None:
@@ -81,7 +81,7 @@ def read_jsonl(path: Path) -> list:
 def changed_config(saved_path: Path, cfg: Config) -> list[str]:
     """The keys in which cfg differs from the run whose config.yaml is saved_path, but for those a resumed run
     may change: its folder's spelling, `generations` and `track`."""
-    return [k for k in diff(to_dict(load_saved(saved_path)), to_dict(cfg)) if k not in ("run_dir", "generations", "track")]
+    return [k for k in diff(to_dict(load_saved(saved_path)), to_dict(cfg)) if k not in NOT_THE_EXPERIMENT]
 
 
 # Generation 0 trains from scratch on the human split and samples before anything is mixed or curated, so it reads

@@ -7,7 +7,7 @@ comparison look cleaner than it is.
 from pathlib import Path
 
 from testbed import TestbedError
-from testbed.config import diff, load_saved, to_dict, yaml_value
+from testbed.config import NOT_THE_EXPERIMENT, diff, load_saved, to_dict, yaml_value
 from testbed.metrics import spec
 from testbed.rundir import RunDir, read_json
 
@@ -55,7 +55,7 @@ def differing_keys(runs: list[dict]) -> list[str]:
     keys = set()
     for run in runs[1:]:
         keys |= set(diff(runs[0]["config"], run["config"]))
-    return sorted(keys - {"run_dir", "generations", "track"})  # not part of what the experiment is
+    return sorted(keys - set(NOT_THE_EXPERIMENT))
 
 
 def value(config: dict, dotted: str):

@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 
 from testbed import TestbedError, __version__
-from testbed.config import load_saved, yaml_value
+from testbed.config import NOT_THE_EXPERIMENT, load_saved, yaml_value
 from testbed.corpus.sources import load_documents
 from testbed.corpus.split import checksum
 from testbed.seeds import stage_seed
@@ -147,7 +147,7 @@ def seed_groups(runs: list[dict]) -> list[dict]:
     its own: it is not another seed."""
     groups = {}
     for run in runs:
-        key = json.dumps({k: v for k, v in run["config"].items() if k not in ("seed", "run_dir", "generations", "track")},
+        key = json.dumps({k: v for k, v in run["config"].items() if k != "seed" and k not in NOT_THE_EXPERIMENT},
                          sort_keys=True)
         same = groups.setdefault(key, [])
         home = next((g for g in same if all(m["config"]["seed"] != run["config"]["seed"] for m in g)), None)
