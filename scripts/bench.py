@@ -74,7 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--docs", type=int, default=2000, help="synthetic corpus size, in documents")
     p.add_argument("--data", default=None, help="a local .txt (blank-line separated) / .jsonl / .parquet corpus")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="as train.mixed_precision (fp32, not accelerate's no)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--suite-tokens", type=int, default=1_000_000, help="size of the corpus the metrics suite scores")
     p.add_argument("--suite-words", type=int, default=100_000, help="eval.sample_words for the suite")
@@ -439,7 +440,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    precision = precision_for(args.mixed_precision if args.mixed_precision != "no" else "fp32", device)
+    precision = precision_for(args.mixed_precision, device)
 
     # --- data and model: built once, outside every timed region
     texts, source = load_texts(args)

@@ -6,6 +6,7 @@ import re
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from testbed import TestbedError, quiet_libraries
 from testbed.rundir import check_can_hold, os_failure
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train generation 0, then each generation on the previous one's samples")
     run.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
-    run.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. generations=5 model.n_layer=2 run_dir=/tmp/x")
+    run.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="e.g. generations=5 model.n_layer=2 run_dir=/tmp/x")
     compare = commands.add_parser("compare", help="each run's last generation against its generation 0: a table, or with --out a report")
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
     compare.add_argument("--metrics", help="comma-separated metrics.jsonl keys, nested ones dotted as in metrics.csv "
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(default 4; with --out)")
     sw = commands.add_parser("sweep", help="a grid of runs over config values and seeds (N at once with --jobs N), then a report")
     sw.add_argument("config", help="YAML config; the runs go in folders under its run_dir")
-    sw.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every run, e.g. generations=5 run_dir=runs/regimes")
+    sw.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="applied to every run, e.g. generations=5 run_dir=runs/regimes")
     sw.add_argument("--set", action="append", default=[], metavar="key=v1,v2", help="values to sweep; repeat for a grid")
     sw.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the config's seed)")
     ev = commands.add_parser("eval", help="the metrics suite on one text file (and, with --model, one model)")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--human", help="human training text (same formats): defines rare words and frequency bands")
     ev.add_argument("--tokenizer", help="default: the run's tokenizer when --model lies in a run directory")
     ev.add_argument("--seed", type=int, default=0, help="seed of the fixed-size samples")
-    ev.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.sample_words=100000 data.source=storyworld")
+    ev.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="e.g. eval.sample_words=100000 data.source=storyworld")
     lab = commands.add_parser("lab", help="teaching labs: one question each, its runs over seeds, and a verdict")
     labs = lab.add_subparsers(dest="lab_command", required=True)
     labs.add_parser("list", help="each lab's name, stated time and question")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     lab_run.add_argument("--out", metavar="DIR", help="the lab's folder (default: runs/labs/NAME, or NAME-SIZE)")
     lab_run.add_argument("--size", choices=["default", "reduced", "gpu"], default="default",
                          help="reduced: seconds a run, checks the pipeline only; gpu: a bigger model for one GPU")
-    lab_run.add_argument("overrides", nargs="*", metavar="key=value",
+    lab_run.add_argument("overrides", nargs="*", default=[], metavar="key=value",
                          help="laid over every arm, e.g. model.preset=nano (a smaller model, for a CPU without "
                               "native bf16) or model.family=llama")
     for p in (sw, lab_run):
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.out == "":
                 raise TestbedError("--out is empty; give the report's folder, e.g. --out reports/regimes")
             runs = load_runs(args.runs)
+            if args.out is not None and (out := Path(args.out).absolute()).exists():
+                from testbed.report.page import check_replaceable
+
+                check_replaceable(out)  # before the table: a refusal is one line
             print(table(runs, metrics))
             if args.out is not None:
                 from testbed.report.page import build

@@ -361,8 +361,11 @@ def _read(path: Path, seen: tuple) -> dict:
     base = raw.pop("base", None)
     if base is None:
         return raw
-    if not isinstance(base, str):
+    if not isinstance(base, str) or not base.strip():
         raise TestbedError(f"{path}: base={base!r} must be the path of another config file")
+    if not (path.parent / base).is_file():
+        raise TestbedError(f"{path}: base={base}: {'a folder' if (path.parent / base).is_dir() else 'no such file'} "
+                           f"({path.parent / base}; the path is relative to this file)")
     return _merge(_read(path.parent / base, seen + (path.resolve(),)), raw)
 
 

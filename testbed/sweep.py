@@ -88,10 +88,13 @@ def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], s
             settings = [f"{k}={v}" for (k, _), v in zip(grid, values)] + [f"seed={seed}"]
             name = re.sub(r"[^\w.=,+\-\[\]]", "-", "_".join(settings))
             configs.append(load_config(config, [*overrides, *settings, f"run_dir={root / name}"]))
+    from testbed.corpus.sources import check_file
     from testbed.tracking import check_trackers
 
     for track in {tuple(c.track) for c in configs}:
         check_trackers(list(track))  # else every run would fail at its start
+    for data in {c.data.path: c.data for c in configs}.values():
+        check_file(data)  # else a misspelt --set data.path fails when its turn comes, after the runs before it
     folders = [c.run_dir for c in configs]
     if clash := next((f for f in folders if folders.count(f) > 1), None):
         # Two runs in one folder would fight over its lock, and the report would show one as the other.

@@ -59,6 +59,10 @@ def test_cli_compare_and_its_errors(two_runs, capsys, tmp_path):
     assert "no run has a number for 'heldout_pp'" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "nothing")]) == 2
     assert "not a testbed run directory" in capsys.readouterr().err
+    (tmp_path / "sweep" / "report").mkdir(parents=True)  # what `compare runs/regimes/*` takes in after a sweep
+    (tmp_path / "sweep" / "report" / "report.json").write_text('{"files": []}')
+    assert main(["compare", *map(str, two_runs), str(tmp_path / "sweep" / "report")]) == 2
+    assert "report: a report testbed wrote, not a run; leave it out" in capsys.readouterr().err
     assert main(["compare", *map(str, two_runs), "--out", str(tmp_path / "report"), "--samples", "-1"]) == 2
     assert capsys.readouterr().err.strip() == "error: --samples -1 must be >= 0 (0 shows no sample text)"
     assert not (tmp_path / "report").exists()

@@ -388,8 +388,13 @@ def test_base_cycle_and_missing_base_are_reported(tmp_path):
     with pytest.raises(TestbedError, match="cycle"):
         load_config(tmp_path / "a.yaml")
     (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
-    with pytest.raises(TestbedError, match="config file not found: .*nowhere.yaml"):
+    # The file that names the base, not only the base: the user has to know which file to fix.
+    with pytest.raises(TestbedError, match=r"c\.yaml: base=nowhere\.yaml: no such file \(.*nowhere\.yaml; the path is "
+                                           r"relative to this file\)$"):
         load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: ''\n")
+    with pytest.raises(TestbedError, match=r"d\.yaml: base='' must be the path of another config file"):
+        load_config(tmp_path / "d.yaml")
 
 
 def test_list_keys_take_yaml_lists_from_the_command_line():

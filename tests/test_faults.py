@@ -80,6 +80,8 @@ def test_compare_out_refuses_a_users_folder_and_keeps_every_file(finished, tmp_p
     before = tree(mine)
     fails(capsys, "compare", finished, "--out", mine, needles=(f"--out {mine}", "choose a new folder"))
     assert tree(mine) == before and (mine / "data").is_dir()
+    code, out, _ = cli(capsys, "compare", finished, "--out", mine)
+    assert code == 2 and out == ""  # refused before the table: one line, as docs/compare.md says
     assert cli(capsys, "compare", finished, "--out", tmp_path / "report")[0] == 0
     assert (tmp_path / "report" / "index.html").exists()
 

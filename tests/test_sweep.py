@@ -227,6 +227,19 @@ def test_a_tracker_that_is_not_installed_stops_a_sweep_before_any_run(tmp_path, 
     assert not (tmp_path / "sweep").exists()
 
 
+def test_every_corpus_file_of_the_grid_is_checked_before_any_run(tmp_path):
+    """docs/compare.md promises it for --set data.path=a.txt,b.txt: the misspelt second file failed after the first run
+    had trained. A lab plans its runs the same way."""
+    (tmp_path / "a.txt").write_text("one story.\n\nanother story.\n", encoding="utf-8")
+    with pytest.raises(TestbedError, match=r"^data\.path=.*corpsu\.txt: file not found"):
+        plan(QUICKSTART, [f"run_dir={tmp_path / 'sweep'}", "data.source=local"],
+             [("data.path", [str(tmp_path / "a.txt"), str(tmp_path / "corpsu.txt")])], None)
+    assert not (tmp_path / "sweep").exists()
+    _, configs = plan(QUICKSTART, [f"run_dir={tmp_path / 'sweep'}", "data.source=local"],
+                      [("data.path", [str(tmp_path / "a.txt")])], None)
+    assert [c.data.path for c in configs] == [str(tmp_path / "a.txt")]
+
+
 def test_a_sweep_whose_every_run_failed_does_not_say_the_others_finished(tmp_path, monkeypatch, capsys):
     import testbed.loop
 

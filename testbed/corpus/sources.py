@@ -83,9 +83,11 @@ def _storyworld(data: DataConfig, seed: int):
 _BLANK_LINE = re.compile(r"\r?\n[ \t]+\r?\n")
 
 
-def _local(data: DataConfig, seed: int):
-    from datasets import load_dataset
-
+def check_file(data: DataConfig) -> None:
+    """data.source=local: that the file is there and can be read as its suffix says, as loading it checks first.
+    A sweep or a lab checks each of its files so before the first run starts, not when that run's turn comes."""
+    if data.source != "local":
+        return
     path = Path(data.path)
     if not path.is_file():
         raise TestbedError(f"data.path={data.path}: {'a folder' if path.is_dir() else 'file not found'} (from {Path.cwd()}); "
@@ -111,6 +113,13 @@ def _local(data: DataConfig, seed: int):
                 raise TestbedError(f"{data.path}: the corpus is empty (no rows); give a .jsonl file with one JSON "
                                    "object a line")
         _check_json_array(path, data)
+
+
+def _local(data: DataConfig, seed: int):
+    from datasets import load_dataset
+
+    check_file(data)
+    path, builder = Path(data.path), _BUILDERS[Path(data.path).suffix.lower()]
     kwargs = {}
     if builder == "text":
         kwargs["encoding"] = "utf-8-sig"  # a byte-order mark is not text

@@ -183,9 +183,12 @@ def plan(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=No
                 raise TestbedError(f"lab {lab.name}, arm {arm.name}, size {size}: {e}") from None
             planned.append(Planned(arm.name, seed, cfg))
     if planned:  # else every run would fail at its start, and the lab call them unfinished
+        from testbed.corpus.sources import check_file
         from testbed.tracking import check_trackers
 
         check_trackers(planned[0].config.track)
+        for data in {p.config.data.path: p.config.data for p in planned}.values():
+            check_file(data)
     generations = {p.arm: p.config.generations for p in planned}
     for i, c in enumerate(lab.checks):
         where = f"lab {lab.name}, size {size}: checks[{i}]"

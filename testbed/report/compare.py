@@ -14,6 +14,9 @@ from testbed.rundir import RunDir, read_json
 def load_run(path: str | Path) -> dict:
     root = Path(path)
     if not (root / "config.yaml").is_file():
+        if (root / "report.json").is_file():  # `compare runs/regimes/*` takes in the sweep's own report/
+            raise TestbedError(f"{root}: a report testbed wrote, not a run; leave it out (for a sweep's runs: "
+                               f"{root.parent}/*=*/, or read the report the sweep wrote there)")
         raise TestbedError(f"{root}: not a testbed run directory (no config.yaml)")
     cfg = load_saved(root / "config.yaml")
     rundir = RunDir(root)
