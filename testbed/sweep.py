@@ -93,8 +93,6 @@ def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], s
 
     for track in {tuple(c.track) for c in configs}:
         check_trackers(list(track))  # else every run would fail at its start
-    for data in {c.data.path: c.data for c in configs}.values():
-        check_file(data)  # else a misspelt --set data.path fails when its turn comes, after the runs before it
     folders = [c.run_dir for c in configs]
     if clash := next((f for f in folders if folders.count(f) > 1), None):
         # Two runs in one folder would fight over its lock, and the report would show one as the other.
@@ -106,6 +104,8 @@ def plan(config: str, overrides: list[str], grid: list[tuple[str, list[str]]], s
         if twin is not c:
             raise TestbedError(f"--set: {Path(twin.run_dir).name} and {Path(c.run_dir).name} are the same run (their "
                                "values read as one); give each value once")
+    for data in {c.data.path: c.data for c in configs}.values():
+        check_file(data)  # else a misspelt --set data.path fails when its turn comes, after the runs before it
     return root, configs
 
 
