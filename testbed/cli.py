@@ -149,11 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row, indent=1))
             return 0
         from testbed.config import load_config
-        from testbed.loop import run as run_experiment
 
         cfg = load_config(args.config, args.overrides)
-        run_dir = cfg.run_dir
+        run_dir = cfg.run_dir  # before the seconds of importing the loop: a Ctrl-C there knows what it stopped
         check_can_hold(cfg.run_dir)
+        from testbed.loop import run as run_experiment
+
         run_experiment(cfg)
     except TestbedError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -203,9 +204,15 @@ def kept(command: str, run_dir: str | None) -> str:
     """What a stopped command leaves to resume from: a new run stopped in generation 0 leaves nothing."""
     from testbed.rundir import RunDir
 
+    if command == "eval":
+        return "it writes nothing; run the same command again"
+    if command == "compare":
+        return "an --out folder is as it was (a report is put in place whole or not at all); run the same command again"
     if command != "run":
         return "finished runs and generations are kept; run the same command again to resume"
-    done = RunDir(run_dir).finished_generations() if run_dir else []
+    if run_dir is None:
+        return "stopped before the run was read; anything it had finished is kept; run the same command again"
+    done = RunDir(run_dir).finished_generations()
     if not done:
         return "no generation had finished, so there is nothing to resume; run the same command again to start over"
     held = "generation 0" if done[-1] == 0 else f"generations 0-{done[-1]}"

@@ -419,6 +419,31 @@ def test_ctrl_c_in_generation_0_of_a_new_run_says_nothing_was_kept(tmp_path, cap
         "interrupted: no generation had finished, so there is nothing to resume; run the same command again to start over"]
 
 
+def test_ctrl_c_while_a_resumed_run_imports_says_what_it_keeps(finished, tmp_path, capsys, config, monkeypatch):
+    """Importing the loop takes seconds; a Ctrl-C there said "no generation had finished" of a run with two."""
+    import sys
+
+    class Interrupt:
+        def find_spec(self, name, path=None, target=None):
+            if name == "testbed.loop":
+                raise KeyboardInterrupt()
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    monkeypatch.delitem(sys.modules, "testbed.loop")
+    monkeypatch.setattr(sys, "meta_path", [Interrupt(), *sys.meta_path])
+    code, _, err = cli(capsys, *run_argv(config, run_dir))
+    assert code == 130 and err.strip() == (f"interrupted: generations 0-1 finished and kept in {run_dir}; run the same "
+                                           "command again to resume")
+    import testbed.config
+    monkeypatch.setattr(testbed.config, "load_config", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code, _, err = cli(capsys, *run_argv(config, run_dir))
+    assert code == 130 and "stopped before the run was read; anything it had finished is kept" in err
+    import testbed.report.compare
+    monkeypatch.setattr(testbed.report.compare, "load_runs", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code, _, err = cli(capsys, "compare", run_dir)
+    assert code == 130 and "a report is put in place whole or not at all" in err  # it resumes nothing
+
+
 def test_a_sigterm_that_arrives_as_a_keyboardinterrupt_is_still_a_sigterm(tmp_path, capsys, config, monkeypatch):
     """ray.wait re-raises what our handler raises as a plain KeyboardInterrupt: `sweep --jobs 2` used to say
     "interrupted" and exit 130 for a SIGTERM."""
