@@ -231,6 +231,9 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
     except BaseException:  # Ctrl-C: a Ray the caller started outlives this call, and its tasks would run on
         for ref in running:
             ray.cancel(ref)
+        # Each cancelled run stops as Ctrl-C stops one (a new run removes its folder) before Ray shuts down: a
+        # shutdown first killed the workers mid-cleanup, and the leftover folder refused the corrected sweep.
+        ray.wait(list(running), num_returns=len(running), timeout=60)
         raise
     return failed
 

@@ -98,3 +98,23 @@ def test_a_killed_sweep_resumes_and_a_failed_run_stops_no_other(tmp_path, one_at
     assert main(args) == 0
     assert metrics(root, blocked.name) == metrics(one_at_a_time, blocked.name)
     assert {p: p.stat().st_mtime_ns for p in untouched} == untouched
+
+
+def test_ctrl_c_stops_every_running_run_as_it_stops_one(tmp_path, local_ray, monkeypatch, capsys):
+    """A new run stopped before generation 0 finished leaves no folder (docs/run-directory.md). On Ray, the sweep
+    cancelled its tasks and shut Ray down at once, killing the workers mid-cleanup: the half-made folders stayed,
+    and the corrected sweep was refused as 'a different config'."""
+    root = tmp_path / "sweep"
+    real_wait = ray.wait
+
+    def wait(refs, **kwargs):  # Ctrl-C in the driver, once every run is training its generation 0
+        training = [p for p in root.glob("*/gen_000.partial") if (p / "log.txt").exists() or any(p.iterdir())]
+        if kwargs.get("timeout") == 1.0 and len(training) == 2:
+            raise KeyboardInterrupt()
+        return real_wait(refs, **kwargs)
+    monkeypatch.setattr(ray, "wait", wait)
+    long = [*TINY, "train.tokens=2000000"]  # minutes: still training when the interrupt comes
+    assert main(["sweep", QUICKSTART, "--set", "mix.regime=replace,accumulate", "--seeds", "0", "--jobs", "2",
+                 "--threads", "1", f"run_dir={root}", *long]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not root.exists() or not list(root.iterdir()), list(root.iterdir())
