@@ -202,6 +202,11 @@ class RunDir:
         if not saved_path.exists():
             raise TestbedError(f"run_dir={self.root} exists but is not a testbed run (no config.yaml); choose another run_dir")
         if changed := self.changes_barring(cfg):
+            if not self.finished_generations():  # what kill -9 (or the OOM killer) leaves of a new run: nothing to keep
+                raise TestbedError(
+                    f"run_dir={self.root} holds a run with a different config (changed: {', '.join(changed)}) that never "
+                    f"finished a generation (stopped by kill -9 or the out-of-memory killer?): remove the folder "
+                    f"(rm -r {self.root}) and run again, or use a new run_dir")
             raise TestbedError(
                 f"run_dir={self.root} holds a run with a different config (changed: {', '.join(changed)}); "
                 "use a new run_dir, or the saved config to resume")

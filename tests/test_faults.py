@@ -444,6 +444,21 @@ def test_ctrl_c_while_a_resumed_run_imports_says_what_it_keeps(finished, tmp_pat
     assert code == 130 and "a report is put in place whole or not at all" in err  # it resumes nothing
 
 
+def test_a_new_run_killed_before_generation_0_finished_names_the_fix_for_a_corrected_config(finished, tmp_path, capsys,
+                                                                                            config):
+    """kill -9 (the out-of-memory killer) leaves a new run's folder with nothing finished; lowering the sizes, as the
+    user then does, was refused as 'a different config ... use a new run_dir' with no word of why."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    for g in run_dir.glob("gen_*"):
+        shutil.rmtree(g)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    fails(capsys, *run_argv(config, run_dir, "train.batch_size=4"),
+          needles=("changed: train.batch_size) that never finished a generation", f"rm -r {run_dir}"))
+    shutil.rmtree(run_dir)
+    assert cli(capsys, *run_argv(config, run_dir, "train.batch_size=4"))[0] == 0
+
+
 def test_a_sigterm_that_arrives_as_a_keyboardinterrupt_is_still_a_sigterm(tmp_path, capsys, config, monkeypatch):
     """ray.wait re-raises what our handler raises as a plain KeyboardInterrupt: `sweep --jobs 2` used to say
     "interrupted" and exit 130 for a SIGTERM."""
