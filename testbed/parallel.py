@@ -84,8 +84,13 @@ def _run_one(cfg: Config, threads: int, name: str, lines) -> None:
     from testbed import loop
 
     torch.set_num_threads(threads)
-    loop.run(cfg, say=lambda text: lines.put("\n".join(f"[{name}] {line}" for line in str(text).splitlines())))
+    try:
+        loop.run(cfg, say=lambda text: lines.put("\n".join(f"[{name}] {line}" for line in str(text).splitlines())))
+    finally:  # after the run's own cleanup: a Ctrl-C'd sweep waits for it before Ray goes down
+        lines.put(STOPPED + name)
 
+
+STOPPED = "\0stopped "  # a run's last message in the queue: not a line to show
 
 @contextmanager
 def on_ray(jobs: int, threads: int | None, address: str | None):
@@ -193,9 +198,15 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
     task = ray.remote(_run_one).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
     lines = Queue(actor_options={"num_cpus": 0})  # takes none of the CPUs the runs were given
 
+    stopped = set()
+
     def show_lines():
         while not lines.empty():
-            say(lines.get_nowait())
+            line = lines.get_nowait()
+            if line.startswith(STOPPED):
+                stopped.add(line.removeprefix(STOPPED))
+            else:
+                say(line)
     share = "" if not gpus else " and 1 GPU" if gpus == 1 else f" and 1/{round(1 / gpus)} of a GPU"
     say(f"{what}: {len(runs)} run{'s' * (len(runs) != 1)}, {jobs} at once on "
         f"{f'Ray at {address}' if address else 'a local Ray'}, {threads} torch thread{'s' * (threads != 1)}{share} each")
@@ -233,7 +244,11 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
             ray.cancel(ref)
         # Each cancelled run stops as Ctrl-C stops one (a new run removes its folder) before Ray shuts down: a
         # shutdown first killed the workers mid-cleanup, and the leftover folder refused the corrected sweep.
-        ray.wait(list(running), num_returns=len(running), timeout=60)
+        # ray.wait does not tell: a cancelled task's result is ready before its worker has stopped.
+        names, deadline = {name for name, _ in running.values()}, time.monotonic() + 60
+        while not names <= stopped and time.monotonic() < deadline:
+            show_lines()
+            time.sleep(0.1)
         raise
     return failed
 
