@@ -18,12 +18,14 @@ parallel run gets cores // jobs, and an in-process run keeps torch's default
 --jobs N number for number.
 """
 import os
+import shutil
 import signal
 import socket
 import threading
 import time
 import traceback
 from contextlib import contextmanager
+from pathlib import Path
 
 from testbed import TestbedError
 from testbed.config import Config
@@ -84,6 +86,10 @@ def _run_one(cfg: Config, threads: int, name: str, lines) -> None:
     from testbed import loop
 
     torch.set_num_threads(threads)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+        # A Ray started by a process that ignores SIGINT (a background job's) gives its workers that too, and then
+        # ray.cancel cannot interrupt the run: it raises KeyboardInterrupt through Python's SIGINT handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         loop.run(cfg, say=lambda text: lines.put("\n".join(f"[{name}] {line}" for line in str(text).splitlines())))
     finally:  # after the run's own cleanup: a Ctrl-C'd sweep waits for it before Ray goes down
@@ -211,10 +217,12 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
     say(f"{what}: {len(runs)} run{'s' * (len(runs) != 1)}, {jobs} at once on "
         f"{f'Ray at {address}' if address else 'a local Ray'}, {threads} torch thread{'s' * (threads != 1)}{share} each")
     failed, running, waiting, done = {}, {}, list(runs), 0
+    new = {}  # name: (config, whether its folder is this sweep's to make)
     try:
         while waiting or running:
             while waiting and len(running) < jobs:
                 name, cfg = waiting.pop(0)
+                new[name] = (cfg, not Path(cfg.run_dir).exists())
                 running[task.remote(cfg, threads, name, lines)] = (name, time.perf_counter())
                 # A finished run's task only checks its folder; a cluster's folders may not be visible here (then "started").
                 verb = "checking" if RunDir(cfg.run_dir).complete(cfg.generations) else "started"
@@ -245,10 +253,21 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
         # Each cancelled run stops as Ctrl-C stops one (a new run removes its folder) before Ray shuts down: a
         # shutdown first killed the workers mid-cleanup, and the leftover folder refused the corrected sweep.
         # ray.wait does not tell: a cancelled task's result is ready before its worker has stopped.
-        names, deadline = {name for name, _ in running.values()}, time.monotonic() + 60
+        names, deadline = {name for name, _ in running.values()}, time.monotonic() + 30
         while not names <= stopped and time.monotonic() < deadline:
             show_lines()
             time.sleep(0.1)
+        for ref, (name, _) in running.items():
+            if name in stopped:
+                continue
+            # The interrupt did not reach it (a worker that ignores SIGINT, as one started from a background job
+            # does): kill it, and do for a new run what its own cleanup would have done.
+            ray.cancel(ref, force=True)
+            ray.wait([ref], timeout=10)
+            cfg, fresh = new[name]
+            rundir = RunDir(cfg.run_dir)
+            if fresh and rundir.root.exists() and not rundir.finished_generations():
+                shutil.rmtree(rundir.root, ignore_errors=True)
         raise
     return failed
 
