@@ -260,8 +260,8 @@ def _on_ray(runs, jobs, threads, address, what, say) -> dict[str, str]:
         for ref, (name, _) in running.items():
             if name in stopped:
                 continue
-            # The interrupt did not reach it (a worker that ignores SIGINT, as one started from a background job
-            # does): kill it, and do for a new run what its own cleanup would have done.
+            # The interrupt did not reach it in time (a worker deep in native code, or one whose SIGINT handler
+            # _run_one could not restore): kill it, and do for a new run what its own cleanup would have done.
             ray.cancel(ref, force=True)
             ray.wait([ref], timeout=10)
             cfg, fresh = new[name]
