@@ -12,8 +12,15 @@ from testbed import TestbedError, quiet_libraries
 from testbed.rundir import check_can_hold, os_failure
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line as testbed's others are (the usage is one -h away)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} -h\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="testbed", description="Measure model collapse across generations of tiny GPTs.")
+    parser = _Parser(prog="testbed", description="Measure model collapse across generations of tiny GPTs.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train generation 0, then each generation on the previous one's samples")
     run.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")

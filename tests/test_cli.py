@@ -92,3 +92,18 @@ def test_the_installed_command_exits_non_zero_with_one_line(tmp_path, config):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["error: sample.top_p=1.5 must be in (0, 1] (1 turns it off)"]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    ([], "testbed: the following arguments are required: command; see testbed -h"),
+    (["run"], "testbed run: the following arguments are required: config; see testbed run -h"),
+    (["lab", "run", "collapse", "--size", "big"], "testbed lab run: argument --size: invalid choice: 'big'"),
+    (["sweep", "c.yaml", "--jobs", "two"], "testbed sweep: argument --jobs: invalid int value: 'two'"),
+    (["run", "c.yaml", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_a_malformed_command_line_is_one_line_too(capsys, argv, needle):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and needle in err, err

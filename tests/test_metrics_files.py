@@ -112,3 +112,13 @@ def test_eval_command_errors_in_one_line(run_like, capsys, tmp_path):
 
 def test_bits_per_byte_is_tokenizer_free():
     assert perplexity.bits_per_byte([8 * math.log(2)], ["abc"]) == pytest.approx(2.0)
+
+
+def test_eval_refuses_keys_it_does_not_read(run_like, capsys):
+    """eval reads eval.* and data.*: a train or model key, or the run's seed, would be taken and change nothing."""
+    root, _ = run_like
+    for override, fix in [("train.lr=5", "drop it"), ("model={n_layer: 2}", "drop it"), ("seed=3", "use --seed N")]:
+        assert main(["eval", "--text", str(root / "human.txt"), "--tokenizer", str(root / "tokenizer"), override]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {override}: eval reads only the eval.* and data.* keys") and fix in err, err
+        assert "\n" not in err
