@@ -327,7 +327,7 @@ def opening(lab: Lab, size: str, seeds: list[int], planned: list[Planned], out: 
     else:
         line += f"; stated: {lab.time:g} min a seed on a 2-core CPU with native bf16"
         if trains_in_fp32_here():
-            line += (", and this CPU trains in fp32 (bf16 would be slower here), which on 2 cores took 1.2-1.3x as long on "
+            line += (", and this CPU trains in fp32 (bf16 would be slower here), which on 2 cores took 1.15-1.3x as long on "
                      "an Intel Xeon and 2.5-2.75x on an AMD EPYC without AVX-512 (docs/labs.md#without-native-bf16)")
     return line
 
@@ -341,12 +341,12 @@ def listing() -> str:
                  "measured for the labs shipped; over a lecture's 15, run it ahead: docs/labs.md; "
                  "`testbed lab run NAME` runs every seed of the lab)")
     if any(lab.time_precision == "fp32" for lab in labs):
-        lines.append("* timed in fp32 on a 2-core Intel Xeon, where the other labs took 1.2-1.3x their stated time; "
+        lines.append("* timed in fp32 on a 2-core Intel Xeon, where the other labs took 1.15-1.3x their stated time; "
                      "not yet timed with native bf16")
     if trains_in_fp32_here():
         # Said before a class waits on it: the stated minutes would mislead a teacher on such a laptop.
         lines.append("bf16 would be slower on this CPU, so the labs train in fp32 here: how much longer that takes depends on "
-                     "the CPU's fp32 speed; on 2 cores 1.2-1.3x on an Intel Xeon (collapse: 10 min against 7.8) and 2.5-2.75x on an "
+                     "the CPU's fp32 speed; on 2 cores 1.15-1.3x on an Intel Xeon (collapse: 10 min against 7.8) and 2.5-2.75x on an "
                      "AMD EPYC without AVX-512 (collapse: 21.5 min, human-share: 31 against 13); `testbed lab run NAME model.preset=nano` trains a model of "
                      f"0.4M parameters instead of 1M, 2.4x as fast; over 3 seeds it answered {' and '.join(NANO_ANSWERS)} (9 and 12 "
                      "min a seed) as the default size does, not the other labs; or run them ahead (docs/labs.md#without-native-bf16)")
