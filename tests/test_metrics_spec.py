@@ -3,6 +3,8 @@ reaches `testbed compare`, the run's log line and summary, and the docs check.""
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from testbed.metrics import spec
 from testbed.metrics.suite import Evaluator
 from testbed.report.compare import table
@@ -27,6 +29,13 @@ def test_the_table_is_well_formed():
     assert all(spec.direction(m.key) for m in spec.METRICS if m.signal)
     assert spec.direction("heldout_ppl") == 1 and spec.direction("rare_token_recall") == -1
     assert spec.direction("true_excess_ce_se") == 0 and spec.direction("no_such_key") == 0
+
+
+def test_a_row_with_a_misspelt_family_or_direction_is_refused_where_it_is_written():
+    with pytest.raises(ValueError, match="family 'lenght' is not one of run, fit"):
+        spec.Metric("mean_story_words", "lenght", "down", "words a story")
+    with pytest.raises(ValueError, match="collapse 'Down' must be 'up', 'down' or ''"):
+        spec.Metric("mean_story_words", "length", "Down", "words a story")
 
 
 def test_summary_keys_are_the_headline_metrics_every_row_has():

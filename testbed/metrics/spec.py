@@ -36,6 +36,14 @@ class Metric:
     plot: bool = False  # drawn in the report besides the headline metrics
     signal: bool = False  # moves the collapse way in the quickstart's 3 generations: test_metrics_collapse holds it to that
     parts: tuple[str, ...] | None = ()  # a table's keys (recall_by_band.rare); None: any (train_mix's labels)
+    corpus: bool = False  # read from a text alone (Evaluator.corpus_metrics): testbed eval and the evaluate module write it
+
+    def __post_init__(self):
+        # A row added with a misspelt section or direction would otherwise fail in the docs script, or lose its arrow.
+        if self.family not in FAMILIES:
+            raise ValueError(f"Metric {self.key!r}: family {self.family!r} is not one of {', '.join(FAMILIES)}")
+        if self.collapse not in ("up", "down", ""):
+            raise ValueError(f"Metric {self.key!r}: collapse {self.collapse!r} must be 'up', 'down' or ''")
 
 
 RECALL_REL = ("each recall above over the same recall of human text of the same size (the reference); null where the "
@@ -79,48 +87,48 @@ METRICS = [
            moves="up: later models lose what generation 0 wrote", plot=True, signal=True),
 
     *[Metric(f"distinct_{n}", "diversity", "down", "unique n-grams / all n-grams; n-grams stay inside documents",
-             "|set(n-grams)| / #n-grams", moves="down, eventually (see below)", headline=n == 2) for n in (1, 2, 3, 4)],
+             "|set(n-grams)| / #n-grams", moves="down, eventually (see below)", headline=n == 2, corpus=True) for n in (1, 2, 3, 4)],
     *[Metric(f"entropy_{n}", "diversity", "down", "Shannon entropy of the sample's n-gram frequencies, bits; "
-             "`entropy_1` is the unigram entropy", "−Σ p log₂ p, p = count / total (plug-in)") for n in (1, 2, 3)],
+             "`entropy_1` is the unigram entropy", "−Σ p log₂ p, p = count / total (plug-in)", corpus=True) for n in (1, 2, 3)],
     Metric("self_bleu", "diversity", "up", "mean sentence BLEU of `eval.self_bleu_pairs` (500) seeded ordered pairs "
            "(hypothesis, reference) of distinct sample documents, 0..1",
-           "sacrebleu's `sentence_bleu` on the words: BLEU-4, exponential smoothing, effective order"),
+           "sacrebleu's `sentence_bleu` on the words: BLEU-4, exponential smoothing, effective order", corpus=True),
     Metric("compression_ratio", "diversity", "up", "how redundant the sample is",
-           "bytes of the sample (words joined by spaces, documents by newlines) / bytes after zlib level 9"),
+           "bytes of the sample (words joined by spaces, documents by newlines) / bytes after zlib level 9", corpus=True),
     Metric("semantic_diversity", "diversity", "down", "only with `eval.embedding_model` (a local sentence-embedding "
            "model); otherwise absent and the run says why in one line",
            "1 − mean cosine similarity over all pairs of the mean-pooled embeddings of `eval.embedding_docs` (256) "
-           "seeded documents (an empty one, with no tokens to pool, left out)"),
+           "seeded documents (an empty one, with no tokens to pool, left out)", corpus=True),
 
     Metric("unigram_kl", "shape", "up", "KL(human ‖ sample) of word frequencies, bits",
            "Σ p̃ log₂(p̃ / q̃), both smoothed add-α over the union V of their types: p̃(w) = (c(w) + α) / (N + α|V|), "
-           "α = `eval.kl_alpha` (1)", plot=True, signal=True),
+           "α = `eval.kl_alpha` (1)", plot=True, signal=True, corpus=True),
     Metric("unigram_js", "shape", "up", "Jensen-Shannon divergence of the same, bits, in [0, 1]; needs no smoothing",
-           "½ KL(p ‖ m) + ½ KL(q ‖ m), m = (p + q) / 2", signal=True),
+           "½ KL(p ‖ m) + ½ KL(q ‖ m), m = (p + q) / 2", signal=True, corpus=True),
     Metric("zipf_slope", "shape", "down", "least-squares slope of ln count against ln rank over every word type of "
            "the sample (about −1 for natural text)", "slope of the fit",
-           moves="down (steeper) as mass moves to the head"),
-    Metric("vocab_used", "shape", "down", "word types in the sample", "|types|"),
+           moves="down (steeper) as mass moves to the head", corpus=True),
+    Metric("vocab_used", "shape", "down", "word types in the sample", "|types|", corpus=True),
     Metric("tail_mass", "shape", "down", "share of the sample's words whose type is in the human rare band",
-           "Σ_{w rare} c(w) / Σ c(w)", plot=True, signal=True),
+           "Σ_{w rare} c(w) / Σ c(w)", plot=True, signal=True, corpus=True),
 
     Metric("rare_token_recall", "tail", "down", "share of the human rare word types present in the sample",
-           "|rare ∩ sample| / |rare|", headline=True, signal=True),
+           "|rare ∩ sample| / |rare|", headline=True, signal=True, corpus=True),
     Metric("rare_mass_recall", "tail", "down", "the same weighted by human frequency",
-           "Σ_{rare ∩ sample} c_h(w) / Σ_{rare} c_h(w)", signal=True),
+           "Σ_{rare ∩ sample} c_h(w) / Σ_{rare} c_h(w)", signal=True, corpus=True),
     Metric("recall_by_band", "tail", "down", "`{rare, middle, common}`: share of each band's word types present",
-           "as `rare_token_recall`, per band", moves="down, the rare band first", parts=BANDS),
+           "as `rare_token_recall`, per band", moves="down, the rare band first", parts=BANDS, corpus=True),
     Metric("rare_bigram_recall", "tail", "down", "share of the human rare word bigrams present (collapse loses rare "
-           "combinations before rare words)", "as `rare_token_recall`, over bigrams", plot=True, signal=True),
+           "combinations before rare words)", "as `rare_token_recall`, over bigrams", plot=True, signal=True, corpus=True),
     Metric("rare_id_recall", "tail", "down", "share of the human rare token ids present in a seeded sample of "
-           "`eval.sample_tokens` tokens", "as `rare_token_recall`, over ids", signal=True),
+           "`eval.sample_tokens` tokens", "as `rare_token_recall`, over ids", signal=True, corpus=True),
     *[Metric(f"{k}_rel", "tail", "down", RECALL_REL, "recall / human recall",
              moves="down (1: as much of the tail as human text keeps)", signal=k != "recall_by_band",
              parts=BANDS if k == "recall_by_band" else ())
       for k in ("rare_token_recall", "rare_mass_recall", "rare_bigram_recall", "rare_id_recall", "recall_by_band")],
     *[Metric(k, "tail", "", "sizes of the three rare bands", moves="constant in a run")
       for k in ("rare_types", "rare_bigram_types", "rare_id_types")],
-    *[Metric(k, "tail", "", "the sample sizes actually used (less only when the corpus is smaller)", moves="constant")
+    *[Metric(k, "tail", "", "the sample sizes actually used (less only when the corpus is smaller)", moves="constant", corpus=True)
       for k in ("eval_words", "eval_tokens")],
 
     Metric("ended_rate", "length", "down", "share of samples that ended with the end token (1 − the share ending "
@@ -129,7 +137,7 @@ METRICS = [
              "interpolation", moves="either way: compare with the reference")
       for k in ("mean_doc_tokens", "doc_tokens_p10", "doc_tokens_p50", "doc_tokens_p90")],
     Metric("loop_rate", "length", "up", "share of the sample's documents with a repetition loop: some phrase of 1 to "
-           "10 words three or more times back to back, spanning at least 6 words"),
+           "10 words three or more times back to back, spanning at least 6 words", corpus=True),
 
     Metric("true_excess_ce", "truth", "up", "model g's cross-entropy on fresh true stories minus their true log-loss, "
            "nats per token: a Monte Carlo estimate of KL(truth ‖ model) per token over `eval.truth_docs` (300) stories "
@@ -146,20 +154,20 @@ METRICS = [
            "(names repeated, capitals and spacing right). The quickstart's generation 0 writes 1-21% such stories, "
            "by seed and precision (19% in the README's run); a name repeated ten sentences later is what small "
            "models miss (see `grammar_rate`)",
-           headline=True, signal=True),
+           headline=True, signal=True, corpus=True),
     Metric("grammar_rate", "truth", "down", "share of samples that are whole grammatical stories when names need not "
            "repeat: where a story names its hero or friend again, any name of the same class is accepted. Pronoun "
            "agreement (structural in the grammar), every other slot and the exact surface form still count",
-           headline=True, signal=True),
+           headline=True, signal=True, corpus=True),
     Metric("valid_prefix", "truth", "down", "mean share of a sample's tokens (storyworld tokens: words and punctuation; any other character, a digit "
            "or a semicolon, is a token of its own the grammar rejects) "
            "that form the longest prefix the grammar can continue, i.e. everything before the first token it cannot "
            "accept. Tokens only: capitals and spacing are not checked. No tokens scores 0; a text right so far that "
            "stops early scores 1 (`ended_rate` and the two rates above catch that)",
            "mean over samples of k / n, k = the position of the first token the grammar cannot accept (n if none), "
-           "n = tokens", headline=True, signal=True),
+           "n = tokens", headline=True, signal=True, corpus=True),
     *[Metric(k, "truth", "down", "share of the grammar's true rare words (and of their probability mass) present in "
-             "the word sample", headline=k == "true_tail_recall", signal=True)
+             "the word sample", headline=k == "true_tail_recall", signal=True, corpus=True)
       for k in ("true_tail_recall", "true_tail_mass_recall")],
 
     Metric("curated_kept", "curation", "", "share of the pool kept by all the steps together", "kept / pool documents",

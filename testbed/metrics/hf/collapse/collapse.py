@@ -13,13 +13,7 @@ from testbed.metrics.files import eval_config, evaluate_texts, find_tokenizer
 
 logger = evaluate.logging.get_logger(__name__)
 
-# The table says what each key means, not which function writes it: these are the keys Evaluator.corpus_metrics
-# can write (tests/test_metrics_evaluate.py holds this list to what a row holds).
-KEYS = {"distinct_1", "distinct_2", "distinct_3", "distinct_4", "entropy_1", "entropy_2", "entropy_3", "self_bleu",
-        "compression_ratio", "semantic_diversity", "unigram_kl", "unigram_js", "zipf_slope", "vocab_used", "tail_mass",
-        "rare_token_recall", "rare_mass_recall", "recall_by_band", "rare_bigram_recall", "rare_id_recall",
-        "eval_words", "eval_tokens", "loop_rate", "true_tail_recall", "true_tail_mass_recall", "validity_rate",
-        "grammar_rate", "valid_prefix"}
+KEYS = {m.key for m in spec.METRICS if m.corpus}  # the keys Evaluator.corpus_metrics can write
 DOCUMENTS = "the number of predictions (testbed eval's count of documents; not a metric, so not in the table)"
 
 _DESCRIPTION = "\n".join([__doc__, "Returns a dict with these keys (see docs/metrics.md for their formulas):",
