@@ -597,3 +597,43 @@ def test_the_config_layer_loads_no_step_machinery():
     code = f"import sys, testbed.config; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@dataclass
+class NoSwitch:
+    word: str = ""
+
+    def validate(self, cfg):
+        pass
+
+
+@dataclass
+class NoCheck:
+    enabled: bool = False
+
+
+def step(class_name, **attributes):
+    return type(class_name, (Ban,), {"name": class_name.lower(), "section": class_name.lower(), **attributes})
+
+
+@pytest.mark.parametrize("broken, why", [
+    (step("Switchless", Config=NoSwitch), "its Config has no enabled field"),
+    (step("Unchecked", Config=NoCheck), r"its Config has no validate\(self, cfg\)"),
+    (step("Plain", Config=dict), "its Config is not a dataclass"),
+    (step("Nameless", name=None), "sets no name"),
+    (step("Twin", name="heuristics"), "name 'heuristics' is another step's"),
+    (step("Rival", section="heuristics"), "shares curate.heuristics with a step whose Config is another class"),
+    (object, "is not a subclass of testbed.curate.step.Step"),
+])
+def test_a_step_missing_what_the_config_and_curator_read_is_refused_with_what_it_lacks(monkeypatch, broken, why):
+    # Without the check each gave an AttributeError on every config load or run, curation on or off, or (a section
+    # shared with another Config) silently took the other step's keys away.
+    monkeypatch.setattr(testbed.curate, "STEPS", [*testbed.curate.STEPS, broken])
+    with pytest.raises(TypeError, match=f"^curation step '{getattr(broken, '__name__', broken)}': {why}"):
+        load_config(None, [])
+
+
+def test_a_step_with_its_own_enabled_needs_no_enabled_field(monkeypatch):
+    monkeypatch.setattr(testbed.curate, "STEPS", [*testbed.curate.STEPS, step("Always", Config=NoSwitch,
+                                                                               enabled=staticmethod(lambda c: True))])
+    assert load_config(None, []).curate.always == NoSwitch()

@@ -1,15 +1,8 @@
 """Curation: what stands between a generation's candidate pool and its training set.
 
-The steps run in the order of STEPS, cheapest and most certain first:
-  whitelist   provenance metadata (with a share of wrong labels, as real metadata has)
-  heuristics  length, repetition loops, non-letters, documents never ended
-  dedup       exact, then near-duplicate (MinHash/LSH)
-  verifier    keep only text a verifier accepts
-  watermark   drop text that carries the sampler's watermark
-  detector    drop text a human-vs-synthetic detector flags
-  perplexity  keep a band of documents ranked by a reference model's likelihood
-Each is off unless the config turns it on. A new step is one file (its keys,
-their checks and its filter: see step.py) and one line here.
+The steps run in the order of STEPS, cheapest and most certain first (provenance, then cheap rules, then
+duplicates, then what needs a model); each is off unless the config turns it on, and docs/curation.md has the
+table of them. A new step is one file (its keys, their checks and its filter: see step.py) and one line here.
 """
 import dataclasses
 import functools
@@ -30,7 +23,36 @@ STEPS = [
 
 def curate_config() -> type:
     """The curate: section as a dataclass, a field per step section in step order, from STEPS as they are now."""
-    return _curate_config(tuple({step.section: step.Config for step in STEPS}.items()))
+    sections, names = {}, set()
+    for step in STEPS:
+        _check_step(step, sections, names)
+    return _curate_config(tuple(sections.items()))
+
+
+def _check_step(step, sections: dict, names: set) -> None:
+    """What the config, the curator and the reports read of a step, checked where it is registered: a step
+    written without one of them would otherwise fail every run, curation on or off, with an AttributeError."""
+    from testbed.curate.step import Step
+
+    def broken(why):
+        return TypeError(f"curation step {getattr(step, '__name__', step)!r}: {why} (docs/extending.md#a-curation-step)")
+    if not (isinstance(step, type) and issubclass(step, Step)):
+        raise broken("is not a subclass of testbed.curate.step.Step")
+    for attribute in ("name", "section"):
+        if not isinstance(getattr(step, attribute, None), str):
+            raise broken(f"sets no {attribute} (a string)")
+    config = getattr(step, "Config", None)
+    if not dataclasses.is_dataclass(config):
+        raise broken("its Config is not a dataclass of its keys")
+    if not callable(getattr(config, "validate", None)):
+        raise broken("its Config has no validate(self, cfg) (pass where a type says all)")
+    if step.enabled is Step.enabled and "enabled" not in {f.name for f in dataclasses.fields(config)}:
+        raise broken("its Config has no enabled field (or the step, its own enabled(c))")
+    if step.name in names:
+        raise broken(f"name {step.name!r} is another step's")
+    if sections.setdefault(step.section, config) is not config:
+        raise broken(f"shares curate.{step.section} with a step whose Config is another class: share the class")
+    names.add(step.name)
 
 
 @functools.cache
