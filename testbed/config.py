@@ -422,6 +422,16 @@ class _Raw(str):
     string, `generations=5` becomes an int, where plain YAML would turn the first into null."""
 
 
+def check_registry(names, section: type, key: str) -> None:
+    """A registry (SOURCES, FAMILIES) against the Literal of its config key, which validation and the docs read:
+    a name added to one only would pass validation and fail in the run, or be refused as not allowed."""
+    field_name = key.rpartition(".")[2]
+    choices = set(typing.get_args(typing.get_type_hints(section)[field_name]))
+    if set(names) != choices:
+        raise TypeError(f"{key}: the registry has {', '.join(sorted(names))} and the config's Literal "
+                        f"{', '.join(sorted(choices))}; add the name to both (docs/extending.md)")
+
+
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from testbed import TestbedError
-from testbed.config import ModelConfig
+from testbed.config import ModelConfig, check_registry
 
 # Parameter counts are for GPT-2 with vocab 2048 (embeddings tied with the output layer).
 PRESETS = {
@@ -61,6 +61,7 @@ def _llama(dims: dict, ids: dict):
 # model.family -> a function (preset dims, token ids) -> a new transformers model. A new family is a function
 # here and its name in ModelConfig.family; whatever it builds must save and load with AutoModelForCausalLM.
 FAMILIES = {"gpt2": _gpt2, "llama": _llama}
+check_registry(FAMILIES, ModelConfig, "model.family")
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int):

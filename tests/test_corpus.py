@@ -381,3 +381,13 @@ def test_every_source_the_config_accepts_is_registered_and_back():
 
     from testbed.corpus.sources import SOURCES
     assert set(typing.get_args(DataConfig.__annotations__["source"])) == set(SOURCES)
+
+
+def test_a_source_registered_in_one_place_only_is_refused_at_import_with_both_lists():
+    from testbed.config import check_registry
+    from testbed.corpus.sources import SOURCES
+
+    with pytest.raises(TypeError, match="^data.source: the registry has fables, hub, local, storyworld and the config's "
+                                        "Literal hub, local, storyworld; add the name to both"):
+        check_registry({**SOURCES, "fables": None}, DataConfig, "data.source")
+    check_registry(SOURCES, DataConfig, "data.source")

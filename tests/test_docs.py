@@ -56,6 +56,26 @@ def test_every_config_key_is_documented_with_its_default():
     assert not wrong, f"config keys whose documented default is not the code's: {wrong}"
 
 
+def test_every_choice_key_documents_exactly_its_choices():
+    # A source, family or step option added to a Literal reaches validation; its docs row must list it too.
+    rows = {r[0]: r[1] for r in table_rows((DOCS / "configuration.md").read_text(encoding="utf-8")) if len(r) >= 4}
+    wrong = []
+    for key, hint in choice_keys():
+        documented = set(re.findall(r"`([^`]*)`", rows[f"`{key}`"]))
+        if documented != {str(c).lower() if isinstance(c, bool) else str(c) for c in typing.get_args(hint)}:
+            wrong.append(f"{key} (code: {typing.get_args(hint)}, docs: {sorted(documented)})")
+    assert not wrong, f"config keys whose documented choices are not the code's: {wrong}"
+
+
+def choice_keys(cls=Config, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from choice_keys(hints[f.name], f"{prefix}{f.name}.")
+        elif typing.get_origin(hints[f.name]) is typing.Literal:
+            yield prefix + f.name, hints[f.name]
+
+
 def metrics_keys(rows: list[dict]) -> set[str]:
     return {k for r in rows for k in r}
 

@@ -14,7 +14,7 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from testbed import TestbedError
-from testbed.config import DataConfig
+from testbed.config import DataConfig, check_registry
 from testbed.corpus.truth import Truth
 
 _BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -265,3 +265,4 @@ class Source:
 
 # data.source -> how to load it. A new source is a loader here (and its name in DataConfig.source).
 SOURCES = {"storyworld": Source(_storyworld, _storyworld_truth), "local": Source(_local), "hub": Source(_hub)}
+check_registry(SOURCES, DataConfig, "data.source")
