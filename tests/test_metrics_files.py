@@ -115,10 +115,24 @@ def test_bits_per_byte_is_tokenizer_free():
 
 
 def test_eval_refuses_keys_it_does_not_read(run_like, capsys):
-    """eval reads eval.* and data.*: a train or model key, or the run's seed, would be taken and change nothing."""
+    """eval reads eval.* and data.source: a train or model key, the run's seed, or how a run reads its corpus file
+    (data.text_field, data.max_docs) would be taken and change nothing."""
     root, _ = run_like
-    for override, fix in [("train.lr=5", "drop it"), ("model={n_layer: 2}", "drop it"), ("seed=3", "use --seed N")]:
+    for override, fix in [("train.lr=5", "drop it"), ("model={n_layer: 2}", "drop it"), ("seed=3", "use --seed N"),
+                          ("data.text_field=story", "whatever data.* says"), ("data.max_docs=5", "whatever data.* says")]:
         assert main(["eval", "--text", str(root / "human.txt"), "--tokenizer", str(root / "tokenizer"), override]) == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"error: {override}: eval reads only the eval.* and data.* keys") and fix in err, err
+        assert err.startswith(f"error: {override}: eval reads only the eval.* and data.source keys") and fix in err, err
         assert "\n" not in err
+
+
+@pytest.mark.parametrize("suffix", [".json", ".parquet"])
+def test_eval_refuses_a_file_it_would_read_a_line_at_a_time_as_documents(run_like, capsys, tmp_path, suffix):
+    # A .json array was one "document" of JSON text, scored as if it were a story; a .parquet said "not UTF-8".
+    given = tmp_path / f"stories{suffix}"
+    given.write_text(json.dumps([{"text": t} for t in SYNTHETIC]), encoding="utf-8")
+    root, _ = run_like
+    assert main(["eval", "--text", str(given), "--tokenizer", str(root / "tokenizer")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {given}: a {suffix} file; testbed eval reads a .jsonl (a "
+                                               "\"text\" field a line) or text with one document a line: convert it "
+                                               "to one of those")

@@ -18,6 +18,9 @@ def read_texts(path: str | Path, written: bool = True) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise TestbedError(f"{path}: {'a folder, not a file' if path.is_dir() else 'file not found'}")
+    if path.suffix.lower() in (".json", ".parquet"):  # read a line at a time, each would be one "document"
+        raise TestbedError(f"{path}: a {path.suffix} file; testbed eval reads a .jsonl (a \"text\" field a line) or "
+                           "text with one document a line: convert it to one of those")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -74,9 +77,9 @@ def find_tokenizer(model: str | None, tokenizer: str | None) -> Path:
     raise TestbedError("no tokenizer found: pass --tokenizer PATH (a run's tokenizer/ directory)")
 
 
-# The metrics read their own settings and, for storyworld's truth, the corpus's: any other key (train.lr, seed)
-# would be taken and change nothing.
-EVAL_READS = ("eval", "data")
+# The metrics read their own settings and which source's truth to score against: any other key (train.lr, seed,
+# data.text_field: the file is read as read_texts says) would be taken and change nothing.
+EVAL_READS = ("eval.*", "data.source")
 
 
 def eval_config(overrides: list[str] = ()):
@@ -87,10 +90,11 @@ def eval_config(overrides: list[str] = ()):
     # the local source (the texts come from the command line), and another source refuses one.
     for o in overrides:
         key = o.partition("=")[0].strip()
-        if "=" in o and key.split(".")[0] not in EVAL_READS:  # load_config names a malformed one
-            fix = "use --seed N (seed= of the evaluate module's compute)" if key == "seed" else "drop it"
-            raise TestbedError(f"{o}: eval reads only the {' and '.join(k + '.*' for k in EVAL_READS)} keys, not "
-                               f"{key}; {fix}")
+        if "=" in o and key.split(".")[0] != "eval" and key != "data.source":  # load_config names a malformed one
+            fix = ("use --seed N (seed= of the evaluate module's compute)" if key == "seed" else
+                   "it reads a .jsonl's \"text\" field, or one document a line, whatever data.* says; drop it"
+                   if key.startswith("data") else "drop it")
+            raise TestbedError(f"{o}: eval reads only the {' and '.join(EVAL_READS)} keys, not {key}; {fix}")
     asked = [o.partition("=")[2].strip() for o in overrides if o.partition("=")[0].strip() == "data.source"]
     local = not asked or asked[-1] == "local"
     return load_config(None, ["data.source=local", *(["data.path=-"] if local else []), *overrides])
