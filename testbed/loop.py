@@ -102,7 +102,8 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
         if not rundir.complete(cfg.generations):
             check_reads_unk_whole(tokenizer, rundir.root / "tokenizer")
     human = documents(tokenizer, corpus.train)
-    check_fits(cfg, [d.ids for d in human])
+    for note in check_fits(cfg, [d.ids for d in human]):
+        say(note)
     # Built before anything is written: a verifier that does not import, or a
     # dedup setting datasketch cannot band, is bad input like any other.
     curator = Curator(cfg, human, len(tokenizer), tokenizer.eos_token_id, rundir, accelerator.device,

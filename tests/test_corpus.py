@@ -391,3 +391,39 @@ def test_a_source_registered_in_one_place_only_is_refused_at_import_with_both_li
                                         "Literal hub, local, storyworld; add the name to both"):
         check_registry({**SOURCES, "fables": None}, DataConfig, "data.source")
     check_registry(SOURCES, DataConfig, "data.source")
+
+
+def test_human_documents_longer_than_a_sample_can_be_are_noted_with_what_becomes_of_their_imitations():
+    # Books cut into 2,000-token documents against a 256-token context: 89% of generation 0's samples were cut off
+    # and generation 1 trained on the 11% that ended early, 31 passes over them, without a word.
+    from testbed.config import load_config
+    from testbed.corpus.human import check_fits
+
+    cfg = load_config(None, ["model.preset=nano", "model.context=64"])
+    short, long = [[5] * 30] * 6, [[5] * 63] * 2  # 63 tokens and the end token: one more than the 63 a sample writes
+    assert check_fits(cfg, short + long[:1]) == []
+    [note] = check_fits(cfg, short + long)
+    assert note == ("note: 25% of the human training documents are longer than a sample can be (63 tokens; median "
+                    "document 30): samples that imitate them are cut off and left out of the next generation's pool "
+                    "(mix.keep_unfinished=false), which then holds the samples that ended early; split the corpus "
+                    "into shorter documents (data.separator) or raise model.context")
+    kept = load_config(None, ["model.preset=nano", "model.context=64", "mix.keep_unfinished=true"])
+    assert "are cut off and kept unfinished (mix.keep_unfinished=true);" in check_fits(kept, long)[0]
+    prompted = load_config(None, ["model.preset=nano", "model.context=64", "sample.prompt=human",
+                                  "sample.prompt_tokens=8"])
+    assert check_fits(prompted, short + long) == [note]  # a prompt is the document's start: the room is the same
+
+
+def test_a_txt_read_by_paragraphs_that_yields_too_few_documents_names_the_separator(tmp_path):
+    from testbed.config import load_config
+    from testbed.corpus.human import human_corpus
+
+    path = tmp_path / "lines.txt"
+    path.write_text("the cat sat.\nthe dog ran.\na bird sang.\n")
+    cfg = load_config(None, ["data.source=local", f"data.path={path}", "data.separator=paragraph",
+                             "data.heldout_docs=1"])
+    with pytest.raises(TestbedError, match=rf"the corpus has 1; lower data.heldout_docs, or use a larger corpus; or, if "
+                                           rf"{path} holds one document a line, data.separator=line \(data.separator="
+                                           rf"paragraph read 1 document\(s\) from it\)$"):
+        human_corpus(cfg)
+    assert len(human_corpus(load_config(None, ["data.source=local", f"data.path={path}", "data.heldout_docs=1"])).train) == 2

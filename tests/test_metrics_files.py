@@ -136,3 +136,17 @@ def test_eval_refuses_a_file_it_would_read_a_line_at_a_time_as_documents(run_lik
     assert capsys.readouterr().err.strip() == (f"error: {given}: a {suffix} file; testbed eval reads a .jsonl (a "
                                                "\"text\" field a line) or text with one document a line: convert it "
                                                "to one of those")
+
+
+def test_a_human_text_too_small_for_a_rare_band_is_noted_not_left_to_read_as_collapse(run_like, capsys):
+    root, _ = run_like
+    args = ["eval", "--text", str(root / "synthetic.jsonl"), "--human", str(root / "human.txt"), "--tokenizer",
+            str(root / "tokenizer"), "eval.sample_words=100"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["rare_token_recall"] == 0
+    assert ("note: no word of the human training split is rare (17 words, too few for eval.rare_max_freq=5e-05 to "
+            "reach a count of 1), so the rare recalls read 0; use a split of at least 20,000 words, or set "
+            "eval.rare_quantile") in out.err
+    assert main([*args, "eval.rare_max_freq=0.1"]) == 0
+    assert "is rare" not in capsys.readouterr().err

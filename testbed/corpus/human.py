@@ -20,18 +20,26 @@ class HumanCorpus:
 
 def human_corpus(cfg: Config) -> HumanCorpus:
     docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
-    split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data),
-                            cfg.data.fresh_docs, cfg.data.max_docs)
+    try:
+        split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data),
+                                cfg.data.fresh_docs, cfg.data.max_docs)
+    except TestbedError as e:
+        data = cfg.data
+        if data.source == "local" and data.path.lower().endswith(".txt") and data.separator != "line":
+            # A file of one document a line, read by paragraphs, is a handful of documents: the size is not the fault.
+            raise TestbedError(f"{e}; or, if {data.path} holds one document a line, data.separator=line "
+                               f"(data.separator={data.separator} read {len(docs)} document(s) from it)") from None
+        raise
     return HumanCorpus(*([docs[i] for i in split[part]] for part in ("train", "heldout", "fresh")), split)
 
 
-def check_fits(cfg: Config, human: list[list[int]]) -> None:
-    """Size checks that need the tokenized training split."""
+def check_fits(cfg: Config, human: list[list[int]]) -> list[str]:
+    """Size checks that need the tokenized training split; returns notes on what fits but will bias the run."""
     from testbed.model import resolve
     from testbed.sample import human_prompt_pool, max_new_tokens
 
     context = resolve(cfg.model)["context"]
-    max_new_tokens(cfg.sample, context)
+    room = max_new_tokens(cfg.sample, context)
     tokens = sum(len(d) + 1 for d in human)
     if tokens < context:
         raise TestbedError(
@@ -40,3 +48,20 @@ def check_fits(cfg: Config, human: list[list[int]]) -> None:
     if cfg.sample.prompt == "human":
         human_prompt_pool(cfg.sample, human)
     check_reserve(cfg, len(human))
+    return _long_documents(cfg, human, room + (cfg.sample.prompt_tokens if cfg.sample.prompt == "human" else 0))
+
+
+def _long_documents(cfg: Config, human: list[list[int]], whole: int) -> list[str]:
+    """A note when many human documents are longer than a sample can be: the samples that imitate them are cut off,
+    and what the next generation trains on is the few that ended early (or, kept, documents without endings), so
+    length and much else would move from the context cap, not from recursion."""
+    longer = sorted(len(d) for d in human)
+    over = sum(n + 1 > whole for n in longer)  # a document and its end token
+    if over < len(human) / 4:
+        return []
+    fate = ("kept unfinished (mix.keep_unfinished=true)" if cfg.mix.keep_unfinished else
+            "left out of the next generation's pool (mix.keep_unfinished=false), which then holds the samples that "
+            "ended early")
+    return [f"note: {over / len(human):.0%} of the human training documents are longer than a sample can be "
+            f"({whole} tokens; median document {longer[len(longer) // 2]:,}): samples that imitate them are cut off "
+            f"and {fate}; split the corpus into shorter documents (data.separator) or raise model.context"]

@@ -44,6 +44,15 @@ class Evaluator:
         self.embedder = None
         self.notes = [] if self.cfg.embedding_model else [
             "semantic_diversity off: eval.embedding_model (a local sentence-embedding model path) is not set"]
+        if not self.rare:
+            # The recalls then read 0 whatever the models write: said here, not left to be read as a collapse.
+            total = sum(self.human.counts.values())
+            self.notes.append(f"note: no word of the human training split is rare ({total:,} words, too few for "
+                              f"eval.rare_max_freq={self.cfg.rare_max_freq:g} to reach a count of 1), so the rare "
+                              f"recalls read 0; use a split of at least {math.ceil(1 / self.cfg.rare_max_freq):,} "
+                              "words, or set eval.rare_quantile" if self.cfg.rare_quantile is None else
+                              f"note: no word of the human training split is rare ({total:,} words), so the rare "
+                              "recalls read 0")
         self.source = cfg.data.source
         self.world = truth(cfg.data)  # the corpus's generator, when known: storyworld's grammar
         if self.world is not None:
