@@ -31,7 +31,7 @@ from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
 from testbed.sample import document_text, sample_corpus, written_text
 from testbed.seeds import stage_seed
-from testbed.tokenizer import check_reads_unk_whole, load_tokenizer, train_tokenizer
+from testbed.tokenizer import check_reads_unk_whole, load_tokenizer, train_tokenizer, unknown_words
 from testbed.tracking import Tracking, check_trackers
 from testbed.train import environment, inference_autocast, make_accelerator, pack, train
 
@@ -102,7 +102,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
         if not rundir.complete(cfg.generations):
             check_reads_unk_whole(tokenizer, rundir.root / "tokenizer")
     human = documents(tokenizer, corpus.train)
-    for note in check_fits(cfg, [d.ids for d in human]):
+    for note in [*check_fits(cfg, [d.ids for d in human]), *unknown_words(tokenizer, [d.ids for d in human])]:
         say(note)
     # Built before anything is written: a verifier that does not import, or a
     # dedup setting datasketch cannot band, is bad input like any other.

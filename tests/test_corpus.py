@@ -84,7 +84,7 @@ def test_json_array_and_upper_case_suffix(tmp_path):
     assert local(path, separator="<|endoftext|>") == ["x", "y"]
 
 
-@pytest.mark.parametrize("odd, what", [(42, "int"), ({"a": 1}, "dict"), (["x"], "list")])
+@pytest.mark.parametrize("odd, what", [(42, "number"), ({"a": 1}, "object"), (["x"], "array")])
 def test_a_json_array_with_one_value_that_is_not_text_names_the_row(tmp_path, odd, what):
     """datasets reads such a column as JSON text: every good story came back quoted and escaped, with no error."""
     rows = [{"text": f'Story {i}: she said "hi".'} for i in range(5)] + [{"text": odd}]
@@ -427,3 +427,18 @@ def test_a_txt_read_by_paragraphs_that_yields_too_few_documents_names_the_separa
                                            rf"paragraph read 1 document\(s\) from it\)$"):
         human_corpus(cfg)
     assert len(human_corpus(load_config(None, ["data.source=local", f"data.path={path}", "data.heldout_docs=1"])).train) == 2
+
+
+@pytest.mark.parametrize("rows, what", [(["a story", "another"], "string"), ([None], "null"), ([[1]], "array")])
+def test_a_json_array_of_other_than_objects_says_so_and_not_to_change_the_text_field(tmp_path, rows, what):
+    path = write(tmp_path, "c.json", json.dumps(rows))
+    with pytest.raises(TestbedError, match=rf"^data\.path=.*c\.json: row 1 is a JSON {what}, not an object with a "
+                                           r"'text' field; give an array of objects \(\{"):
+        local(path)
+
+
+def test_a_hub_name_that_is_a_file_points_to_the_local_source(tmp_path):
+    path = write(tmp_path, "stories.jsonl", json.dumps({"text": "a"}) + "\n")
+    with pytest.raises(TestbedError, match=rf"^data\.name={path}: a file; data\.source=hub reads a Hub dataset or a "
+                                           rf"dataset folder: for a file, data\.source=local data\.path={path}$"):
+        load_documents(DataConfig(source="hub", name=str(path)), 0)

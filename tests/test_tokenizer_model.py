@@ -250,3 +250,21 @@ def test_every_family_the_config_accepts_is_registered_and_back():
 
     from testbed.model import FAMILIES
     assert set(typing.get_args(ModelConfig.__annotations__["family"])) == set(FAMILIES)
+
+
+def test_a_word_vocabulary_that_leaves_much_of_the_text_unknown_is_noted():
+    # Shakespeare through the word kind's 2,048 words: 9.9% <|unk|>, rare recall capped near 0, ppl flattered, unsaid.
+    from testbed.tokenizer import encode, train_tokenizer, unknown_words
+
+    docs = ["the cat sat on the mat", "the dog ran to the park", "a zebra met a quokka"] * 3
+    small = train_tokenizer(docs, 8, "word")  # 6 words and the two specials
+    ids = encode(small, docs)
+    unknown = sum(int((np.asarray(d) == small.unk_token_id).sum()) for d in ids) / sum(len(d) for d in ids)
+    assert unknown_words(small, ids) == [
+        f"note: {unknown:.1%} of the human training split's tokens are <|unk|> (tokenizer.kind=word keeps 6 words): no "
+        "model can write the words it left out, and predicting <|unk|> flatters perplexity; raise "
+        "tokenizer.vocab_size, or tokenizer.kind=bpe for open text"]
+    whole = train_tokenizer(docs, 100, "word")
+    assert unknown_words(whole, encode(whole, docs)) == []
+    bpe = train_tokenizer(docs, 300, "bpe")
+    assert unknown_words(bpe, encode(bpe, docs)) == []

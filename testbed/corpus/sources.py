@@ -143,6 +143,9 @@ def _hub(data: DataConfig, seed: int):
             f"data.name={data.name}: the Hugging Face Hub could not be reached ({_first_line(e)}); {_OFFLINE_OPTIONS}"
         ) from None
     except Exception as e:
+        if Path(data.name).is_file():  # datasets takes a path as a folder and finds "no data file" in it
+            raise TestbedError(f"data.name={data.name}: a file; data.source=hub reads a Hub dataset or a dataset "
+                               f"folder: for a file, data.source=local data.path={data.name}") from None
         raise TestbedError(f"data.name={data.name} split={data.split}: could not be loaded ({_first_line(e)})") from None
     if first is not None and data.text_field not in first:
         raise TestbedError(f"data.text_field={data.text_field}: no such column in {data.name}; columns: {', '.join(first)}")
@@ -163,11 +166,15 @@ def _check_json_array(path: Path, data: DataConfig) -> None:
         except ValueError as e:
             raise TestbedError(f"data.path={data.path}: not valid JSON ({_first_line(e)})") from None
     for number, row in enumerate(rows, 1):
-        value = row.get(data.text_field) if isinstance(row, dict) else row
-        if not isinstance(row, dict) or not (value is None or isinstance(value, str)):
-            what = type(row).__name__ if not isinstance(row, dict) else type(value).__name__
-            raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path} holds {what}, not "
-                               "text; fix that row or choose another data.text_field")
+        if not isinstance(row, dict):  # no data.text_field would help: the array holds no objects to name one of
+            raise TestbedError(f"data.path={data.path}: row {number} is a JSON {_JSON_TYPES.get(type(row), 'null')}, "
+                               f"not an object with a {data.text_field!r} field; give an array of objects "
+                               f"({{\"{data.text_field}\": \"...\"}}), or one document a line in a .txt")
+        value = row.get(data.text_field)
+        if not (value is None or isinstance(value, str)):
+            raise TestbedError(f"data.text_field={data.text_field}: row {number} of {data.path} holds "
+                               f"{_JSON_TYPES.get(type(value), type(value).__name__)}, not text; fix that row or "
+                               "choose another data.text_field")
 
 
 def _texts(rows, data: DataConfig):
