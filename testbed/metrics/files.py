@@ -77,24 +77,21 @@ def find_tokenizer(model: str | None, tokenizer: str | None) -> Path:
     raise TestbedError("no tokenizer found: pass --tokenizer PATH (a run's tokenizer/ directory)")
 
 
-# The metrics read their own settings and which source's truth to score against: any other key (train.lr, seed,
-# data.text_field: the file is read as read_texts says) would be taken and change nothing.
-EVAL_READS = ("eval.*", "data.source")
-
-
 def eval_config(overrides: list[str] = ()):
     """`testbed eval`'s config: the defaults and the overrides (key=value), read as a local corpus."""
     from testbed.config import load_config
 
-    # Not storyworld unless asked: its exact metrics assume text written in its grammar. The path only names
-    # the local source (the texts come from the command line), and another source refuses one.
+    # The metrics read their own settings and which source's truth to score against: any other key (train.lr, seed,
+    # data.text_field: the file is read as read_texts says) would be taken and change nothing.
     for o in overrides:
         key = o.partition("=")[0].strip()
         if "=" in o and key.split(".")[0] != "eval" and key != "data.source":  # load_config names a malformed one
             fix = ("use --seed N (seed= of the evaluate module's compute)" if key == "seed" else
                    "it reads a .jsonl's \"text\" field, or one document a line, whatever data.* says; drop it"
                    if key.startswith("data") else "drop it")
-            raise TestbedError(f"{o}: eval reads only the {' and '.join(EVAL_READS)} keys, not {key}; {fix}")
+            raise TestbedError(f"{o}: eval reads only the eval.* and data.source keys, not {key}; {fix}")
+    # Not storyworld unless asked: its exact metrics assume text written in its grammar. The path only names
+    # the local source (the texts come from the command line), and another source refuses one.
     asked = [o.partition("=")[2].strip() for o in overrides if o.partition("=")[0].strip() == "data.source"]
     local = not asked or asked[-1] == "local"
     return load_config(None, ["data.source=local", *(["data.path=-"] if local else []), *overrides])
