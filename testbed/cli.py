@@ -122,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             from testbed.sweep import parse_seeds
 
             if args.lab_command == "list":
-                print(listing())
-                return 0
+                text, broken = listing()
+                print(text)
+                for error in broken:
+                    print(f"error: {error}", file=sys.stderr)
+                return 2 if broken else 0
             verdict = run_lab(load(args.name), args.size, parse_seeds(args.seeds), args.out, jobs=args.jobs,
                               threads=args.threads, address=args.address, overrides=args.overrides,
                               arms=args.arms.split(",") if args.arms else None)

@@ -67,6 +67,24 @@ def test_lab_list_prints_every_lab_with_its_time_and_question(capsys):
     assert ("* timed in fp32 on a 2-core Intel Xeon" in printed) == bool(fp32), "a marked time is explained"
 
 
+def test_lab_list_names_a_lab_file_that_does_not_load_and_lists_the_others(capsys, monkeypatch, tmp_path):
+    import shutil
+
+    import testbed.labs
+
+    shipped = names()
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "configs").symlink_to(ROOT / "configs")  # the labs' base: ../configs/quickstart.yaml
+    for path in testbed.labs.LABS.glob("*.yaml"):
+        shutil.copy(path, tmp_path / "labs")
+    (tmp_path / "labs" / "draft.yaml").write_text("name: draft\narms: [\n")
+    monkeypatch.setattr(testbed.labs, "LABS", tmp_path / "labs")
+    assert main(["lab", "list"]) == 2
+    out = capsys.readouterr()
+    assert all(re.search(rf"^{re.escape(name)} ", out.out, re.M) for name in shipped)
+    assert out.err.startswith(f"error: {tmp_path / 'labs' / 'draft.yaml'}: not valid YAML") and out.err.count("\n") == 1
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_lab_list_warns_when_this_cpu_would_train_slower_than_the_stated_times(capsys, monkeypatch, native):
     import torch

@@ -332,8 +332,15 @@ def opening(lab: Lab, size: str, seeds: list[int], planned: list[Planned], out: 
     return line
 
 
-def listing() -> str:
-    labs = [load(n) for n in names()]
+def listing() -> tuple[str, list[str]]:
+    """The table `lab list` prints, and the error of each lab file that does not load: one broken file (a lab being
+    written) must not hide the others from a class."""
+    labs, broken = [], []
+    for name in names():
+        try:
+            labs.append(load(name))
+        except TestbedError as e:
+            broken.append(str(e))
     width = max((len(lab.name) for lab in labs), default=0)
     lines = [f"{lab.name:<{width}}  {lab.time:>4g} min{'*' if lab.time_precision == 'fp32' else ' '} {lab.question}"
              for lab in labs]
@@ -350,7 +357,7 @@ def listing() -> str:
                      "AMD EPYC without AVX-512 (collapse: 21.5 min, human-share: 31 against 13); `testbed lab run NAME model.preset=nano` trains a model of "
                      f"0.4M parameters instead of 1M, 2.4x as fast; over 3 seeds it answered {' and '.join(NANO_ANSWERS)} (9 and 12 "
                      "min a seed) as the default size does, not the other labs; or run them ahead (docs/labs.md#without-native-bf16)")
-    return "\n".join(lines)
+    return "\n".join(lines), broken
 
 
 def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out=None, say=print,
