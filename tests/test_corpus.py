@@ -442,3 +442,18 @@ def test_a_hub_name_that_is_a_file_points_to_the_local_source(tmp_path):
     with pytest.raises(TestbedError, match=rf"^data\.name={path}: a file; data\.source=hub reads a Hub dataset or a "
                                            rf"dataset folder: for a file, data\.source=local data\.path={path}$"):
         load_documents(DataConfig(source="hub", name=str(path)), 0)
+
+
+def test_a_reserve_the_run_never_reads_is_noted_and_one_it_reads_is_not():
+    from testbed.config import load_config
+    from testbed.corpus.fresh import check_reserve
+
+    local = ["data.source=local", "data.path=x.txt", "data.fresh_docs=500", "generations=2", "mix.size=fixed"]
+    [note] = check_reserve(load_config(None, local), 1000)
+    assert note == ("note: data.fresh_docs=500 documents are set aside and this run reads none of them "
+                    "(mix.regime=anchor with mix.anchor_set=fresh does); they are left out of its training split so "
+                    "that it is split as runs that read them are")
+    fresh = [*local, "mix.regime=anchor", "mix.anchor_set=fresh", "mix.anchor_fraction=0.1"]
+    assert check_reserve(load_config(None, fresh), 1000) == []
+    assert check_reserve(load_config(None, [*fresh, "mix.anchor_fraction=0"]), 1000) == [note]
+    assert check_reserve(load_config(None, local[:2]), 1000) == []  # nothing set aside

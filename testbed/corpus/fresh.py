@@ -20,10 +20,16 @@ def per_generation(cfg: Config, train_docs: int) -> int:
     return anchor_docs(m.anchor_fraction, total)
 
 
-def check_reserve(cfg: Config, train_docs: int) -> None:
-    """Stop before a run starts that would run out of fresh documents part way."""
-    if truth(cfg.data) is not None or cfg.mix.regime != "anchor" or cfg.mix.anchor_set != "fresh":
-        return
+def check_reserve(cfg: Config, train_docs: int) -> list[str]:
+    """Stop before a run starts that would run out of fresh documents part way; a note when it reads none of those
+    set aside (data.fresh_docs leaves the training split smaller either way)."""
+    if truth(cfg.data) is not None:
+        return []
+    if cfg.mix.regime != "anchor" or cfg.mix.anchor_set != "fresh" or not cfg.mix.anchor_fraction:
+        # Kept, not refused: runs that differ only in the mix (a sweep, a lab's arms) share one split this way.
+        return [f"note: data.fresh_docs={cfg.data.fresh_docs:,} documents are set aside and this run reads none of "
+                "them (mix.regime=anchor with mix.anchor_set=fresh does); they are left out of its training split "
+                "so that it is split as runs that read them are"] if cfg.data.fresh_docs else []
     if cfg.sample.unit == "tokens" and cfg.mix.size == "grow":
         raise TestbedError("mix.anchor_set=fresh from data.fresh_docs needs a known pool size: "
                            "set sample.unit=docs or mix.size=fixed")
@@ -37,6 +43,7 @@ def check_reserve(cfg: Config, train_docs: int) -> None:
             f"generations) but data.fresh_docs={cfg.data.fresh_docs:,}; set data.fresh_docs={need}"
             + (f" (a run begun with {cfg.data.fresh_docs:,} keeps them, enough up to generation "
                f"{cfg.data.fresh_docs // per}: go further in a new run_dir)" if cfg.data.fresh_docs and per else ""))
+    return []
 
 
 def fresh_texts(cfg: Config, reserve: list[str], train_docs: int, generation: int, n: int) -> list[str]:

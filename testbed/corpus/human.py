@@ -47,8 +47,8 @@ def check_fits(cfg: Config, human: list[list[int]]) -> list[str]:
             "add documents or lower model.context")
     if cfg.sample.prompt == "human":
         human_prompt_pool(cfg.sample, human)
-    check_reserve(cfg, len(human))
-    return _long_documents(cfg, human, room + (cfg.sample.prompt_tokens if cfg.sample.prompt == "human" else 0))
+    return [*check_reserve(cfg, len(human)),
+            *_long_documents(cfg, human, room + (cfg.sample.prompt_tokens if cfg.sample.prompt == "human" else 0))]
 
 
 def _long_documents(cfg: Config, human: list[list[int]], whole: int) -> list[str]:
