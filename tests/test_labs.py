@@ -808,3 +808,47 @@ def test_arms_runs_only_those_and_leaves_the_checks_of_the_others_not_run(tmp_pa
     assert left["per_seed"] == [{"seed": 0, "missing": "c/seed=0 (not in --arms)"}]
     assert "seeds 0, arms a, b only)" in capsys.readouterr().out
     assert "arms a, b only;" in (out / "verdict.md").read_text()
+
+
+def test_a_metric_that_moved_the_wrong_way_is_not_the_one_that_moved_more():
+    """rare +5%, common +20%: the gap in the stated direction (down) was +15 points, and "falls more" held though the
+    rare band rose; likewise "rises more" when both fell."""
+    bands = [{"rare": 0.5, "common": 0.5}, {"rare": 0.525, "common": 0.6}]
+    runs = {("r", 0): rows(10.0, 9.0, metric="heldout_ppl_rare", heldout_ppl_common=[1.0, 0.7], recall_by_band=bands)}
+    recall = Check(kind="before", arm="r", metric="recall_by_band", faster="rare", slower="common", direction="down",
+                   generation="1")
+    ppl = Check(kind="before", arm="r", faster="heldout_ppl_rare", slower="heldout_ppl_common", direction="up")
+    for result, gap in zip(judge([recall, ppl], [0], runs), (0.15, 0.2)):
+        assert result["status"] == "failed" and result["per_seed"][0]["figure"] == pytest.approx(gap)
+    text = render_text({"lab": "x", "question": "q?", "size": "default", "seeds": [0], "summary": "s", "missing": {},
+                        "checks": judge([recall], [0], runs)})
+    assert "recall_by_band.rare +5.0%, recall_by_band.common +20.0%; +15.0 pp (not held)" in text
+    assert "+15.0 pp from one seed (no interval)" in text and "in percentage points" in text
+
+
+def test_flat_means_every_generation_stays_near_the_first_not_only_the_last():
+    runs = {("r", 0): rows(3.0, 6.0, 9.0, 3.0), ("r", 1): rows(1.0, 1.049, 1.1, 1.049, 1.0), ("r", 2): rows(2.0, 2.04, 1.97)}
+    flat = Check(kind="trend", arm="r", metric="heldout_ppl", direction="flat")
+    stepwise = Check(kind="trend", arm="r", metric="heldout_ppl", direction="flat", every_generation=True)
+    for result in judge([flat, stepwise], [0, 1, 2], runs):
+        assert [p["held"] for p in result["per_seed"]] == [False, False, True]
+        assert result["per_seed"][0]["figure"] == 0.0, "the figure stays the change from the first to the last"
+
+
+def test_every_generation_reads_each_steps_sign_so_a_zero_on_the_way_is_no_undefined_change():
+    runs = {("r", 0): rows(0.3, 0.1, 0.0, 0.0, metric="rare_token_recall"),
+            ("r", 1): rows(0.3, 0.1, 0.0, metric="rare_token_recall")}
+    down = Check(kind="trend", arm="r", metric="rare_token_recall", direction="down", every_generation=True)
+    [result] = judge([down], [0, 1], runs)
+    assert [p["held"] for p in result["per_seed"]] == [False, True], "0.0 -> 0.0 does not fall"
+    assert result["status"] == "failed" and not result["undefined"]
+
+
+def test_a_margin_includes_its_edge_and_no_margin_excludes_a_tie():
+    runs = {("a", 0): rows(1.5), ("b", 0): rows(1.0)}
+    within = Check(kind="compare", metric="heldout_ppl", lower="a", than="b", margin=0.5, generation="0")
+    [result] = judge([within], [0], runs)
+    assert result["status"] == "held", "50% above it is within 50% of it"
+    [result] = judge([Check(kind="compare", metric="heldout_ppl", lower="a", than="b", margin=0.49, generation="0")],
+                     [0], runs)
+    assert result["status"] == "failed"

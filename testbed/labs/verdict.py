@@ -4,7 +4,7 @@ Three kinds, each a small function of one seed's runs that returns whether
 the outcome held, the one figure it turned on, and the values behind it:
   compare  two arms at one generation: A lower (higher) than B; the figure is A - B
   trend    one arm over generations: up, down or flat; the figure is the relative change
-  before   two metrics of one arm: which moved more from generation 0; the figure is the gap
+  before   two metrics of one arm: which moved more from generation 0; the figure is the gap, in points
 A check is decided only when every run it reads is finished and every value
 it needs exists: a missing run makes it "not run", never held or failed,
 since a verdict on part of the seeds would be cleaner than the evidence.
@@ -189,7 +189,9 @@ def compare(check: Check, s: Seed) -> tuple[bool, float, dict]:
     a = s.value(a_arm, s.at(check.generation, a_arm), check.metric)
     b = s.value(check.than, s.at(check.generation, check.than), check.metric)
     slack = check.margin * abs(b)
-    held = a - b < slack if check.lower else a - b > -slack
+    # "Within 50% of it" includes 50%; "lower than", without a margin, excludes a tie.
+    wrong_side = (a - b) if check.lower else (b - a)
+    held = wrong_side <= slack if check.margin else wrong_side < 0
     return held, a - b, {a_arm: a, check.than: b}
 
 
@@ -197,9 +199,16 @@ def trend(check: Check, s: Seed) -> tuple[bool, float, dict]:
     series = [s.value(check.arm, g, check.metric) for g in range(check.since, s.last(check.arm) + 1)]
     what = f"{check.metric} of {check.arm}/seed={s.seed}"
     change = _relative(series[0], series[-1], what)
-    steps = [_relative(x, y, what) for x, y in zip(series, series[1:])] if check.every_generation else []
-    ok = {"up": lambda r: r > 0, "down": lambda r: r < 0, "flat": lambda r: abs(r) <= check.within}[check.direction]
-    return ok(change) and all(map(ok, steps)), change, {"series": series}
+    if check.direction == "flat":
+        # "Stays within ±5% from generation 4 to the last": every generation, not only the last, against the first.
+        held = all(abs(_relative(series[0], v, what)) <= check.within for v in series[1:])
+        if check.every_generation:
+            held = held and all(abs(_relative(x, y, what)) <= check.within for x, y in zip(series, series[1:]))
+        return held, change, {"series": series}
+    way = 1 if check.direction == "up" else -1
+    # A step's direction is its sign, defined where a relative change is not (a step from 0).
+    steps = [way * (y - x) > 0 for x, y in zip(series, series[1:])] if check.every_generation else []
+    return way * change > 0 and all(steps), change, {"series": series}
 
 
 def before(check: Check, s: Seed) -> tuple[bool, float, dict]:
@@ -207,8 +216,10 @@ def before(check: Check, s: Seed) -> tuple[bool, float, dict]:
     moved = {m: _relative(s.value(check.arm, 0, m), s.value(check.arm, g, m), f"{m} of {check.arm}/seed={s.seed}")
              for m in metric_keys(check)}
     faster, slower = moved.values()
-    gap = (faster - slower) * (1 if check.direction == "up" else -1)
-    return gap > 0, gap, moved
+    way = 1 if check.direction == "up" else -1
+    gap = (faster - slower) * way
+    # "The rare band falls more than the common one": it has to fall, not only rise less.
+    return gap > 0 and way * faster > 0, gap, moved
 
 
 def interval(figures: list[float]) -> tuple[float, list[float] | None]:
@@ -265,11 +276,14 @@ def figure_name(check: Check) -> str:
         return f"relative change of {check.metric} from generation {check.since} to the last"
     faster, slower = metric_keys(check)
     sign = "" if check.direction == "up" else ", both signs flipped (falls read as positive)"
-    return f"relative change of {faster} minus that of {slower}{sign}"
+    return f"relative change of {faster} minus that of {slower}, in percentage points{sign}"
 
 
-def _number(x: float, relative: bool) -> str:
-    return f"{x:+.1%}" if relative else f"{x:+.4g}"
+def _number(x: float, result: dict) -> str:
+    """A before check's figure is a difference of two percentages: percentage points, not a percentage."""
+    if result.get("kind") == "before":
+        return f"{x * 100:+.1f} pp"
+    return f"{x:+.1%}" if result["relative"] else f"{x:+.4g}"
 
 
 def seed_line(result: dict, p: dict) -> str:
@@ -284,17 +298,18 @@ def seed_line(result: dict, p: dict) -> str:
         shown = ", ".join(f"{k} {v:+.1%}" for k, v in values.items())
     else:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
-    return f"seed {p['seed']}: {shown}; {_number(p['figure'], result['relative'])} ({'held' if p['held'] else 'not held'})"
+    return f"seed {p['seed']}: {shown}; {_number(p['figure'], result)} ({'held' if p['held'] else 'not held'})"
 
 
 def mean_line(result: dict) -> str:
     if result["mean"] is None:
         return "no figure"
-    rel, n = result["relative"], len([p for p in result["per_seed"] if "figure" in p])
+    n = len([p for p in result["per_seed"] if "figure" in p])
     if not result["ci95"]:
-        return f"{_number(result['mean'], rel)} from one seed (no interval)"
+        return f"{_number(result['mean'], result)} from one seed (no interval)"
     lo, hi = result["ci95"]
-    return f"mean {_number(result['mean'], rel)}, 95% interval [{_number(lo, rel)}, {_number(hi, rel)}] over {n} seeds"
+    return (f"mean {_number(result['mean'], result)}, 95% interval [{_number(lo, result)}, {_number(hi, result)}] "
+            f"over {n} seeds")
 
 
 def summary(results: list[dict], size: str = "default") -> str:
