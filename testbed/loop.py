@@ -113,16 +113,8 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
                {"tokenizer": tokenizer.save_pretrained})
         rundir.created = True
     accelerator.wait_for_everyone()
-    if main:
-        rundir.lock()
-        if not new_run:
-            # Again under the lock, whatever the first check found: since it, a run of another config may have
-            # finished generation 1, or gone on as that config and rewritten the saved one.
-            if renewed := rundir.check_same_run(cfg, corpus.split):
-                rundir.continue_as(cfg)
-                say(f"run_dir={rundir.root}: only generation 0 is finished, and it reads none of the changed keys "
-                    f"({', '.join(renewed)}): the run goes on under this config")
-            rundir.record_generations(cfg)
+    if main and (renewed := rundir.claim(cfg, corpus.split, new_run)):
+        say(renewed)
     evaluator = Evaluator(cfg, tokenizer, corpus.train, corpus.heldout, autocast=inference_autocast(accelerator),
                           truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"),
                           train_ids=[d.ids for d in human])

@@ -218,6 +218,20 @@ class RunDir:
                                "start it again in a new run_dir")
         return changed_config(saved_path, cfg)
 
+    def claim(self, cfg: Config, split: dict, new_run: bool) -> str | None:
+        """Lock the folder for this process and, for a run it resumes, check it again under the lock, whatever the
+        first check found: since it, a run of another config may have finished generation 1, or gone on as that
+        config and rewritten the saved one. Returns what to tell the user when the run goes on under cfg."""
+        self.lock()
+        if new_run:
+            return None
+        renewed = self.check_same_run(cfg, split)
+        if renewed:
+            self.continue_as(cfg)
+        self.record_generations(cfg)
+        return (f"run_dir={self.root}: only generation 0 is finished, and it reads none of the changed keys "
+                f"({', '.join(renewed)}): the run goes on under this config") if renewed else None
+
     def continue_as(self, cfg: Config) -> None:
         """A run whose generation 0 cfg shares (changes_barring) goes on as cfg: the saved config becomes cfg, with
         the generations, track and run_dir spelling kept as record_generations keeps them."""
