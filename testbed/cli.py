@@ -1,6 +1,7 @@
 """testbed's one command line: `testbed run CONFIG [key=value ...]`, `testbed sweep`, `testbed compare RUN_DIR...`,
 `testbed eval`, `testbed lab`."""
 import argparse
+import io
 import os
 import re
 import signal
@@ -76,8 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     previous = _catch_sigterm()
     run_dir = None  # known once `testbed run` has read its config
+    # Under accelerate launch every process runs this; the user reads one line, the main process's.
+    err = sys.stderr if os.environ.get("RANK", "0") == "0" else io.StringIO()
     try:
         quiet_libraries()
+        if args.command in ("sweep", "lab") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise TestbedError(f"testbed {args.command} runs several runs, each in one process (--jobs N, on Ray); "
+                               "accelerate launch is for one testbed run: start this without it")
         if args.command == "compare":
             from testbed.report.compare import load_runs, table
 
@@ -167,29 +173,29 @@ def main(argv: list[str] | None = None) -> int:
 
         run_experiment(cfg)
     except TestbedError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=err)
         return 2
     except KeyboardInterrupt as e:
         # Ray's wait turns the Terminated our handler raised into a plain KeyboardInterrupt: the flag still knows.
         if isinstance(e, Terminated) or _sigterm.is_set():
-            print(f"terminated: {kept(args.command, run_dir)}", file=sys.stderr)
+            print(f"terminated: {kept(args.command, run_dir)}", file=err)
             return 128 + signal.SIGTERM
-        print(f"interrupted: {kept(args.command, run_dir)}", file=sys.stderr)
+        print(f"interrupted: {kept(args.command, run_dir)}", file=err)
         return 130
     except OSError as e:
-        print(f"error: {args.command}: {os_failure(e)}", file=sys.stderr)
+        print(f"error: {args.command}: {os_failure(e)}", file=err)
         return 1
     except Exception as e:
         # safetensors reports a failed write as its own error type, with the OS error number in its text.
         if found := re.search(r"\(os error (\d+)\)", str(e)):
             print(f"error: {args.command}: {os_failure(OSError(int(found[1]), os.strerror(int(found[1]))))}",
-                  file=sys.stderr)
+                  file=err)
             return 1
         if not _out_of_memory(e):
             raise
         print(f"error: {args.command}: out of memory{' on the GPU' if 'CUDA' in str(e) else ''}; lower the sizes "
               f"(model.*, sample.batch_size, eval.batch_size, data.docs) or use a machine with more memory; "
-              f"{kept(args.command, run_dir)}", file=sys.stderr)
+              f"{kept(args.command, run_dir)}", file=err)
         return 1
     finally:
         if previous is not None:

@@ -33,7 +33,7 @@ from testbed.sample import document_text, sample_corpus, written_text
 from testbed.seeds import stage_seed
 from testbed.tokenizer import check_reads_unk_whole, load_tokenizer, train_tokenizer, unknown_words
 from testbed.tracking import Tracking, check_trackers
-from testbed.train import environment, inference_autocast, make_accelerator, pack, train
+from testbed.train import environment, inference_autocast, make_accelerator, on_main, pack, train
 
 
 @dataclass
@@ -108,12 +108,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     # dedup setting datasketch cannot band, is bad input like any other.
     curator = Curator(cfg, human, len(tokenizer), tokenizer.eos_token_id, rundir, accelerator.device,
                       inference_autocast(accelerator), lambda g, stage: stage_seed(cfg.seed, g, "curate:" + stage))
-    if new_run and main:
-        create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(corpus.split) + "\n"},
-               {"tokenizer": tokenizer.save_pretrained})
-        rundir.created = True
-    accelerator.wait_for_everyone()
-    if main and (renewed := rundir.claim(cfg, corpus.split, new_run)):
+    if renewed := on_main(accelerator, lambda: _take(cfg, rundir, new_run, corpus.split, tokenizer, accelerator)):
         say(renewed)
     evaluator = Evaluator(cfg, tokenizer, corpus.train, corpus.heldout, autocast=inference_autocast(accelerator),
                           truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"),
@@ -131,6 +126,15 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     return _Run(cfg, rundir, accelerator, tokenizer, human, corpus, curator, evaluator, tracking, say)
 
 
+def _take(cfg: Config, rundir: RunDir, new_run: bool, split: dict, tokenizer, accelerator) -> str | None:
+    """The run's folder, made for a new run, and held by this launch (RunDir.claim); on the main process."""
+    if new_run:
+        create(rundir.root, {"config.yaml": to_yaml(cfg), "split.json": json.dumps(split) + "\n"},
+               {"tokenizer": tokenizer.save_pretrained})
+        rundir.created = True
+    return rundir.claim(cfg, split, new_run, accelerator.num_processes)
+
+
 def hardware(accelerator: Accelerator, train_cfg: TrainConfig) -> str:
     """Where it trains and in what precision: the times the README and the labs state were measured in bf16 on
     a CPU where it is faster, and elsewhere a run takes longer (docs/benchmarks.md)."""
@@ -138,7 +142,8 @@ def hardware(accelerator: Accelerator, train_cfg: TrainConfig) -> str:
     device = environment(accelerator)["device"]
     lacking = train_cfg.mixed_precision == "auto" and trains == "fp32"
     chip = "GPU" if accelerator.device.type == "cuda" else accelerator.device.type.upper()
-    return f"{device}, training in {trains}" + (f" (bf16 would be slower on this {chip})" if lacking else "")
+    processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
+    return f"{device}{processes}, training in {trains}" + (f" (bf16 would be slower on this {chip})" if lacking else "")
 
 
 def _generation(g: int, r: _Run) -> None:

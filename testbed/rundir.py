@@ -163,7 +163,8 @@ class RunDir:
             self._lock.acquire(timeout=0)
         except Timeout:
             self._lock = None
-            raise TestbedError(f"run_dir={self.root} is in use by another testbed run; wait for it or choose another run_dir") from None
+            raise TestbedError(f"run_dir={self.root} is in use by another testbed run (or by the processes a killed "
+                               "accelerate launch left running); wait for it or choose another run_dir") from None
 
     def unlock(self) -> None:
         """Released when the run ends, not when the garbage collector gets to it: the same process may run the
@@ -218,7 +219,7 @@ class RunDir:
                                "start it again in a new run_dir")
         return changed_config(saved_path, cfg)
 
-    def claim(self, cfg: Config, split: dict, new_run: bool) -> str | None:
+    def claim(self, cfg: Config, split: dict, new_run: bool, processes: int = 1) -> str | None:
         """Lock the folder for this process and, for a run it resumes, check it again under the lock, whatever the
         first check found: since it, a run of another config may have finished generation 1, or gone on as that
         config and rewritten the saved one. Returns what to tell the user when the run goes on under cfg."""
@@ -226,11 +227,26 @@ class RunDir:
         if new_run:
             return None
         renewed = self.check_same_run(cfg, split)
+        self.check_processes(processes)
         if renewed:
             self.continue_as(cfg)
         self.record_generations(cfg)
         return (f"run_dir={self.root}: only generation 0 is finished, and it reads none of the changed keys "
                 f"({', '.join(renewed)}): the run goes on under this config") if renewed else None
+
+    def check_processes(self, processes: int) -> None:
+        """Each process of an accelerate launch trains on train.batch_size blocks a step: the same config over
+        another number of processes is another batch and other steps, so a run resumes with the count it began."""
+        done = self.finished_generations()
+        if not done:
+            return
+        began = read_json(self.gen(done[-1]) / "train.json").get("environment", {}).get("processes")
+        if began is not None and began != processes:
+            how = "without accelerate launch" if began == 1 else f"with accelerate launch --num_processes {began}"
+            raise TestbedError(
+                f"run_dir={self.root} trained on {began} process{'es' * (began != 1)} and this launch has {processes}: "
+                f"each trains on train.batch_size blocks a step, so the run would go on with another batch; resume "
+                f"it {how}, or start a new run_dir")
 
     def continue_as(self, cfg: Config) -> None:
         """A run whose generation 0 cfg shares (changes_barring) goes on as cfg: the saved config becomes cfg, with

@@ -9,6 +9,7 @@ import functools
 import math
 import random
 import time
+from datetime import timedelta
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
@@ -17,6 +18,8 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from testbed import TestbedError
 from testbed.config import TrainConfig
+
+PROCESS_WAIT_HOURS = 12  # how long processes of one run wait for each other (see make_accelerator)
 
 
 def pack(docs: list, eos_id: int, block: int, seed: int) -> torch.Tensor:
@@ -103,10 +106,12 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
             pending.append(step_loss)
             micro = []
             lrs.append(lr)
-            # Reading a loss makes the CPU wait for the GPU: do it every 10 steps, not every step.
+            # Reading a loss makes the CPU wait for the GPU: do it every 10 steps, not every step. Under accelerate
+            # launch each process holds the loss of its share of the batch: the step's is their mean.
             if step % 10 == 0 or step == steps:
                 first = step - len(pending) + 1
-                for i, value in enumerate(torch.stack(pending).tolist()):
+                losses = accelerator.reduce(torch.stack(pending), "mean").tolist()
+                for i, value in enumerate(losses):
                     if not math.isfinite(value):
                         raise TestbedError(
                             f"{desc}: the loss became {value} at step {first + i} of {steps}: training diverged; "
@@ -114,11 +119,11 @@ def train(model, blocks: torch.Tensor, cfg: TrainConfig, accelerator, seed: int,
                     ema = value if ema is None else 0.95 * ema + 0.05 * value
                     # To the trackers the loop opened for this generation, on the main process; without `track`, to none.
                     accelerator.log({"train/loss": value, "train/lr": lrs[i]}, step=first + i)
+                if log is not None and (step % 50 == 0 or step == steps):
+                    log(f"step {step}/{steps} loss {losses[-1]:.4f} lr {lr:.2e}")
                 pending, lrs = [], []
                 bar.set_postfix(loss=f"{ema:.3f}")
             bar.update(1)
-            if log is not None and (step % 50 == 0 or step == steps):
-                log(f"step {step}/{steps} loss {step_loss.item():.4f} lr {lr:.2e}")
     bar.close()
     seconds = time.perf_counter() - start
     tokens = steps * per_step
@@ -160,7 +165,7 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from accelerate.utils import parse_flag_from_env
+    from accelerate.utils import InitProcessGroupKwargs, parse_flag_from_env
 
     # accelerate launch --cpu sets ACCELERATE_USE_CPU: a machine with a GPU then trains on its CPU, in the CPU's precision.
     on_cpu = not torch.cuda.is_available() or parse_flag_from_env("ACCELERATE_USE_CPU")
@@ -171,8 +176,11 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
         AcceleratorState._reset_state()
     # testbed runs on CUDA or the CPU. accelerate would take Apple's MPS device first, where the sampler's
     # float64 draws do not run and nothing is tested, so a Mac trains on its CPU.
+    # Under accelerate launch the other processes wait while the main one samples, scores and curates alone, which
+    # on a large corpus outlasts torch's default 30 minutes (gloo; 10, NCCL) and would end the run.
+    waits = InitProcessGroupKwargs(timeout=timedelta(hours=PROCESS_WAIT_HOURS))
     accelerator = Accelerator(mixed_precision=mode, gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=on_cpu, log_with=track or None, project_dir=project_dir)
+                              cpu=on_cpu, log_with=track or None, project_dir=project_dir, kwargs_handlers=[waits])
     if mode == "fp16" and accelerator.device.type == "cpu":
         # accelerate turns fp16 autocast on only off the CPU: the run would train in fp32 and record fp16.
         raise TestbedError("train.mixed_precision=fp16 does not run on a CPU (accelerate trains in fp32 there); "
@@ -183,6 +191,23 @@ def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
                            f"{accelerator.num_processes}; start them with accelerate launch --multi_gpu "
                            "(ACCELERATE_USE_CPU=1 in front to keep them on the CPU)")
     return accelerator
+
+
+def on_main(accelerator, work):
+    """work() on the main process alone; its result, or the line of its TestbedError, reaches every process, which
+    raises it too: the others would otherwise wait at the next collective for a process that has stopped."""
+    from accelerate.utils import broadcast_object_list
+
+    outcome = [None, None]
+    if accelerator.is_main_process:
+        try:
+            outcome = [work(), None]
+        except TestbedError as e:
+            outcome = [None, str(e)]
+    result, refusal = broadcast_object_list(outcome)
+    if refusal is not None:
+        raise TestbedError(refusal)
+    return result
 
 
 def precision(mode: str, device: str | None = None) -> str:

@@ -55,3 +55,29 @@ def test_a_run_across_two_processes_finishes_with_valid_metrics(tmp_path, use_cp
         assert train["environment"]["processes"] == 2  # not two single-process runs side by side
     assert json.loads((run_dir / "gen_001" / "curation.json").read_text())["steps"]
     assert done.stdout.count("gen 1/1 · eval") == 1  # one process speaks for the run
+    assert "2 processes, training in fp32" in done.stdout
+
+    # Each process trains on train.batch_size blocks a step: resumed in one, the run would go on with half the batch.
+    from testbed.cli import main
+
+    assert main(["run", str(ROOT / "configs" / "quickstart.yaml"), f"run_dir={run_dir}", *TINY, "generations=2"]) == 2
+    assert not (run_dir / "gen_002").exists() and not (run_dir / "gen_002.partial").exists()
+
+
+def launch(tmp_path, *argv) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "ACCELERATE_USE_CPU": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(free_port()), "-m", "testbed.cli", *argv]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.e2e
+def test_under_accelerate_launch_a_refusal_is_said_once_and_sweeps_and_labs_are_refused(tmp_path):
+    """Each process printed the error, and a lab under accelerate launch ran whole in each, the two colliding."""
+    bad = launch(tmp_path, "run", str(ROOT / "configs" / "quickstart.yaml"), f"run_dir={tmp_path / 'run'}", "train.lrr=1")
+    assert bad.returncode != 0 and bad.stderr.count("error: unknown config key train.lrr") == 1, bad.stderr[-3000:]
+    lab = launch(tmp_path, "lab", "run", "collapse", "--size", "reduced", "--out", str(tmp_path / "lab"))
+    assert lab.stderr.count("error: testbed lab runs several runs, each in one process") == 1, lab.stderr[-3000:]
+    assert not (tmp_path / "lab").exists() and not (tmp_path / "run").exists()

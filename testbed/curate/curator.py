@@ -87,15 +87,13 @@ def _checked(step, result, n: int) -> tuple[list, dict]:
 def curate_everywhere(curator: Curator, g: int, examples, newest, accelerator, say, block: int):
     """Curate on the main process, then share the kept set, so every process trains on the same data; stop
     where it leaves less than one block of block tokens to train on, naming the step to blame."""
-    from accelerate.utils import broadcast_object_list
+    from testbed.train import on_main
 
-    if accelerator.is_main_process:
+    def curate():
         kept, reports = curator(g, examples, newest)
         keep = {id(d) for _, d in kept}
-        mask = [id(d) in keep for _, d in examples]
-    else:
-        mask, reports = None, None
-    mask, reports = broadcast_object_list([mask, reports])
+        return [id(d) in keep for _, d in examples], reports
+    mask, reports = on_main(accelerator, curate)
     kept = [e for e, k in zip(examples, mask) if k]
     for step in reports:
         say(f"curate {step['step']}: {step['docs_in']} -> {step['docs_out']} docs (removed {step['removed_human']} human, "
