@@ -852,3 +852,10 @@ def test_a_margin_includes_its_edge_and_no_margin_excludes_a_tie():
     [result] = judge([Check(kind="compare", metric="heldout_ppl", lower="a", than="b", margin=0.49, generation="0")],
                      [0], runs)
     assert result["status"] == "failed"
+
+
+def test_a_trend_with_no_generation_after_its_start_is_undefined_not_an_index_error():
+    [result] = judge([Check(kind="trend", arm="r", metric="heldout_ppl", direction="up", since=3)], [0],
+                     {("r", 0): rows(2.0, 2.1)})
+    assert result["status"] == "not run"
+    assert result["undefined"] == ["heldout_ppl of r/seed=0: no generation after generation 3 (the run ends at 1)"]

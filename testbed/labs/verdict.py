@@ -198,6 +198,8 @@ def compare(check: Check, s: Seed) -> tuple[bool, float, dict]:
 def trend(check: Check, s: Seed) -> tuple[bool, float, dict]:
     series = [s.value(check.arm, g, check.metric) for g in range(check.since, s.last(check.arm) + 1)]
     what = f"{check.metric} of {check.arm}/seed={s.seed}"
+    if len(series) < 2:  # lab run refuses such a plan; judge() may be called on any rows
+        raise Undefined(f"{what}: no generation after generation {check.since} (the run ends at {s.last(check.arm)})")
     change = _relative(series[0], series[-1], what)
     if check.direction == "flat":
         # "Stays within ±5% from generation 4 to the last": every generation, not only the last, against the first.
