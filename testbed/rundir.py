@@ -55,12 +55,20 @@ def _umask() -> int:
     return mask
 
 
+def _plain(value):
+    """A numpy number (a metric function's np.float32) as the Python number it is; anything else is a bug to name."""
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        return value.item()
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON: a metric or record must hold numbers, strings, "
+                    "lists and dicts")
+
+
 def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2) + "\n")
+    write_text(path, json.dumps(obj, indent=2, default=_plain) + "\n")
 
 
 def write_jsonl(path: Path, rows) -> None:
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=_plain) + "\n" for r in rows))
 
 
 def read_json(path: Path):

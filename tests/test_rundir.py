@@ -227,3 +227,18 @@ def test_a_damaged_generation_is_made_again_with_every_generation_made_after_it(
     (tmp_path / "gen_005" / "DONE").write_text("damaged")
     with pytest.raises(TestbedError, match=r"delete .*gen_005 to make generation 5 again$"):
         RunDir(tmp_path).verify(5)
+
+
+def test_a_numpy_number_in_a_record_is_written_as_the_number_and_anything_else_is_named(tmp_path):
+    # A metric function returning np.float32 stopped the run at reference.json with "not JSON serializable".
+    import numpy as np
+
+    from testbed.rundir import read_jsonl, write_json, write_jsonl
+
+    write_json(tmp_path / "m.json", {"mean_story_words": np.float32(0.5), "docs": np.int64(3)})
+    write_jsonl(tmp_path / "m.jsonl", [{"g": np.int32(0), "v": [np.float64(1.5)]}])
+    assert json.loads((tmp_path / "m.json").read_text()) == {"mean_story_words": 0.5, "docs": 3}
+    assert read_jsonl(tmp_path / "m.jsonl") == [{"g": 0, "v": [1.5]}]
+    with pytest.raises(TypeError, match=r"set \{1\} is not JSON: a metric or record must hold numbers"):
+        write_json(tmp_path / "bad.json", {"x": {1}})
+    assert not (tmp_path / "bad.json").exists()
