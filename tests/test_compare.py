@@ -83,10 +83,10 @@ def test_runs_of_different_sweeps_keep_apart_by_their_folders(two_runs, tmp_path
     runs = load_runs([tmp_path / "none" / "seed=1", tmp_path / "detector" / "seed=1"])
     assert [r["name"] for r in runs] == ["none/seed=1", "detector/seed=1"]
     assert "accumulate (detector/seed=1)" in table(runs)
-    # Names already apart stay the folder's name.
-    assert [r["name"] for r in load_runs([tmp_path / "none" / "seed=1"])] == ["seed=1"]
+    # A seed alone does not name a run: its sweep's (or arm's) folder comes with it, even for one run.
+    assert [r["name"] for r in load_runs([tmp_path / "none" / "seed=1"])] == ["none/seed=1"]
     monkeypatch.chdir(tmp_path / "detector" / "seed=1")
-    assert [r["name"] for r in load_runs(["."])] == ["seed=1"]
+    assert [r["name"] for r in load_runs(["."])] == ["detector/seed=1"]
 
 
 def test_a_run_named_twice_is_one_run(two_runs, monkeypatch):

@@ -29,6 +29,8 @@ def test_the_table_is_well_formed():
     assert all(spec.direction(m.key) for m in spec.METRICS if m.signal)
     assert spec.direction("heldout_ppl") == 1 and spec.direction("rare_token_recall") == -1
     assert spec.direction("true_excess_ce_se") == 0 and spec.direction("no_such_key") == 0
+    # The collapse lab's "tail goes first" reads a part of a table: its arrow and colour were lost.
+    assert spec.direction("recall_by_band.rare") == -1 and spec.direction("train_mix.human") == 0
 
 
 def test_a_row_with_a_misspelt_family_or_direction_is_refused_where_it_is_written():

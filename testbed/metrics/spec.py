@@ -205,8 +205,9 @@ def numbers(row: dict, sep: str = "/", prefix: str = "") -> dict:
 
 
 def direction(key: str) -> int:
-    """+1 where collapse moves the metric up, -1 where down, 0 where neither or the key is not in the table."""
-    m = find(key)
+    """+1 where collapse moves the metric up, -1 where down, 0 where neither or the key is not in the table; a part
+    of a table (recall_by_band.rare) moves as its table does."""
+    m = find(key) or find(key.partition(".")[0])
     return {"up": 1, "down": -1}.get(m.collapse, 0) if m else 0
 
 

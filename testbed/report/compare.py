@@ -4,6 +4,7 @@ A run still in progress, or killed, is shown with the generations it has
 finished and marked partial, never dropped: a missing run would make the
 comparison look cleaner than it is.
 """
+import re
 from pathlib import Path
 
 from testbed import TestbedError
@@ -43,10 +44,12 @@ def load_runs(paths: list[str | Path]) -> list[dict]:
     runs = [load_run(p) for p in once.values()]
     if not runs:  # a lab whose every run failed still writes its verdict
         return []
-    # Seeds-only sweeps all name their runs seed=N: none/seed=1 and detector/seed=1 must not both read seed=1.
+    # Seeds-only sweeps all name their runs seed=N: none/seed=1 and detector/seed=1 must not both read seed=1, and
+    # a seed=N alone would hide what the run is (replace/seed=0 beside detector/seed=1 read as two seeds of one).
     resolved = [r["path"].resolve() for r in runs]  # `testbed compare .` inside a run names it too
+    floor = [2 if re.fullmatch(r"seed=\d+", p.name) and len(p.parts) > 2 else 1 for p in resolved]
     for depth in range(1, max(len(p.parts) for p in resolved) + 1):
-        names = [Path(*p.parts[-depth:]).as_posix() for p in resolved]
+        names = [Path(*p.parts[-max(depth, least):]).as_posix() for p, least in zip(resolved, floor)]
         if len(set(names)) == len(names):
             break
     for run, name in zip(runs, names):

@@ -10,6 +10,8 @@ import numpy as np  # noqa: E402
 from testbed.metrics.spec import numbers  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
+LINES = ("-", "--", ":", "-.")  # past ten groups the colours come round again: each round its own line style
+MARKERS = ("o", "s", "^", "D")
 
 
 def _direction(ax, direction: int | None) -> None:
@@ -26,14 +28,15 @@ def draw_metric(ax, metric: str, groups: list[dict], direction: int | None) -> N
     """One line per group of runs; with several seeds, their mean and a band from min to max, at the generations
     every seed has (a mean over fewer seeds would move with which seeds are left, not with the metric)."""
     for i, group in enumerate(groups):
-        color = COLORS[i % len(COLORS)]
+        color, round_ = COLORS[i % len(COLORS)], i // len(COLORS) % len(LINES)
         series = [{r["generation"]: r[metric] for r in (numbers(row, ".") for row in run["rows"]) if metric in r}
                   for run in group["runs"]]
         gens = sorted(set.intersection(*(set(s) for s in series))) if series else []
         if not gens:
             continue
         values = [[s[g] for s in series] for g in gens]
-        ax.plot(gens, [np.mean(v) for v in values], marker="o", ms=3, color=color, label=group["label"])
+        ax.plot(gens, [np.mean(v) for v in values], marker=MARKERS[round_], ms=3, ls=LINES[round_], color=color,
+                label=group["label"])
         if len(series) > 1:
             ax.fill_between(gens, [min(v) for v in values], [max(v) for v in values], color=color, alpha=0.2, lw=0)
     ax.set_title(metric, fontsize=10)
