@@ -298,3 +298,17 @@ def test_word_pictures_count_what_the_model_wrote_after_a_human_prompt(tmp_path,
     monkeypatch.setattr(page, "fixed_size_sample", lambda docs, *a: seen.append(docs) or sample(docs, *a))
     page.word_pictures(load_run(tmp_path / "run"), 0, tmp_path)
     assert seen[1] == [r["written"] for r in rows]  # generation 1's corpus, after generation 0's
+
+
+def test_a_cell_is_red_only_where_a_collapse_signal_moved_at_least_one_percent_its_way():
+    # accumulate's seeds had 9 of 15 cells red (distinct_2 -2.4%, self_ppl -5.7%, heldout_ppl +0.2%) while replace,
+    # the arm that collapsed, had distinct_2 +56% in black: red pointed at the arm that held.
+    from testbed.report.page import _cell, _marked
+
+    assert _marked("heldout_ppl") == 1 and _marked("recall_by_band.rare") == -1
+    assert _marked("distinct_2") == 0 and _marked("self_ppl") == 0
+    assert _cell(2.0, 2.1, _marked("heldout_ppl"))["toward"]
+    assert not _cell(2.0, 2.004, _marked("heldout_ppl"))["toward"], "+0.2%: a draw's noise"
+    assert not _cell(0.10, 0.09, _marked("distinct_2"))["toward"]
+    assert _cell(0.5, 0.33, _marked("recall_by_band.rare"))["toward"]
+    assert not _cell(0.5, 0.6, _marked("recall_by_band.rare"))["toward"]

@@ -300,7 +300,7 @@ def page_data(runs, headline, figures, metrics, words_section, text_section) -> 
         return {"name": run["name"], "path": str(run["path"]), "when": when, "device": device, "versions": versions,
                 "status": f"{len(run['finished'])} of {run['planned'] + 1} generations finished", "problems": problems,
                 "last": rows[-1]["generation"] if rows else "-", "planned": run["planned"],
-                "cells": [_cell(rows[0].get(m) if rows else None, rows[-1].get(m) if rows else None, spec.direction(m),
+                "cells": [_cell(rows[0].get(m) if rows else None, rows[-1].get(m) if rows else None, _marked(m),
                                 rows[0]["generation"] if rows else 0) for m in metrics]}
 
     return {"created": _now()[:16].replace("T", " "), "version": __version__, "runs": [row(r) for r in runs],
@@ -321,6 +321,14 @@ def _environment(run: dict) -> tuple[str, str, str]:
     return when + " UTC", devices, versions
 
 
+def _marked(metric: str) -> int:
+    """The way a cell turns red: only for a metric the table marks as moving with collapse (`signal`), or a part of
+    a table (recall_by_band.rare) that moves as its table does. distinct_2 rises and self_ppl falls under collapse
+    as well, so red there had pointed at the arm that held."""
+    m = spec.find(metric)
+    return spec.direction(metric) if m is None or m.signal else 0
+
+
 def _cell(first, last, direction, since: int = 0) -> dict | None:
     """The final table's cell: the last value, its change from the first finished generation (since: 0, unless
     generation 0 is missing) and that generation's value, and whether the change is the way collapse moves it."""
@@ -330,7 +338,8 @@ def _cell(first, last, direction, since: int = 0) -> dict | None:
         return {"last": f"{last:.4g}", "first": None}
     change = (last - first) / abs(first) if first else None
     return {"last": f"{last:.4g}", "first": f"{first:.4g}", "since": since,
-            "toward": bool(direction and change and (change > 0) == (direction > 0)),
+            # Under 1% is within what two draws of one corpus differ by: not red.
+            "toward": bool(direction and change and abs(change) >= 0.01 and (change > 0) == (direction > 0)),
             "change": None if change is None else f"{change:+.1%}" if abs(change) < 0.1 else f"{change:+.0%}"}
 
 
