@@ -859,3 +859,13 @@ def test_a_trend_with_no_generation_after_its_start_is_undefined_not_an_index_er
                      {("r", 0): rows(2.0, 2.1)})
     assert result["status"] == "not run"
     assert result["undefined"] == ["heldout_ppl of r/seed=0: no generation after generation 3 (the run ends at 1)"]
+
+
+def test_verdict_md_links_its_report_from_its_own_folder_and_says_what_to_look_at():
+    verdict = {"lab": "x", "title": "t", "question": "q?", "size": "default", "seeds": [0], "out": "runs/labs/x",
+               "summary": "s", "checks": [], "missing": {}, "report": "runs/labs/x/report/index.html",
+               "look_at": "verdict.md, then heldout_ppl by generation"}
+    markdown = render_markdown(verdict)
+    assert "runs under `runs/labs/x`; the report: [report/index.html](report/index.html)." in markdown
+    assert "What to look at: verdict.md, then heldout_ppl by generation" in markdown
+    assert "; no report." in render_markdown({**verdict, "report": None, "look_at": ""})

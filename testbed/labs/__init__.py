@@ -403,7 +403,8 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
     running = chosen(lab, arms)
     left_out = {(a.name, s): "not in --arms" for a in lab.arms if a.name not in running for s in seeds}
     results = judge(lab.checks, seeds, rows, {**missing, **left_out})
-    verdict = {"lab": lab.name, "title": lab.title, "question": lab.question, "size": size, "seeds": seeds,
+    verdict = {"lab": lab.name, "title": lab.title, "question": lab.question, "look_at": lab.text.look_at,
+               "size": size, "seeds": seeds,
                "overrides": list(overrides), "arms": running if arms else None, "out": str(out),
                "summary": summary(results, size), "checks": results,
                "missing": {f"{a}/seed={s}": why for (a, s), why in missing.items()},
@@ -441,10 +442,12 @@ def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     with os_lock(out / ".verdict.lock"):  # waits for another process's writes
+        if runs:
+            verdict["report"] = str(out / "report" / "index.html")  # what build() returns, named in verdict.md
         write_json(out / "verdict.json", verdict)
         write_text(out / "verdict.md", render_markdown(verdict))
         if runs:
-            verdict["report"] = str(build(runs, out / "report", option=None))
+            build(runs, out / "report", option=None)
         else:  # an earlier report would be read as this verdict's
             remove(out / "report")
     return verdict

@@ -354,8 +354,11 @@ def render_markdown(verdict: dict) -> str:
     cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
     lines = [f"# Lab {verdict['lab']}: {verdict['title']}", "", f"**{verdict['question']}**", "",
              f"Size `{verdict['size']}`, seeds {', '.join(map(str, verdict['seeds']))}{over(verdict, '`')}; "
-             f"runs under `{verdict['out']}`, "
-             f"report in `{verdict['out']}/report/index.html`.", "", f"**Verdict: {verdict['summary']}.**", "",
+             f"runs under `{verdict['out']}`; "
+             # A link from this file's folder, where the report is: a path from where the command ran was wrong here.
+             f"{'the report: [report/index.html](report/index.html)' if verdict.get('report') else 'no report'}.", "",
+             f"**Verdict: {verdict['summary']}.**", "",
+             *([f"What to look at: {verdict['look_at']}", ""] if verdict.get("look_at") else []),
              "| expected outcome | verdict | figure | per seed | mean (95% interval) |", "|---|---|---|---|---|"]
     for r in verdict["checks"]:
         seeds = "<br>".join(cell(seed_line(r, p)) for p in r["per_seed"])
