@@ -52,6 +52,9 @@ def test_report_files_exist_are_valid_and_match_the_runs(runs, tmp_path):
     rows = list(csv.DictReader(open(folder / "metrics.csv")))
     assert [(r["run"], r["generation"]) for r in rows] == [
         (n, g) for n in ("replace", "replace-seed1", "accumulate") for g in ("0", "1")]
+    # Grouped over seeds without parsing names: each row's seed and its group, the legend's label.
+    assert [(r["group"], r["seed"]) for r in rows[::2]] == [
+        ("replace (2 seeds: 0, 1)", "0"), ("replace (2 seeds: 0, 1)", "1"), ("accumulate", "0")]
     first = loaded[0]["rows"][1]
     assert float(rows[1]["heldout_ppl"]) == first["heldout_ppl"]
     assert float(rows[1]["recall_by_band.rare"]) == first["recall_by_band"]["rare"]

@@ -125,7 +125,7 @@ def _write(runs, folder: Path, metrics, samples) -> None:
         figures.append((m, f"metric_{m}.png"))
     words_section = [word_pictures(run, i, folder) for i, run in enumerate(runs)]
     text_section = [sample_text(run, samples) for run in runs]
-    rows = flat_rows(runs)
+    rows = flat_rows(runs, groups)
     _write_csv(folder / "metrics.csv", rows)
     (folder / "index.html").write_text(render(page_data(runs, headline, figures, metrics, words_section, text_section)),
                                        encoding="utf-8")  # as the page declares: sample text is not ASCII everywhere
@@ -265,9 +265,12 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def flat_rows(runs: list[dict]) -> list[dict]:
-    """Every run's rows with nested figures flattened (recall_by_band.rare); lists such as curation left out."""
-    return [{"run": run["name"], "partial": run["partial"], **spec.numbers(row, ".")} for run in runs for row in run["rows"]]
+def flat_rows(runs: list[dict], groups: list[dict]) -> list[dict]:
+    """Every run's rows with nested figures flattened (recall_by_band.rare); lists such as curation left out. Each
+    row names its seed and its group (the plots' legend label), so a table groups over seeds without parsing names."""
+    group = {id(run): g["label"] for g in groups for run in g["runs"]}
+    return [{"run": run["name"], "group": group[id(run)], "seed": run["config"]["seed"], "partial": run["partial"],
+             **spec.numbers(row, ".")} for run in runs for row in run["rows"]]
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
