@@ -640,6 +640,9 @@ def test_a_lab_over_runs_taken_further_before_reads_only_its_own_generations(tmp
     assert listed["finished"] == [0, 1] and listed["planned"] == 1
     page = (tmp_path / "once" / "report" / "index.html").read_text()
     assert "generation 2" not in page and "generation 1" in page
+    # The page opened alone says which lab it is, its question and its verdict, and links the checks.
+    assert "<h1>t</h1>" in page and "<strong>q?</strong>" in page and "<title>t</title>" in page
+    assert f"Verdict: {again['summary']}." in page and "href='../verdict.md'" in page
     # Planned to 2 but stopped after 1 (its generation 2 gone, as a kill leaves it): finished for this lab.
     shutil.rmtree(tmp_path / "once" / "a" / "seed=0" / "gen_002")
     stopped = run_lab(lab, "reduced", out=tmp_path / "once", say=quiet)

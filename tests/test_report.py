@@ -119,6 +119,7 @@ def test_a_run_that_lost_generation_0_is_measured_from_the_generation_it_has_and
     assert first["generation"] == 1
     page = build([loaded], tmp_path / "report").read_text(encoding="utf-8")
     assert f"gen 1: {first['heldout_ppl']:.4g}" in page and "gen 0:" not in page
+    assert "<h1>testbed report</h1>" in page and "Verdict:" not in page  # not a lab's page
     line = next(ln for ln in table([loaded], ["heldout_ppl"]).splitlines() if ln.startswith("lost"))
     assert f"{first['heldout_ppl']:.3f} (gen 1) -> {first['heldout_ppl']:.3f} (+0%)" in line
 
@@ -262,7 +263,7 @@ def test_reports_built_into_one_folder_at_once_all_succeed_and_leave_one_whole_r
 
     from testbed.report import page
 
-    def write(runs, folder, metrics, samples):  # a report of many files, so replacing one takes a while
+    def write(runs, folder, metrics, samples, lab):  # a report of many files, so replacing one takes a while
         for i in range(40):
             (folder / f"f{i}.txt").write_text(str(runs))
         (folder / "report.json").write_text(json.dumps({"files": [f"f{i}.txt" for i in range(40)]}))

@@ -447,7 +447,7 @@ def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
         write_json(out / "verdict.json", verdict)
         write_text(out / "verdict.md", render_markdown(verdict))
         if runs:
-            build(runs, out / "report", option=None)
+            build(runs, out / "report", option=None, lab=verdict)
         else:  # an earlier report would be read as this verdict's
             remove(out / "report")
     return verdict

@@ -37,17 +37,18 @@ from testbed.text import WORD, normal, words
 
 
 def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, samples: int = 4,
-          option: str | None = "--out") -> Path:
+          option: str | None = "--out", lab: dict | None = None) -> Path:
     """Write the report to `out`, replacing an earlier report there, and nothing else: a folder that
     holds a file the earlier report's manifest does not list is the user's, and is refused.
-    option: what the user named `out` with, for the messages (None: a sweep's own RUN_DIR/report)."""
+    option: what the user named `out` with, for the messages (None: a sweep's own RUN_DIR/report).
+    lab: the verdict of the lab whose report this is (title, question, summary), shown at the top."""
     given, out = Path(out), Path(out).absolute()  # "." has no name to set a report aside by, nor a parent to build beside
     if out.exists():
         check_replaceable(out, option)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        _write(runs, tmp, metrics, samples)
+        _write(runs, tmp, metrics, samples, lab)
         tmp.chmod(0o755)
         _move_into_place(tmp, out)
     except BaseException:
@@ -108,7 +109,7 @@ def check_replaceable(out: Path, option: str | None = "--out") -> None:
         raise TestbedError(f"{where}: holds files the report did not write ({found}); {fix}")
 
 
-def _write(runs, folder: Path, metrics, samples) -> None:
+def _write(runs, folder: Path, metrics, samples, lab=None) -> None:
     available = {k for r in runs for row in r["rows"] for k in spec.numbers(row, ".")}
     for m in metrics or []:
         if m not in available:
@@ -127,8 +128,11 @@ def _write(runs, folder: Path, metrics, samples) -> None:
     text_section = [sample_text(run, samples) for run in runs]
     rows = flat_rows(runs, groups)
     _write_csv(folder / "metrics.csv", rows)
-    (folder / "index.html").write_text(render(page_data(runs, headline, figures, metrics, words_section, text_section)),
-                                       encoding="utf-8")  # as the page declares: sample text is not ASCII everywhere
+    data = page_data(runs, headline, figures, metrics, words_section, text_section)
+    if lab:  # a student opening the page alone sees which question it answers, and the answer
+        data["lab"] = {k: lab[k] for k in ("title", "question", "summary")}
+    # utf-8, as the page declares: sample text is not ASCII everywhere
+    (folder / "index.html").write_text(render(data), encoding="utf-8")
     # The manifest: what a later report in this folder may replace.
     files = sorted(p.name for p in folder.iterdir())
     (folder / "report.json").write_text(json.dumps({
