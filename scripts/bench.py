@@ -53,7 +53,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from testbed.config import DataConfig, ModelConfig, SampleConfig, TrainConfig
 from testbed.corpus.storyworld import StoryWorld
-from testbed.model import build_model, n_params, resolve
+from testbed.model import build_model, n_params
 from testbed.sample import max_new_tokens, sample_corpus
 from testbed.tokenizer import encode, train_tokenizer
 from testbed.train import inference_autocast, pack, train
@@ -448,7 +448,7 @@ def main(argv=None) -> dict:
     eos = tokenizer.eos_token_id
     docs = encode(tokenizer, texts)
     model_cfg = ModelConfig(preset=args.preset, context=args.context)
-    dims = resolve(model_cfg)
+    dims = model_cfg.dims()
     blocks = pack(docs, eos, dims["context"], SEED)
     vocab = len(tokenizer)
 

@@ -54,6 +54,30 @@ class ModelConfig:
     n_head: int | None = None
     context: int | None = None
 
+    def dims(self) -> dict:
+        """The preset with any explicitly set fields laid over it."""
+        dims = dict(PRESETS[self.preset])
+        for key in dims:
+            if getattr(self, key) is not None:
+                dims[key] = getattr(self, key)
+        if dims["n_embd"] % dims["n_head"]:
+            raise TestbedError(f"model.n_embd={dims['n_embd']} must be divisible by model.n_head={dims['n_head']}")
+        if self.family == "llama" and (dims["n_embd"] // dims["n_head"]) % 2:
+            raise TestbedError(f"model.family=llama: model.n_embd / model.n_head = {dims['n_embd'] // dims['n_head']} "
+                               "must be even (RoPE rotates pairs of dimensions); change model.n_embd or model.n_head")
+        return dims
+
+
+# Here, beside the keys they fill, so that a config is checked against its model's shape when it is built (a sweep's
+# every grid point before the first run). Parameter counts are for GPT-2 with vocab 2048 (tied embeddings).
+PRESETS = {
+    "nano": dict(n_layer=2, n_embd=96, n_head=2, context=128),  # ~0.4M
+    "tiny": dict(n_layer=4, n_embd=128, n_head=4, context=128),  # ~1.1M
+    "small": dict(n_layer=6, n_embd=256, n_head=8, context=256),  # ~5.3M
+    "medium": dict(n_layer=8, n_embd=384, n_head=8, context=512),  # ~15M
+    "large": dict(n_layer=8, n_embd=576, n_head=12, context=512),  # ~33M
+}
+
 
 @dataclass
 class TrainConfig:
@@ -220,13 +244,9 @@ class Config:
             value = _get(self, key)
             if value is not None and value <= 0:
                 raise TestbedError(f"{key}={value} must be > 0 (or null for the default)")
-        if self.model.context is not None and self.model.context < 2:
-            raise TestbedError(f"model.context={self.model.context} leaves no room to write after the end token that "
-                               "opens every document: it must be >= 2")
-        if self.model.context is not None and self.sample.prompt == "human" and \
-                self.model.context <= 1 + self.sample.prompt_tokens:
-            raise TestbedError(f"sample.prompt_tokens={self.sample.prompt_tokens} and the end token before them fill "
-                               f"model.context={self.model.context}: lower sample.prompt_tokens or raise model.context")
+        from testbed.sample import max_new_tokens  # here: it imports this module
+
+        max_new_tokens(self.sample, self.model.dims()["context"])  # the shape, and room to write after the prompt
         if not self.sample.temperature > 0:
             raise TestbedError(f"sample.temperature={self.sample.temperature} must be > 0")
         if self.sample.top_k < 0:
@@ -430,6 +450,9 @@ def check_registry(names, section: type, key: str) -> None:
     if set(names) != choices:
         raise TypeError(f"{key}: the registry has {', '.join(sorted(names))} and the config's Literal "
                         f"{', '.join(sorted(choices))}; add the name to both (docs/extending.md)")
+
+
+check_registry(PRESETS, ModelConfig, "model.preset")
 
 
 def to_dict(cfg: Config) -> dict:

@@ -26,7 +26,7 @@ from testbed.metrics.spec import numbers
 from testbed.metrics.suite import Evaluator
 from testbed.mix import (HUMAN, Doc, check_fills_a_block, composition, documents, fill, synthetic_docs,
                          synthetic_label, synthetic_needed, training_set)
-from testbed.model import build_model, context_length, load_model, n_params, resolve, save_model
+from testbed.model import build_model, context_length, load_model, n_params, save_model
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
 from testbed.sample import document_text, sample_corpus, written_text
@@ -152,7 +152,7 @@ def _generation(g: int, r: _Run) -> None:
     examples, newest = _mix(g, r, tag)
     pool = composition(examples)
     curated, curation = (curate_everywhere(r.curator, g, examples, newest, r.accelerator, lambda m: r.say(f"{tag} · {m}"),
-                                           resolve(r.cfg.model)["context"])
+                                           r.cfg.model.dims()["context"])
                          if g and r.curator.steps() else (examples, []))
     examples = _fill(g, r, curated, tag)
     part = r.rundir.begin(g) if r.accelerator.is_main_process else None
@@ -184,7 +184,7 @@ def _mix(g: int, r: _Run, tag: str):
     counts = ", ".join(f"{k} {v}" for k, v in composition(examples).items())
     r.say(f"{tag} · mix: {cfg.mix.regime if g else 'human'}, {len(examples)} docs ({counts})")
     if g:
-        check_fills_a_block(g, examples, resolve(cfg.model)["context"], cfg.mix, len(r.human),
+        check_fills_a_block(g, examples, cfg.model.dims()["context"], cfg.mix, len(r.human),
                             written=sum(len(r.rundir.corpus(k)) for k in synthetic),
                             kept=sum(map(len, synthetic.values())))
     return examples, synthetic.get(g - 1)

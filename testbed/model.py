@@ -16,29 +16,6 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Llam
 from testbed import TestbedError
 from testbed.config import ModelConfig, check_registry
 
-# Parameter counts are for GPT-2 with vocab 2048 (embeddings tied with the output layer).
-PRESETS = {
-    "nano": dict(n_layer=2, n_embd=96, n_head=2, context=128),  # ~0.4M
-    "tiny": dict(n_layer=4, n_embd=128, n_head=4, context=128),  # ~1.1M
-    "small": dict(n_layer=6, n_embd=256, n_head=8, context=256),  # ~5.3M
-    "medium": dict(n_layer=8, n_embd=384, n_head=8, context=512),  # ~15M
-    "large": dict(n_layer=8, n_embd=576, n_head=12, context=512),  # ~33M
-}
-
-
-def resolve(cfg: ModelConfig) -> dict:
-    """The preset with any explicitly set fields laid over it."""
-    dims = dict(PRESETS[cfg.preset])
-    for key in dims:
-        if getattr(cfg, key) is not None:
-            dims[key] = getattr(cfg, key)
-    if dims["n_embd"] % dims["n_head"]:
-        raise TestbedError(f"model.n_embd={dims['n_embd']} must be divisible by model.n_head={dims['n_head']}")
-    if cfg.family == "llama" and (dims["n_embd"] // dims["n_head"]) % 2:
-        raise TestbedError(f"model.family=llama: model.n_embd / model.n_head = {dims['n_embd'] // dims['n_head']} must be "
-                           "even (RoPE rotates pairs of dimensions); change model.n_embd or model.n_head")
-    return dims
-
 
 def _gpt2(dims: dict, ids: dict):
     return GPT2LMHeadModel(GPT2Config(
@@ -66,7 +43,7 @@ check_registry(FAMILIES, ModelConfig, "model.family")
 
 def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int):
     ids = dict(vocab_size=vocab_size, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id)
-    return FAMILIES[cfg.family](resolve(cfg), ids)
+    return FAMILIES[cfg.family](cfg.dims(), ids)
 
 
 def context_length(model) -> int:

@@ -124,8 +124,15 @@ def test_prompt_filling_the_context_names_prompt_tokens():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["model.context=1"], r"^model\.context=1 leaves no room .*: it must be >= 2$"),
-    (["model.context=9", "sample.prompt=human"], r"^sample\.prompt_tokens=8 and the end token .* fill model\.context=9"),
+    (["model.context=1"], r"^model\.context=1 leaves no room .*; raise model\.context$"),
+    (["model.context=9", "sample.prompt=human"], r"^sample\.prompt_tokens=8 leaves no room in the model context of 9 "),
+    # The preset's context, not only one set by hand (nano's is 128): refused when the config is built, not after
+    # the corpus and the tokenizer, or in a sweep when that grid point's run begins.
+    (["model.preset=nano", "sample.prompt=human", "sample.prompt_tokens=200"],
+     r"^sample\.prompt_tokens=200 leaves no room in the model context of 128 "),
+    (["model.preset=nano", "sample.max_new_tokens=200"], r"^sample\.max_new_tokens=200 does not fit: .*<=127"),
+    (["model.n_head=3"], r"^model\.n_embd=128 must be divisible by model\.n_head=3$"),
+    (["model.family=llama", "model.n_embd=66", "model.n_head=2"], r"^model\.family=llama: .* = 33 must be even"),
 ])
 def test_a_context_with_no_room_to_write_is_refused_before_the_run(overrides, message):
     from testbed.config import load_config

@@ -43,6 +43,9 @@ def test_plan_names_every_run_and_checks_every_config_first(tmp_path):
     assert [(c.mix.regime, c.seed) for c in configs] == [("replace", 0), ("replace", 1), ("anchor", 0), ("anchor", 1)]
     with pytest.raises(TestbedError, match="mix.regime='anchr' is not allowed"):
         plan(QUICKSTART, [f"run_dir={tmp_path / 'bad'}"], [("mix.regime", ["replace", "anchr"])], None)
+    # A model shape that no run could build, in the last grid point only: refused before the first run.
+    with pytest.raises(TestbedError, match=r"model\.n_embd=128 must be divisible by model\.n_head=3"):
+        plan(QUICKSTART, [f"run_dir={tmp_path / 'bad'}"], [("model.n_head", ["4", "3"])], None)
     assert not (tmp_path / "bad").exists()
     # Two values one folder name cannot tell apart: two workers would share it.
     with pytest.raises(TestbedError, match=r"would share the folder .*data\.path=a-b\.txt_seed=0"):

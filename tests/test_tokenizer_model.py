@@ -5,7 +5,8 @@ from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
 from testbed import TestbedError
 from testbed.config import ModelConfig, load_config
-from testbed.model import PRESETS, build_model, context_length, load_model, n_params, resolve, save_model
+from testbed.config import PRESETS
+from testbed.model import build_model, context_length, load_model, n_params, save_model
 from testbed import tokenizer as tokenizer_module
 from testbed.tokenizer import EOS, TokenIds, encode, id_dtype, load_tokenizer, train_tokenizer
 
@@ -110,7 +111,7 @@ def test_preset_parameter_counts_are_in_the_documented_ranges(preset, low, high)
 
 def test_overrides_apply_over_the_preset():
     cfg = ModelConfig(preset="tiny", n_layer=1, context=32)
-    assert resolve(cfg) == dict(n_layer=1, n_embd=128, n_head=4, context=32)
+    assert cfg.dims() == dict(n_layer=1, n_embd=128, n_head=4, context=32)
     model = build_model(cfg, 300, 0)
     assert isinstance(model, GPT2LMHeadModel)
     c = model.config
@@ -121,8 +122,8 @@ def test_overrides_apply_over_the_preset():
     assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # tied
 
 
-def test_resolve_does_not_change_the_presets():
-    resolve(ModelConfig(preset="nano", n_layer=7))
+def test_dims_do_not_change_the_presets():
+    ModelConfig(preset="nano", n_layer=7).dims()
     assert PRESETS["nano"]["n_layer"] == 2
 
 
@@ -169,7 +170,7 @@ def test_llama_family_builds_saves_and_reloads(tmp_path):
 
 def test_llama_needs_an_even_head_size():
     with pytest.raises(TestbedError, match=r"model.family=llama: model.n_embd / model.n_head = 33 must be even"):
-        resolve(ModelConfig(family="llama", n_embd=66, n_head=2))
+        ModelConfig(family="llama", n_embd=66, n_head=2).dims()
 
 
 def test_a_registered_model_family_builds_saves_and_reloads(tmp_path, monkeypatch):

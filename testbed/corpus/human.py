@@ -35,10 +35,9 @@ def human_corpus(cfg: Config) -> HumanCorpus:
 
 def check_fits(cfg: Config, human: list[list[int]]) -> list[str]:
     """Size checks that need the tokenized training split; returns notes on what fits but will bias the run."""
-    from testbed.model import resolve
     from testbed.sample import human_prompt_pool, max_new_tokens
 
-    context = resolve(cfg.model)["context"]
+    context = cfg.model.dims()["context"]
     room = max_new_tokens(cfg.sample, context)
     tokens = sum(len(d) + 1 for d in human)
     if tokens < context:
