@@ -95,7 +95,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
     say = say if main else (lambda *a, **k: None)
     corpus = human_corpus(cfg)
     if new_run:
-        tokenizer = train_tokenizer(corpus.train, cfg.tokenizer.vocab_size, cfg.tokenizer.kind)
+        tokenizer = train_tokenizer(corpus.train, cfg.tokenizer.vocab_size, cfg.tokenizer.kind, say)
     else:
         rundir.check_same_run(cfg, corpus.split)  # before the work below; again under the lock
         tokenizer = load_tokenizer(rundir.root / "tokenizer")
@@ -112,7 +112,7 @@ def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:
         say(renewed)
     evaluator = Evaluator(cfg, tokenizer, corpus.train, corpus.heldout, autocast=inference_autocast(accelerator),
                           truth_seed=stage_seed(cfg.seed, 0, "truth"), reference_seed=stage_seed(cfg.seed, 0, "reference"),
-                          train_ids=[d.ids for d in human])
+                          train_ids=[d.ids for d in human], device=accelerator.device)
     for note in evaluator.notes:
         say(note)
     if main and not (rundir.root / "reference.json").exists():

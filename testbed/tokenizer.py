@@ -10,6 +10,7 @@ generations. Two kinds, both lossless on the text they were trained on:
         model keeps or loses it whole. Words the training split lacks encode
         as <|unk|>. For closed vocabularies such as storyworld's.
 """
+import functools
 import re
 import sys
 from itertools import chain
@@ -40,7 +41,7 @@ _BATCH = 4096  # documents encoded per call, between progress updates
 _GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
 
-def train_tokenizer(docs: list[str], vocab_size: int, kind: str = "bpe") -> PreTrainedTokenizerFast:
+def train_tokenizer(docs: list[str], vocab_size: int, kind: str = "bpe", say=None) -> PreTrainedTokenizerFast:
     if kind == "word":
         tok = Tokenizer(models.WordLevel(unk_token=UNK))
         # vocab_size keeps the most frequent words; the rest become <|unk|>.
@@ -80,9 +81,10 @@ def train_tokenizer(docs: list[str], vocab_size: int, kind: str = "bpe") -> PreT
             yield from pieces
     tok.train_from_iterator(feed(), trainer=trainer, length=len(docs))
     if cut[0]:
-        print(f"note: {cut[0]} document(s) hold a run of more than {MAX_RUN:,} characters without whitespace: the "
-              f"tokenizer trains on the first {MAX_TRAIN_CHARS:,} characters of each, and encodes such runs in pieces "
-              f"of {MAX_RUN:,}", file=sys.stderr)
+        (say or functools.partial(print, file=sys.stderr))(
+            f"note: {cut[0]} document(s) hold a run of more than {MAX_RUN:,} characters without whitespace: the "
+            f"tokenizer trains on the first {MAX_TRAIN_CHARS:,} characters of each, and encodes such runs in pieces "
+            f"of {MAX_RUN:,}")
     # One token is document start, end and padding: documents are packed
     # back to back, so the end of one is the start of the next.
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=EOS, **extra)

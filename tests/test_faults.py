@@ -498,3 +498,7 @@ def test_a_huge_line_without_spaces_costs_seconds_not_minutes(capsys, tmp_path):
     assert "note: 1 document(s) hold a run of more than 1,000 characters without whitespace" in err
     # Ordinary documents are untouched: the same tokenizer as without the pathological one would give them.
     assert encode(tok, stories[:5]) == tok(stories[:5], add_special_tokens=False)["input_ids"]
+    # A run passes its own say, so the note reaches the run's lines (prefixed by run under Ray), not bare stderr.
+    said = []
+    train_tokenizer(stories[:50] + ["x" * 2000], 300, say=said.append)
+    assert said[0].startswith("note: 1 document(s)") and "without whitespace" not in capsys.readouterr().err

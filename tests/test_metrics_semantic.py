@@ -99,3 +99,20 @@ def test_a_model_whose_tokenizer_has_no_pad_token_is_padded_with_its_end_token(t
     assert torch.equal(empty[0], torch.zeros(16)) and torch.equal(empty[2], torch.zeros(16))
     assert torch.allclose(empty[1], alone[0], atol=1e-5)
     assert mean_cosine_distance(embed(["", "a dog", "a dog"], tok, model)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_embedding_model_runs_on_the_runs_device(tiny_bert, words_corpus, monkeypatch):
+    """A run kept on the CPU on a machine with a GPU (ACCELERATE_USE_CPU) embedded on the GPU all the same."""
+    import torch
+
+    from testbed.config import load_config
+    from testbed.metrics.suite import Evaluator
+    from testbed.tokenizer import train_tokenizer
+
+    cfg = load_config(None, ["data.source=local", "data.path=unused.txt", "eval.sample_words=50",
+                             f"eval.embedding_model={tiny_bert}"])
+    texts = ["the cat sat on a mat", "the dog ran far away", "a happy cat", "a sad dog"]
+    ev = Evaluator(cfg, train_tokenizer(words_corpus, 300), texts, texts, device=torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU the run was told not to use
+    assert ev.corpus_metrics(texts, seed=0)["semantic_diversity"] > 0
+    assert next(ev.embedder[1].parameters()).device.type == "cpu"

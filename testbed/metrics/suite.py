@@ -29,9 +29,10 @@ class Evaluator:
         return spec.headline()
 
     def __init__(self, cfg, tokenizer, train_texts: list[str], heldout_texts: list[str], autocast=None,
-                 truth_seed: int = 0, reference_seed: int | None = None, train_ids=None):
+                 truth_seed: int = 0, reference_seed: int | None = None, train_ids=None, device=None):
         """train_ids: the token ids of train_texts, where the caller has them (the loop's human documents),
-        so that a corpus of millions is not encoded a second time."""
+        so that a corpus of millions is not encoded a second time. device: where the embedding model runs (the
+        run's device; None: a GPU if there is one), so a run kept on the CPU keeps it there too."""
         self.cfg = cfg.eval
         self.tokenizer = tokenizer
         self.eos = tokenizer.eos_token_id
@@ -42,6 +43,7 @@ class Evaluator:
         self._human(train_texts, train_ids)
         self._references = {}
         self.embedder = None
+        self.device = device
         self.notes = [] if self.cfg.embedding_model else [
             "semantic_diversity off: eval.embedding_model (a local sentence-embedding model path) is not set"]
         if not self.rare:
@@ -137,7 +139,8 @@ class Evaluator:
         if self.embedder is None:
             import torch
 
-            self.embedder = semantic.load(self.cfg.embedding_model, "cuda" if torch.cuda.is_available() else "cpu")
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self.embedder = semantic.load(self.cfg.embedding_model, device)
         k = min(self.cfg.embedding_docs, len(texts))
         picked = [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), k))]
         return semantic.mean_cosine_distance(semantic.embed(picked, *self.embedder, batch_size=self.cfg.batch_size))
