@@ -56,8 +56,9 @@ from testbed.corpus.storyworld import StoryWorld
 from testbed.model import build_model, n_params
 from testbed.sample import max_new_tokens, sample_corpus
 from testbed.tokenizer import encode, train_tokenizer
-from testbed.train import inference_autocast, pack, train
-from testbed.train import precision as precision_for
+from testbed.device import inference_autocast
+from testbed.device import precision as precision_for
+from testbed.train import pack, train
 
 SEED = 1234
 

@@ -17,11 +17,12 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from testbed import quiet_libraries
-from testbed.config import Config, TrainConfig, to_dict, to_yaml
+from testbed.config import Config, to_dict, to_yaml
 from testbed.corpus.fresh import fresh_texts
 from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
 from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
+from testbed.device import environment, hardware, inference_autocast, make_accelerator, on_main
 from testbed.metrics.spec import numbers
 from testbed.metrics.suite import Evaluator
 from testbed.mix import (HUMAN, Doc, check_fills_a_block, composition, documents, fill, synthetic_docs,
@@ -33,7 +34,7 @@ from testbed.sample import document_text, sample_corpus, written_text
 from testbed.seeds import stage_seed
 from testbed.tokenizer import check_reads_unk_whole, load_tokenizer, train_tokenizer, unknown_words
 from testbed.tracking import Tracking, check_trackers
-from testbed.train import environment, inference_autocast, make_accelerator, on_main, pack, train
+from testbed.train import pack, train
 
 
 @dataclass
@@ -135,25 +136,12 @@ def _take(cfg: Config, rundir: RunDir, new_run: bool, split: dict, tokenizer, ac
     return rundir.claim(cfg, split, new_run, accelerator.num_processes)
 
 
-def hardware(accelerator: Accelerator, train_cfg: TrainConfig) -> str:
-    """Where it trains and in what precision: the times the README and the labs state were measured in bf16 on
-    a CPU where it is faster, and elsewhere a run takes longer (docs/benchmarks.md)."""
-    trains = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
-    device = environment(accelerator)["device"]
-    lacking = train_cfg.mixed_precision == "auto" and trains == "fp32"
-    chip = "GPU" if accelerator.device.type == "cuda" else accelerator.device.type.upper()
-    processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
-    return f"{device}{processes}, training in {trains}" + (f" (bf16 would be slower on this {chip})" if lacking else "")
-
-
 def _generation(g: int, r: _Run) -> None:
     """One generation, as the method section reads: mix, curate, train, sample, evaluate, commit."""
     tag = f"gen {g}/{r.cfg.generations}"
     examples, newest = _mix(g, r, tag)
     pool = composition(examples)
-    curated, curation = (curate_everywhere(r.curator, g, examples, newest, r.accelerator, lambda m: r.say(f"{tag} · {m}"),
-                                           r.cfg.model.dims()["context"])
-                         if g and r.curator.steps() else (examples, []))
+    curated, curation = _curate(g, r, examples, newest, tag)
     examples = _fill(g, r, curated, tag)
     part = r.rundir.begin(g) if r.accelerator.is_main_process else None
     model, trained = _train(g, r, examples, part, tag)
@@ -188,6 +176,15 @@ def _mix(g: int, r: _Run, tag: str):
                             written=sum(len(r.rundir.corpus(k)) for k in synthetic),
                             kept=sum(map(len, synthetic.values())))
     return examples, synthetic.get(g - 1)
+
+
+def _curate(g: int, r: _Run, examples, newest, tag: str):
+    """The pool after the curation steps the config turns on (none for generation 0's human text), and what each
+    step kept."""
+    if not (g and r.curator.steps()):
+        return examples, []
+    return curate_everywhere(r.curator, g, examples, newest, r.accelerator, lambda m: r.say(f"{tag} · {m}"),
+                             r.cfg.model.dims()["context"])
 
 
 def _fill(g: int, r: _Run, curated, tag: str):

@@ -2,14 +2,12 @@
 
 The loop is the one in transformers' run_clm_no_trainer.py: prepare,
 accumulate, clip, step. accelerate places the model, runs the precision
-`precision()` chose (bf16 on a GPU, or on a CPU whose bf16 is faster, else
-fp32) and shards batches across processes under `accelerate launch`.
+`testbed.device.precision()` chose (bf16 on a GPU, or on a CPU whose bf16 is
+faster, else fp32) and shards batches across processes under `accelerate launch`.
 """
-import functools
 import math
 import random
 import time
-from datetime import timedelta
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
@@ -18,9 +16,6 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from testbed import TestbedError
 from testbed.config import TrainConfig
-
-PROCESS_WAIT_HOURS = 12  # how long processes of one run wait for each other (see make_accelerator)
-
 
 def pack(docs: list, eos_id: int, block: int, seed: int) -> torch.Tensor:
     """Documents in a seeded order, each preceded by EOS, cut into (N, block) rows.
@@ -156,127 +151,3 @@ def compiled_loss(graphs: bool = False):
 def budget_tokens(cfg: TrainConfig, set_tokens: int) -> float:
     """Tokens to train on, before rounding up to whole optimizer steps."""
     return cfg.tokens if cfg.compute == "tokens" else cfg.epochs * set_tokens
-
-
-def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
-    """The run's accelerator: its precision, accumulation and trackers, checked against how it was launched."""
-    import os
-
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    from accelerate.utils import InitProcessGroupKwargs, parse_flag_from_env
-
-    # accelerate launch --cpu sets ACCELERATE_USE_CPU: a machine with a GPU then trains on its CPU, in the CPU's precision.
-    on_cpu = not torch.cuda.is_available() or parse_flag_from_env("ACCELERATE_USE_CPU")
-    mode = precision(cfg.mixed_precision, "cpu" if on_cpu else "cuda")
-    if AcceleratorState._shared_state and AcceleratorState._shared_state.get("_mixed_precision") != mode:
-        # accelerate keeps one precision per process and refuses another; runs of one sweep or lab in this
-        # process may differ in it (an arm at train.mixed_precision=fp32). The process group is kept.
-        AcceleratorState._reset_state()
-    # testbed runs on CUDA or the CPU. accelerate would take Apple's MPS device first, where the sampler's
-    # float64 draws do not run and nothing is tested, so a Mac trains on its CPU.
-    # Under accelerate launch the other processes wait while the main one samples, scores and curates alone, which
-    # on a large corpus outlasts torch's default 30 minutes (gloo; 10, NCCL) and would end the run.
-    waits = InitProcessGroupKwargs(timeout=timedelta(hours=PROCESS_WAIT_HOURS))
-    accelerator = Accelerator(mixed_precision=mode, gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=on_cpu, log_with=track or None, project_dir=project_dir, kwargs_handlers=[waits])
-    if mode == "fp16" and accelerator.device.type == "cpu":
-        # accelerate turns fp16 autocast on only off the CPU: the run would train in fp32 and record fp16.
-        raise TestbedError("train.mixed_precision=fp16 does not run on a CPU (accelerate trains in fp32 there); "
-                           "use bf16, fp32 or auto")
-    if int(os.environ.get("WORLD_SIZE", "1")) > accelerator.num_processes:
-        # Each process would think itself alone and make the same run directory.
-        raise TestbedError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate sees "
-                           f"{accelerator.num_processes}; start them with accelerate launch --multi_gpu "
-                           "(ACCELERATE_USE_CPU=1 in front to keep them on the CPU)")
-    return accelerator
-
-
-def on_main(accelerator, work):
-    """work() on the main process alone; its result, or the line of its TestbedError, reaches every process, which
-    raises it too: the others would otherwise wait at the next collective for a process that has stopped."""
-    from accelerate.utils import broadcast_object_list
-
-    outcome = [None, None]
-    if accelerator.is_main_process:
-        try:
-            outcome = [work(), None]
-        except TestbedError as e:
-            outcome = [None, str(e)]
-    result, refusal = broadcast_object_list(outcome)
-    if refusal is not None:
-        raise TestbedError(refusal)
-    return result
-
-
-def precision(mode: str, device: str | None = None) -> str:
-    """accelerate's name for the configured precision, on device ("cuda" or "cpu"; None: CUDA where there is one)."""
-    if mode == "auto":
-        if device == "cuda" or (device is None and torch.cuda.is_available()):
-            # torch counts a GPU that only emulates bf16 (V100, T4) as supporting it; emulated, it is slower than fp32.
-            return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "no"
-        # Where bf16 multiplies faster, a CPU trains 1.3-1.5x faster in it, within seed-to-seed noise of fp32
-        # (docs/benchmarks.md); elsewhere it is slower than fp32.
-        return "bf16" if fast_cpu_bf16() else "no"
-    return "no" if mode == "fp32" else mode
-
-
-@functools.cache
-def fast_cpu_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices faster than fp32 ones. The flags torch reads (AVX512-BF16, AMX)
-    are not enough: an Intel Xeon VM that reports AVX512-BF16 without AMX multiplied bf16 at half fp32's speed
-    and trained 1.7x slower in it (docs/benchmarks.md). So a flagged CPU is timed, once a process (about 25 ms);
-    an unflagged one would only emulate bf16. (torch's private probes: a torch without them answers fp32.)"""
-    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    if not any(probe() for probe in probes if probe is not None):
-        return False
-    # bf16 must win clearly: AMD's AVX512-BF16 trained 1.36x faster, the Xeon's 0.58x; a near tie stays in fp32.
-    return matmul_seconds(torch.bfloat16) * 1.1 < matmul_seconds(torch.float32)
-
-
-def matmul_seconds(dtype, size: int = 512, repeats: int = 5) -> float:
-    """The fastest of a few size x size matrix products in dtype, on the CPU's current threads: the least
-    disturbed by other work on a shared machine."""
-    # Its own generator: drawing from torch's would move every seeded draw after it, on flagged CPUs only.
-    draws = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(size, size, generator=draws).to(dtype) for _ in range(2))
-    a @ b  # the first call picks and prepares the kernel
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def inference_autocast(accelerator):
-    """The autocast for sampling and scoring: the training precision on a GPU, fp32 on a CPU, where bf16
-    sampled no faster and would round every metric."""
-    return accelerator.autocast if accelerator.device.type == "cuda" else None
-
-
-def environment(accelerator) -> dict:
-    """Where and with what a generation was made: a resumed run may finish on another machine or stack."""
-    import platform
-    from datetime import datetime, timezone
-
-    device = accelerator.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}"
-    return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": f"{device.type}: {name}",
-            "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
-            "versions": {"python": platform.python_version(),
-                         **{p: _version(p) for p in ("testbed", "torch", "transformers", "accelerate", "datasets", "tokenizers")}}}
-
-
-def _version(package: str) -> str:
-    """The module's own version, which names torch's build (2.13.0+cpu, 2.14.1+cu130) where the installed
-    package's metadata says 2.14.1 for both; else the metadata's."""
-    import importlib
-    import importlib.metadata as meta
-
-    version = getattr(importlib.import_module(package), "__version__", None)
-    try:
-        return version or meta.version(package)
-    except meta.PackageNotFoundError:
-        return "unknown"

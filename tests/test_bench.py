@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from accelerate.state import AcceleratorState
 
-from testbed.train import fast_cpu_bf16
+from testbed.device import fast_cpu_bf16
 
 BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 

@@ -89,10 +89,10 @@ def test_lab_list_names_a_lab_file_that_does_not_load_and_lists_the_others(capsy
 def test_lab_list_warns_when_this_cpu_would_train_slower_than_the_stated_times(capsys, monkeypatch, native):
     import torch
 
-    import testbed.train
+    import testbed.device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(testbed.train, "fast_cpu_bf16", lambda: native)
+    monkeypatch.setattr(testbed.device, "fast_cpu_bf16", lambda: native)
     assert main(["lab", "list"]) == 0
     printed = capsys.readouterr().out
     assert "on a 2-core CPU with native bf16" in printed
@@ -104,11 +104,11 @@ def test_lab_list_warns_when_this_cpu_would_train_slower_than_the_stated_times(c
 def test_a_lab_run_opens_with_its_runs_and_the_stated_time_where_it_applies(tmp_path, monkeypatch, native):
     import torch
 
-    import testbed.train
+    import testbed.device
     from testbed.labs import opening
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(testbed.train, "fast_cpu_bf16", lambda: native)
+    monkeypatch.setattr(testbed.device, "fast_cpu_bf16", lambda: native)
     lab = load("sampling")
     arms = len(lab.arms)
 

@@ -360,7 +360,7 @@ def test_the_opening_line_says_where_it_trains_and_in_what_precision(tiny_run, t
     from types import SimpleNamespace
 
     from testbed.config import TrainConfig
-    from testbed.loop import hardware
+    from testbed.device import hardware
 
     cpu = SimpleNamespace(device=torch.device("cpu"), num_processes=1, mixed_precision="no")
     assert hardware(cpu, TrainConfig(mixed_precision="auto")).endswith(", training in fp32 (bf16 would be slower on this CPU)")

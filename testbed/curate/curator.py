@@ -87,7 +87,7 @@ def _checked(step, result, n: int) -> tuple[list, dict]:
 def curate_everywhere(curator: Curator, g: int, examples, newest, accelerator, say, block: int):
     """Curate on the main process, then share the kept set, so every process trains on the same data; stop
     where it leaves less than one block of block tokens to train on, naming the step to blame."""
-    from testbed.train import on_main
+    from testbed.device import on_main
 
     def curate():
         kept, reports = curator(g, examples, newest)

@@ -309,7 +309,7 @@ def trains_in_fp32_here() -> bool:
     """No GPU and a CPU where bf16 would be slower: the labs' stated minutes (bf16) would mislead here."""
     import torch
 
-    from testbed.train import fast_cpu_bf16
+    from testbed.device import fast_cpu_bf16
 
     return not torch.cuda.is_available() and not fast_cpu_bf16()
 
