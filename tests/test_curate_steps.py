@@ -19,7 +19,7 @@ from testbed.curate.dedup import exact_keep, near_keep
 from testbed.curate.detect import (NgramClassifier, detection_report, likelihood_ratio_scores, roc_auc,
                                    threshold_at_fpr, unigram_logprobs)
 from testbed.curate.heuristics import heuristic_keep, non_alpha_share
-from testbed.curate.perplexity_band import band_keep, mean_token_nll
+from testbed.curate.perplexity import band_keep, mean_token_nll
 from testbed.curate.step import Step
 from testbed.curate.verify import get_verifier, verify_keep
 from testbed.curate.watermark import GreenLists, make_processor, watermark_keep, watermark_z

@@ -7,7 +7,7 @@ table of them. A new step is one file (its keys, their checks and its filter: se
 import dataclasses
 import functools
 
-from testbed.curate import dedup, detect, heuristics, perplexity_band, verify, watermark, whitelist
+from testbed.curate import dedup, detect, heuristics, perplexity, verify, watermark, whitelist
 
 STEPS = [
     whitelist.Whitelist,
@@ -17,7 +17,7 @@ STEPS = [
     verify.Verify,
     watermark.Watermark,
     detect.Detector,
-    perplexity_band.PerplexityBand,
+    perplexity.Perplexity,
 ]
 
 

@@ -15,7 +15,7 @@ from testbed.curate.step import Step, share
 
 
 @dataclass
-class PerplexityFilterConfig:
+class PerplexityConfig:
     enabled: bool = False
     reference: Literal["first", "previous"] = "first"  # score with generation 0's model, or the one that wrote the text
     # Keep documents whose per-token NLL ranks in [low, high] (0 = most likely):
@@ -61,9 +61,9 @@ def band_keep(scores: list[float], low: float, high: float) -> list[bool]:
     return keep
 
 
-class PerplexityBand(Step):
+class Perplexity(Step):
     name = section = "perplexity"
-    Config = PerplexityFilterConfig
+    Config = PerplexityConfig
 
     def keep(self, g, pool, newest):
         c, cur = self.c, self.curator
