@@ -93,17 +93,23 @@ def fast_cpu_bf16() -> bool:
 
 
 def matmul_seconds(dtype, size: int = 512, repeats: int = 5) -> float:
-    """The fastest of a few size x size matrix products in dtype, on the CPU's current threads: the least
-    disturbed by other work on a shared machine."""
+    """The fastest of a few size x size matrix products in dtype, on one thread: the least disturbed by other work
+    on a shared machine. On two threads one thread's wait for a busy core stalls the product: on the loaded 2-core
+    Xeon, fp32 timed 8 ms in 2 of 6 processes against its 0.9 ms, and those runs trained in bf16, 1.7x slower."""
     # Its own generator: drawing from torch's would move every seeded draw after it, on flagged CPUs only.
     draws = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=draws).to(dtype) for _ in range(2))
-    a @ b  # the first call picks and prepares the kernel
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a @ b  # the first call picks and prepares the kernel
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
     return best
 
 

@@ -81,6 +81,17 @@ def test_matmul_seconds_times_a_real_product_in_the_dtype_asked_and_leaves_torch
     assert torch.equal(torch.rand(3), expected), "timing must not move the seeded draws after it"
 
 
+def test_matmul_seconds_times_on_one_thread_and_gives_the_threads_back(monkeypatch):
+    """On two threads of a loaded 2-core CPU the fp32 product stalled in some processes and bf16 won the probe."""
+    from testbed.device import matmul_seconds
+
+    threads, during = torch.get_num_threads(), []
+    real_set = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: during.append(n) or real_set(n))
+    matmul_seconds(torch.float32, size=64, repeats=2)
+    assert during == [1, threads] and torch.get_num_threads() == threads
+
+
 def test_sampling_and_scoring_run_in_fp32_on_a_cpu_whatever_training_runs_in():
     from types import SimpleNamespace
 
