@@ -31,7 +31,7 @@ from testbed.model import build_model, context_length, load_model, n_params, sav
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
 from testbed.sample import document_text, sample_corpus, written_text
-from testbed.seeds import stage_seed
+from testbed.seeds import eval_seed, stage_seed
 from testbed.tokenizer import check_reads_unk_whole, load_tokenizer, train_tokenizer, unknown_words
 from testbed.tracking import Tracking, check_trackers
 from testbed.train import pack, train
@@ -271,7 +271,7 @@ def _evaluate(g: int, r: _Run, model, texts, samples, tag: str) -> dict:
     """Model g and what it wrote, scored against the human text and, for drift, against what model 0 wrote."""
     start = time.perf_counter()
     first = texts if g == 0 else [row["text"] for row in r.rundir.corpus(0)]
-    row = {"generation": g, **r.evaluator.evaluate(model, texts, samples, _seed(r, 0, "eval"), gen0_texts=first)}
+    row = {"generation": g, **r.evaluator.evaluate(model, texts, samples, eval_seed(r.cfg.seed), gen0_texts=first)}
     r.say(f"{tag} · eval ({time.perf_counter() - start:.0f}s): " + ", ".join(
         f"{k} {row[k]:.4g}" if row[k] is not None else f"{k} null" for k in r.evaluator.headline if k in row))
     return row

@@ -6,8 +6,8 @@ from testbed import TestbedError
 from testbed.config import Config
 from testbed.corpus.fresh import check_reserve
 from testbed.corpus.sources import load_documents, source_name
-from testbed.corpus.split import split_documents
-from testbed.seeds import stage_seed
+from testbed.corpus.split import checksum, split_documents
+from testbed.seeds import corpus_seed, stage_seed
 
 
 @dataclass
@@ -19,7 +19,7 @@ class HumanCorpus:
 
 
 def human_corpus(cfg: Config) -> HumanCorpus:
-    docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
+    docs = load_documents(cfg.data, corpus_seed(cfg.seed))
     try:
         split = split_documents(docs, cfg.data.heldout_docs, stage_seed(cfg.seed, 0, "split"), source_name(cfg.data),
                                 cfg.data.fresh_docs, cfg.data.max_docs)
@@ -31,6 +31,15 @@ def human_corpus(cfg: Config) -> HumanCorpus:
                                f"(data.separator={data.separator} read {len(docs)} document(s) from it)") from None
         raise
     return HumanCorpus(*([docs[i] for i in split[part]] for part in ("train", "heldout", "fresh")), split)
+
+
+def saved_training_split(cfg: Config, split: dict) -> list[str]:
+    """A finished run's human training split, from its config and the indices of its split.json: what the report
+    counts the run's words against."""
+    docs = load_documents(cfg.data, corpus_seed(cfg.seed))
+    if checksum(docs) != split["sha256"]:
+        raise TestbedError("the human corpus changed since the run (split.json checksum differs)")
+    return [docs[i] for i in split["train"]]
 
 
 def check_fits(cfg: Config, human: list[list[int]]) -> list[str]:

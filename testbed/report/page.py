@@ -24,15 +24,14 @@ import jinja2
 
 from testbed import TestbedError, __version__
 from testbed.config import NOT_THE_EXPERIMENT, load_saved, yaml_value
-from testbed.corpus.sources import load_documents
-from testbed.corpus.split import checksum
-from testbed.seeds import stage_seed
+from testbed.corpus.human import saved_training_split
 from testbed.metrics import spec
 from testbed.metrics.diversity import fixed_size_sample
 from testbed.metrics.tail import Human
 from testbed.report import plots
 from testbed.report.compare import differing_keys, value
 from testbed.rundir import RunDir, read_json, read_jsonl
+from testbed.seeds import eval_seed
 from testbed.text import WORD, normal, words
 
 
@@ -176,12 +175,7 @@ def seed_groups(runs: list[dict]) -> list[dict]:
 
 def human_texts(run: dict) -> list[str]:
     """The run's human training split, rebuilt from its config and checked against split.json."""
-    cfg = load_saved(run["path"] / "config.yaml")
-    split = read_json(run["path"] / "split.json")
-    docs = load_documents(cfg.data, stage_seed(cfg.seed, 0, "corpus"))
-    if checksum(docs) != split["sha256"]:
-        raise TestbedError("the human corpus changed since the run (split.json checksum differs)")
-    return [docs[i] for i in split["train"]]
+    return saved_training_split(load_saved(run["path"] / "config.yaml"), read_json(run["path"] / "split.json"))
 
 
 def _human(run: dict) -> dict:
@@ -210,7 +204,7 @@ def word_pictures(run: dict, index: int, folder: Path) -> dict:
     """Zipf curves and recall by band for one run, from fixed-size word samples of each generation's corpus."""
     human = _human(run)
     size = run["config"]["eval"]["sample_words"]
-    seed = stage_seed(run["config"]["seed"], 0, "eval")  # the seed the metrics' word samples use
+    seed = eval_seed(run["config"]["seed"])
     gens = run["finished"]
     # As the metrics count them: under sample.prompt=human, what the model wrote after the prompt.
     corpora = {g: read_jsonl(RunDir(run["path"]).gen(g) / "corpus.jsonl") for g in gens}
