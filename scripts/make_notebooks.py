@@ -7,6 +7,7 @@ of the lab's section in docs/labs.md, between the GUIDE_START and GUIDE_END line
 how to run it, what to look at, the discussion questions and the extension, all taken from the YAML's
 `text`. tests/test_notebooks.py fails when a YAML was edited and this script was not run.
 """
+import argparse
 import re
 import sys
 import textwrap
@@ -210,6 +211,7 @@ def guide_page(text: str, labs: list[Lab]) -> str:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()  # -h reads, and writes nothing
     labs = [load(n) for n in names()]
     NOTEBOOKS.mkdir(exist_ok=True)
     for lab in labs:

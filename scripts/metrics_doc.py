@@ -5,6 +5,7 @@
 Only the lines between spec.DOCS_START and spec.DOCS_END change; the prose around them is the page's own.
 tests/test_docs.py fails when the spec was edited and this script was not run.
 """
+import argparse
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def rewrite(text: str) -> str:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()  # -h reads, and writes nothing
     text = PAGE.read_text(encoding="utf-8")
     new = rewrite(text)
     if new != text:
