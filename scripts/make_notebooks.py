@@ -62,6 +62,8 @@ def nano_text(lab: Lab, here: bool = False) -> str:
         return f"{what} a smaller model 2.4x as fast, and answered this lab as the default size does"
     if lab.name == "verified":
         return "the smaller `nano` model does not work for this lab: its stories almost never pass the verifier"
+    if "model.preset=nano" in lab.sizes.default:
+        return "the lab's default size already trains the smaller `nano` model, which is how it fits a lecture"
     return "the smaller `nano` model did not answer this lab as the default size does: run it ahead of the lecture"
 
 
@@ -131,8 +133,10 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
         md("## The verdict\n\n"
            "Each expected outcome is checked in every seed on its own: it **held** when it held in every seed (or "
            "the share the check states), **failed** otherwise, and is **not run** when a run or a figure it needs "
-           "is missing (run the cell above again). Below each outcome: the figure it turned on, per seed, and "
-           "their mean with a 95% interval over seeds (none from one seed).", id="verdict-text"),
+           "is missing: an arm `ARMS` left out, a run that stopped (its reason is printed: mend it and run the cell "
+           "above again, which resumes), or a figure this size does not compute. Below each outcome: the figure it "
+           "turned on, per seed, and their mean with a 95% interval over seeds (none from one seed: one draw, which "
+           "more `SEEDS` turn into an interval).", id="verdict-text"),
         code("print(render_text(verdict))", id="verdict"),
         md("## The plots\n\n"
            "From the comparison report: the headline metrics by generation, then the metrics the expected "
@@ -144,18 +148,25 @@ def notebook(lab: Lab) -> nbformat.NotebookNode:
              "for metric in METRICS:\n"
              '    plot = out / "report" / f"metric_{metric}.png"\n'
              "    if plot.is_file():  # a key with parts (recall_by_band) has no plot of its own\n"
-             "        display(Image(filename=str(plot)))", id="plots"),
+             "        display(Image(filename=str(plot)))"
+             + ("\nfor bands in sorted((out / \"report\").glob(\"bands_*.png\")):  # recall by frequency band, a "
+                "picture per run\n    display(Image(filename=str(bands)))"
+                if "recall_by_band" in plotted_metrics(lab) else ""), id="plots"),
         md(f"## What to look at\n\n{lab.text.look_at}", id="look-at"),
         md(f"## Discussion\n\n{discuss}", id="discuss"),
         md(f"## One extension to try\n\n{lab.text.extend}\n\n"
-           "To run it here, uncomment the cell below and give the new arm its overrides: the arm's it varies "
-           "(`lab.arms` lists them) plus the extension's `key=value` (docs/configuration.md). The finished runs "
-           "in `OUT` are reused, only the new arm runs, and the report draws it beside the others.", id="extend"),
+           "To run it here, uncomment the cell below and give the new arm a name and its overrides: the arm's it "
+           "varies (`lab.arms` lists them) plus the extension's `key=value` (docs/configuration.md). The finished "
+           "runs in `OUT` are reused, only the new arm runs, and the plots show it beside the others. To try "
+           "another value, or a second arm, run the cell again with a new `NAME`: a finished arm keeps the "
+           "config it ran with, and its folder refuses another.", id="extend"),
         code("# from testbed.labs import Arm\n"
-             '# lab.arms = [a for a in lab.arms if a.name != "extension"] + [Arm("extension", ["KEY=VALUE"])]\n'
-             "# verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS and [*ARMS, \"extension\"],\n"
-             "#                   overrides=OVERRIDES)\n"
-             "# print(render_text(verdict))", id="extension"),
+             '# NAME, EXTRA = "extension-1", ["KEY=VALUE"]\n'
+             "# lab.arms = [a for a in lab.arms if a.name != NAME] + [Arm(NAME, EXTRA)]\n"
+             "# verdict = run_lab(lab, size=SIZE, seeds=SEEDS, out=out, arms=ARMS and [*ARMS, NAME], overrides=OVERRIDES)\n"
+             "# for metric in METRICS:  # the new arm beside the others\n"
+             '#     if (out / "report" / f"metric_{metric}.png").is_file():\n'
+             '#         display(Image(filename=str(out / "report" / f"metric_{metric}.png")))', id="extension"),
     ]
     nb = nbformat.v4.new_notebook(cells=cells, metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},

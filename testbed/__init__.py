@@ -12,9 +12,13 @@ class TestbedError(Exception):
 def quiet_libraries() -> None:
     """A run's progress lines are testbed's: transformers' advice and progress bars would drown them, and in a
     notebook show red, as if something were wrong. datasets logs a parse error testbed reports itself."""
+    import warnings
+
     import datasets
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    # tqdm.auto in a Jupyter without ipywidgets: the run's lines still show, only the bars do not (docs/labs.md).
+    warnings.filterwarnings("ignore", message="IProgress not found")
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)

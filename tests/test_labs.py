@@ -432,12 +432,15 @@ def test_a_check_not_expected_at_the_reduced_size_says_so_there_and_nowhere_else
         assert ("failed (not expected at the reduced size)" in text) == note
         assert ("| failed (not expected at the reduced size) |" in markdown) == note
         assert text.count("not expected at the reduced size") == (2 if note else 0), "the check's line and the verdict's"
-    one_seed = ", from one seed (one draw: run --seeds 0,1,2 for an interval)"
+    one_seed = ", from one seed (one draw: more seeds, such as 0, 1, 2, give an interval)"
     assert summary(results, "reduced") == ("1 of 2 expected outcomes held, 1 failed, 0 not run (1 not expected at the "
                                            f"reduced size){one_seed}")
     assert summary(results) == f"1 of 2 expected outcomes held, 1 failed, 0 not run{one_seed}"
     two_seeds = judge([shown, too_small], [0, 1], {**runs, **{(arm, 1): r for (arm, _), r in runs.items()}})
     assert summary(two_seeds) == "1 of 2 expected outcomes held, 1 failed, 0 not run"
+    # Nothing decided (a group's run of one arm): no word about one draw of figures that were not read.
+    undecided = [{**r, "status": "not run"} for r in results]
+    assert summary(undecided) == "0 of 2 expected outcomes held, 0 failed, 2 not run"
 
 
 def test_the_t_table_is_students():

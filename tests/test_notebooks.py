@@ -10,7 +10,7 @@ import pytest
 
 from test_docs import anchors
 from testbed.labs import load, names
-from testbed.labs.verdict import describe
+from testbed.labs.verdict import describe, metric_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "labs" / "notebooks"
@@ -83,24 +83,29 @@ def test_the_run_cell_passes_every_parameter_to_the_lab(monkeypatch):
     assert calls[-1][1]["out"] == Path("/abs/lab")
 
 
-@pytest.mark.parametrize("arms, expected", [(None, None), (["pure"], ["pure", "extension"])])
+@pytest.mark.parametrize("arms, expected", [(None, None), (["pure"], ["pure", "extension-1"])])
 def test_the_extension_cell_runs_the_arms_the_parameters_chose_and_the_new_one(arms, expected, monkeypatch):
-    """Uncommented, the extension must not start the arms ARMS left out (in a lecture, minutes each)."""
+    """Uncommented, the extension must not start the arms ARMS left out (in a lecture, minutes each), and a second
+    value goes in an arm of its own: an arm's finished folder refuses another config, so one fixed name failed the
+    cell's second run."""
     import testbed.labs
 
     nb = nbformat.read(NOTEBOOKS / "sampling.ipynb", as_version=4)
     source = "\n".join(line.removeprefix("# ") for line in cell(nb, "extension").source.splitlines())
-    calls = []
+    calls, shown = [], []
     monkeypatch.setattr(testbed.labs, "run_lab", lambda lab, **kw: calls.append(kw) or {})
     scope = {"lab": load("sampling"), "SIZE": "reduced", "SEEDS": [0], "ARMS": arms, "OVERRIDES": ["model.preset=nano"],
-             "out": Path("unused"), "run_lab": testbed.labs.run_lab, "render_text": lambda verdict: ""}
+             "out": Path("unused"), "run_lab": testbed.labs.run_lab, "METRICS": [], "display": shown.append,
+             "Image": lambda filename: filename}
     exec(source, scope)
     [kw] = calls
-    assert kw["arms"] == expected and [a.name for a in scope["lab"].arms][-1] == "extension"
+    assert kw["arms"] == expected and [a.name for a in scope["lab"].arms][-1] == "extension-1"
     assert kw["overrides"] == ["model.preset=nano"]
     arms = len(scope["lab"].arms)
-    exec(source.replace("KEY=VALUE", "sample.top_k=5"), scope)  # run again, edited: one extension arm, the new one
+    exec(source.replace("KEY=VALUE", "sample.top_k=5"), scope)  # run again, edited in place: the same arm, replaced
     assert len(scope["lab"].arms) == arms and scope["lab"].arms[-1].overrides[-1] == "sample.top_k=5"
+    exec(source.replace('"extension-1"', '"extension-2"').replace("KEY=VALUE", "sample.top_k=2"), scope)
+    assert [a.name for a in scope["lab"].arms][-2:] == ["extension-1", "extension-2"]  # both drawn in the report
 
 
 @pytest.mark.parametrize("name", names())
@@ -112,6 +117,18 @@ def test_the_smaller_model_is_offered_only_for_the_labs_it_answered(name):
     offered = "answered this lab as the default size does" in text
     assert offered == (name in NANO_ANSWERS)
     assert ("does not work for this lab" in text) == (name == "verified")
+    # accumulate's default is nano already: telling its class to run it ahead for being nano was wrong
+    assert ("already trains the smaller `nano` model" in text) == ("model.preset=nano" in load(name).sizes.default)
+    assert "did not answer this lab" not in text or "model.preset=nano" not in load(name).sizes.default
+
+
+def test_a_lab_whose_checks_read_recall_by_band_shows_its_band_pictures():
+    """collapse asks what goes first; its answer, recall by frequency band, has a picture per run and no metric plot."""
+    for name in names():
+        plots = cell(nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4), "plots").source
+        reads = any("recall_by_band" in key for c in load(name).checks for key in metric_keys(c))
+        assert ("bands_*.png" in plots) == reads, name
+    assert "bands_*.png" in cell(nbformat.read(NOTEBOOKS / "collapse.ipynb", as_version=4), "plots").source
 
 
 def test_an_edited_lab_gives_another_notebook_and_guide():

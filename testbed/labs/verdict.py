@@ -321,9 +321,10 @@ def summary(results: list[dict], size: str = "default") -> str:
     unexpected = sum(not r.get("reduced", True) for r in results)
     if size == "reduced" and unexpected:
         line += f" ({unexpected} not expected at the reduced size)"
-    if results and all(r["seeds"] == 1 for r in results):
-        # One draw: a gap smaller than what seeds differ by reads as held or failed all the same.
-        line += ", from one seed (one draw: run --seeds 0,1,2 for an interval)"
+    if counts["held"] + counts["failed"] and all(r["seeds"] == 1 for r in results):
+        # One draw: a gap smaller than what seeds differ by reads as held or failed all the same. Said in words the
+        # CLI (--seeds) and the notebooks (SEEDS) share, and only where something was decided.
+        line += ", from one seed (one draw: more seeds, such as 0, 1, 2, give an interval)"
     return line
 
 
