@@ -496,6 +496,35 @@ def test_storyworld_excess_ce_and_its_standard_error(story_evaluator, make_model
     assert row["true_excess_nats_per_story"] == pytest.approx(sum(excess) / 6, rel=1e-5)
     assert row["true_excess_ce_se"] == pytest.approx(ratio_se(excess, tokens), rel=1e-4)
     assert 0 < row["true_excess_ce_se"] < row["true_excess_ce"]
+    assert row["true_excess_ce_known"] == row["true_excess_ce"]  # bpe: no story holds an unknown
+    assert not any("true_excess_ce_known" in n for n in ev.notes)
+
+
+def test_true_stories_with_a_word_the_tokenizer_never_saw_are_left_out_of_the_known_figure(make_model):
+    """A word tokenizer built on a small split reads an unseen word of a true story as <|unk|>, and the excess is then
+    the model's price for <|unk|>: ten nats and more for a model that never trained on one, next to nothing for one
+    that did, so arms compared on true_excess_ce differ in that more than in fit (the data-constrained lab)."""
+    world = StoryWorld()
+    train = world.sample(200, 1)  # too few stories for the whole lexicon
+    cfg = load_config(None, ["eval.sample_words=200", "eval.truth_docs=12", "tokenizer.kind=word"])
+    tokenizer = train_tokenizer(train, 2048, "word")
+    ev = Evaluator(cfg, tokenizer, train, world.sample(4, 2), truth_seed=3)
+    unk = tokenizer.unk_token_id
+    known = [i for i, d in enumerate(ev.truth_ids) if unk not in d]
+    assert 0 < len(known) < 12  # some stories hold an unknown, some do not: both sides of the rule are tried
+    assert [n for n in ev.notes if "true_excess_ce_known" in n] == [
+        f"note: {12 - len(known)} of 12 true stories hold a word the tokenizer did not see in the training split "
+        "(<|unk|>): true_excess_ce prices them by each model's guess at <|unk|>, which models trained on other text "
+        "than this split (fresh human stories) learn and others do not; compare such arms on true_excess_ce_known"]
+    vocab = len(tokenizer)
+    model = make_model(vocab=vocab)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # uniform: every predicted token costs ln(vocab)
+    excess = [(len(ids) + 1) * math.log(vocab) - p for ids, p in zip(ev.truth_ids, ev.truth_nll)]
+    row = ev.model_metrics(model)
+    by_hand = sum(excess[i] for i in known) / sum(len(ev.truth_ids[i]) + 1 for i in known)
+    assert row["true_excess_ce_known"] == pytest.approx(by_hand, rel=1e-5)
+    assert row["true_excess_ce_known"] != pytest.approx(row["true_excess_ce"], rel=1e-3)
 
 
 def test_a_human_prompt_is_not_counted_as_what_the_model_wrote(story_evaluator, make_model):
