@@ -380,6 +380,14 @@ def test_relative_recall():
     assert out["rare_token_recall_rel"] == pytest.approx(0.25) and out["rare_id_recall_rel"] is None
     out = relative(row, {**ids, "comparable": False, "comparable_ids": True})
     assert out["rare_token_recall_rel"] is None and out["rare_id_recall_rel"] == pytest.approx(2.0)
+    # A generation that wrote fewer words than the sample size: its recall is of a smaller sample, and would read
+    # as a loss of the tail that is only a loss of words (the s7 case: 2 words against 13).
+    sized = {**ids, "comparable": True, "comparable_ids": True, "eval_words": 13, "eval_tokens": 20}
+    out = relative({**row, "eval_words": 2, "eval_tokens": 20}, sized)
+    assert out["rare_token_recall_rel"] is None and set(out["recall_by_band_rel"].values()) == {None}
+    assert out["rare_id_recall_rel"] == pytest.approx(2.0)
+    out = relative({**row, "eval_words": 13, "eval_tokens": 3}, sized)
+    assert out["rare_token_recall_rel"] == pytest.approx(0.25) and out["rare_id_recall_rel"] is None
 
 
 def test_reference_with_fewer_tokens_than_eval_sample_tokens_is_not_comparable_for_ids(evaluator):

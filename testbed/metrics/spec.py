@@ -50,7 +50,7 @@ RECALL_REL = ("each recall above over the same recall of human text of the same 
               "human figure is 0, or where the reference's sample is smaller than the generations': the word recalls "
               "when `reference.json` says `comparable: false` (the held-out split has fewer words than "
               "`eval.sample_words`), `rare_id_recall_rel` when it says `comparable_ids: false` (fewer tokens than "
-              "`eval.sample_tokens`)")
+              "`eval.sample_tokens`), or where the generation wrote fewer words (tokens) than that sample size itself")
 DETECTION = ("how well the watermark filter told synthetic from human text in the pool: precision and recall of what it "
              "dropped (precision null when it dropped nothing, recall null when the pool held no synthetic text), ROC "
              "AUC of its z-scores, and the number of synthetic documents it kept")

@@ -233,14 +233,16 @@ def ratio_se(num: list[float], den: list[float]) -> float | None:
 def relative(row: dict, reference: dict) -> dict:
     """Each recall over the same recall of human text of the same size (1: as much of the tail as human text keeps).
 
-    None when the reference is not comparable (fewer words than eval.sample_words, or for rare_id_recall fewer
-    tokens than eval.sample_tokens): recall grows with sample size, so a ratio across sizes would measure the
-    sizes, not the tail.
+    None when the two samples differ in size: the reference's is not comparable (fewer words than
+    eval.sample_words, or for rare_id_recall fewer tokens than eval.sample_tokens), or the generation wrote fewer
+    than that itself. Recall grows with sample size, so a ratio across sizes would measure the sizes, not the tail
+    (a model that writes little would read as collapsing).
     """
     def ratio(a, b, comparable):
         return a / b if b and comparable else None
 
-    words, ids = reference["comparable"], reference.get("comparable_ids")
+    words = reference["comparable"] and row.get("eval_words") == reference.get("eval_words")
+    ids = reference.get("comparable_ids") and row.get("eval_tokens") == reference.get("eval_tokens")
     out = {f"{k}_rel": ratio(row[k], reference[k], ids if k == "rare_id_recall" else words) for k in RECALLS}
     out["recall_by_band_rel"] = {b: ratio(row["recall_by_band"][b], reference["recall_by_band"][b], words)
                                  for b in tail.BANDS}
