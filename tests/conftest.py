@@ -86,22 +86,35 @@ def words_corpus():
     return [s.strip() for s in text.split(". ") if s.strip()] * 3
 
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# TESTBED_SHARED_DATA: another folder of the shared corpora, or a missing one to try the stand-in below.
+SHARED_DATA = Path(os.environ.get("TESTBED_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 TINYSTORIES = SHARED_DATA / "tinystories-sample.txt"
 
 
 @pytest.fixture(scope="session")
-def tiny_run():
-    """tiny_run(run_dir, *overrides): a config for a whole run in seconds, on the shared TinyStories sample
-    (or, with data.source=storyworld among the overrides, on the built-in corpus, which is always there)."""
+def local_corpus(tmp_path_factory) -> Path:
+    """The shared TinyStories sample, or where a clone has no ../shared beside it, a file of the built-in world's
+    stories written for the session: the loop's tests then run from any clone (they compare runs with runs, not
+    with TinyStories' own figures), and read a local file either way, as a user's corpus is read."""
+    if TINYSTORIES.exists():
+        return TINYSTORIES
+    from testbed.corpus.storyworld import StoryWorld
+
+    path = tmp_path_factory.mktemp("corpus") / "stories.txt"
+    path.write_text("\n\n".join(StoryWorld().sample(700, 0)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(local_corpus):
+    """tiny_run(run_dir, *overrides): a config for a whole run in seconds, on a local file of stories (local_corpus)
+    or, with data.source=storyworld among the overrides, on the built-in corpus."""
     from testbed.config import load_config
 
     def make(run_dir, *extra):
-        if "data.source=storyworld" not in extra and not TINYSTORIES.exists():
-            pytest.skip(f"shared corpus not found at {TINYSTORIES} (../shared/data is absent)")
         return load_config(None, [
             f"run_dir={run_dir}", "generations=2",
-            *([] if "data.source=storyworld" in extra else ["data.source=local", f"data.path={TINYSTORIES}"]),
+            *([] if "data.source=storyworld" in extra else ["data.source=local", f"data.path={local_corpus}"]),
             "data.separator=paragraph", "data.max_docs=600", "data.heldout_docs=60", "tokenizer.vocab_size=512",
             "model.preset=nano", "model.context=64", "train.tokens=12000", "train.batch_size=8",
             "sample.size=80", "sample.batch_size=40", "eval.sample_words=1500", *extra])

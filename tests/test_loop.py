@@ -141,13 +141,14 @@ def test_more_generations_extend_a_finished_run(tmp_path, tiny_run):
 
 
 @pytest.mark.parametrize("regime,expected", [
-    ("accumulate", {"human": 536, "synthetic:gen_000": 80}),  # 600 - 60 held out - 4 exact duplicates
-    ("anchor", {"human": 20, "synthetic:gen_000": 60}),
+    ("accumulate", {"human": "all", "synthetic:gen_000": 80}),  # every human training document (600 - 60 held out -
+    ("anchor", {"human": 20, "synthetic:gen_000": 60}),         # the corpus's exact duplicates)
 ])
 def test_regimes_shape_the_training_set(tmp_path, regime, expected, tiny_run):
     rows = run(tiny_run(tmp_path / "run", "generations=1", f"mix.regime={regime}", "mix.anchor_fraction=0.25",
                     "train.init=previous", "mix.keep_unfinished=true"), say=quiet)
-    assert rows[1]["train_mix"] == expected
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert rows[1]["train_mix"] == ({**expected, "human": len(split["train"])} if expected["human"] == "all" else expected)
 
 
 def test_unfinished_samples_stay_out_of_the_pool_unless_kept(tmp_path, tiny_run):
