@@ -548,3 +548,72 @@ def test_a_human_prompt_is_not_counted_as_what_the_model_wrote(story_evaluator, 
     assert row["validity_rate"] == 1.0  # the grammar reads whole stories, prompt included
     unprompted = ev.evaluate(model, stories, [Sample([eos], d, True) for d in ids], seed=0)
     assert unprompted["eval_words"] == sum(len(words(s)) for s in stories)
+
+
+class _Unigram(torch.nn.Module):
+    """The same next-token logits at every position: each token's cost is known without a transformer."""
+
+    def __init__(self, logits, context=64):
+        super().__init__()
+        self.config = SimpleNamespace(n_positions=context)
+        self.logits = torch.nn.Parameter(torch.tensor(logits, dtype=torch.float32))
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=self.logits.expand(*input_ids.shape, -1))
+
+
+def test_heldout_perplexity_by_band_against_a_hand_count():
+    """A uniform model costs every token the same, so a test with one cannot tell the bands apart."""
+    train, held = ["x x x y", "x z", "x w"], ["x y", "z z w", "q"]
+    tok = train_tokenizer(train + ["q"], 100, kind="word")
+    assert [tok.convert_ids_to_tokens(i) for i in range(len(tok))] == [
+        "<|endoftext|>", "<|unk|>", "x", "Ġx", "q", "Ġw", "Ġy", "Ġz"]
+    # By hand, over the training split: x 3, Ġx 2, Ġy Ġz Ġw 1 each, the end token 3 (one a document); 11 in all.
+    # Rare: at most floor(0.2 x 11) = 2; common: the counts that cover half of 11, 3 + 3 (x and the end token);
+    # an id the split never uses (<|unk|>, q) is rare.
+    band = ["common", "rare", "common", "rare", "rare", "rare", "rare", "rare"]
+    cfg = load_config(None, ["data.source=local", "data.path=unused.txt", "eval.sample_words=8",
+                             "eval.rare_max_freq=0.2", "eval.heldout_docs=3"])
+    ev = Evaluator(cfg, tok, train, held)
+    assert [["rare", "middle", "common"][b] for b in ev.id_band] == band
+    logits = [0.7 * (i % 5) - 1 for i in range(len(tok))]
+    cost = [-math.log(math.exp(v) / sum(math.exp(w) for w in logits)) for v in logits]
+    # Held-out targets: each document's tokens, then its end token: x Ġy | <|unk|> Ġz Ġw | q.
+    targets = [2, 6, 0, 1, 7, 5, 0, 4, 0]
+    assert [t for d in encode(tok, held) for t in [*d, 0]] == targets
+    row = ev.model_metrics(_Unigram(logits))
+    assert row["heldout_ppl"] == pytest.approx(math.exp(sum(cost[t] for t in targets) / 9), rel=1e-6)
+    for name in ("rare", "common"):
+        mine = [cost[t] for t in targets if band[t] == name]
+        assert row[f"heldout_ppl_{name}"] == pytest.approx(math.exp(sum(mine) / len(mine)), rel=1e-6)
+    assert row["heldout_ppl_middle"] is None  # no id of the split falls between the two
+    assert row["heldout_ppl_rare"] == pytest.approx(12.6429, abs=1e-4)
+    assert row["heldout_ppl_common"] == pytest.approx(27.3058, abs=1e-4)
+
+
+def test_entropy_of_trigrams_by_hand():
+    from testbed.metrics.diversity import ngram_entropy
+
+    # a b a b a: trigrams aba, bab, aba: H(2/3, 1/3) bits
+    assert ngram_entropy([["a", "b", "a", "b", "a"]], 3) == pytest.approx(
+        -(2 / 3) * math.log2(2 / 3) - (1 / 3) * math.log2(1 / 3), rel=1e-9)
+
+
+def test_gen0_ppl_scores_generation_0s_corpus_not_the_generations_own():
+    train = ["x x x y", "x z", "x w"]
+    tok = train_tokenizer(train, 100, kind="word")
+    cfg = load_config(None, ["data.source=local", "data.path=unused.txt", "eval.sample_words=4"])
+    ev = Evaluator(cfg, tok, train, train)
+    logits = [0.9 * (i % 4) - 1 for i in range(len(tok))]
+    cost = [-math.log(math.exp(v) / sum(math.exp(w) for w in logits)) for v in logits]
+    own, first = ["x x", "x y"], ["x z z w", "x w"]
+
+    def by_hand(texts):  # every token of every document, then its end token (id 0)
+        targets = [t for d in encode(tok, texts) for t in [*d, 0]]
+        return math.exp(sum(cost[t] for t in targets) / len(targets))
+    eos = tok.eos_token_id
+    samples = [Sample([eos], list(d), True) for d in encode(tok, own)]
+    row = ev.evaluate(_Unigram(logits), own, samples, seed=0, gen0_texts=first)
+    assert row["self_ppl"] == pytest.approx(by_hand(own), rel=1e-6)
+    assert row["gen0_ppl"] == pytest.approx(by_hand(first), rel=1e-6)
+    assert by_hand(own) != pytest.approx(by_hand(first), rel=1e-3)  # the two are told apart
