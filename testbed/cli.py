@@ -20,6 +20,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}; see {self.prog} -h\n")
 
 
+def _import_torch() -> None:
+    """torch's C++ import code cannot take a KeyboardInterrupt: a Ctrl-C in a command's first seconds aborted the
+    process (SIGABRT, no message, exit 134). Imported with SIGINT held, the interrupt arrives after it, as Python's
+    KeyboardInterrupt, and the command says what it stopped."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        import torch  # noqa: F401
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import torch  # noqa: F401
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="testbed", description="Measure model collapse across generations of tiny GPTs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     # Under accelerate launch every process runs this; the user reads one line, the main process's.
     err = sys.stderr if os.environ.get("RANK", "0") == "0" else io.StringIO()
     try:
+        if args.command in ("run", "sweep", "eval") or getattr(args, "lab_command", None) == "run":
+            _import_torch()
         quiet_libraries()
         if args.command in ("sweep", "lab") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise TestbedError(f"testbed {args.command} runs several runs, each in one process (--jobs N, on Ray); "

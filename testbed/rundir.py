@@ -392,8 +392,13 @@ def create(root: Path, files: dict[str, str], dirs: dict[str, callable]) -> None
             fill(tmp / name)
         os.chmod(tmp, 0o777 & ~_umask())
         os.rename(tmp, root)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOTEMPTY, errno.EEXIST) and root.is_dir():
+            # Two commands started together on one new folder: the other made it first, while this one read the
+            # corpus and trained its tokenizer. Said as what it is, not as a disk error on the temporary folder.
+            raise TestbedError(f"run_dir={root} is in use by another testbed run, started at the same time, which "
+                               "made it first; wait for it or choose another run_dir") from None
         raise
 
 

@@ -502,3 +502,21 @@ def test_a_huge_line_without_spaces_costs_seconds_not_minutes(capsys, tmp_path):
     said = []
     train_tokenizer(stories[:50] + ["x" * 2000], 300, say=said.append)
     assert said[0].startswith("note: 1 document(s)") and "without whitespace" not in capsys.readouterr().err
+
+
+def test_a_ctrl_c_while_torch_imports_arrives_after_it(tmp_path):
+    """torch's C++ import code aborted the process on a KeyboardInterrupt (SIGABRT, exit 134, no line): the
+    command imports it with SIGINT held. A stand-in torch sends itself the Ctrl-C halfway through its import."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\n"
+                                      "WHOLE = True\n")
+    code = ("import sys\nfrom testbed.cli import _import_torch\n"
+            "try:\n    _import_torch()\nexcept KeyboardInterrupt:\n"
+            "    print('interrupted after the import' if sys.modules['torch'].WHOLE else 'during it')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])})
+    assert done.stdout.strip() == "interrupted after the import", done.stderr

@@ -622,6 +622,23 @@ def test_arms_run_by_groups_in_their_own_folders_copied_into_one_give_the_whole_
     assert merged["checks"][0]["status"] in ("held", "failed")
 
 
+def test_a_report_that_fails_leaves_no_verdict_naming_it(tmp_path, monkeypatch):
+    """The verdict was written before the report: a kill or a full disk in the report's build left a verdict.md
+    whose link led nowhere, or to an older run's report."""
+    import testbed.labs
+    from testbed.report import page
+
+    def full_disk(runs, folder, metrics, samples, lab):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(page, "_write", full_disk)
+    verdict = {"lab": "x", "title": "t", "question": "q?", "size": "reduced", "seeds": [0], "overrides": [],
+               "arms": None, "out": str(tmp_path), "summary": "s", "checks": [], "missing": {}, "interval": ["", ""]}
+    with pytest.raises(OSError):
+        testbed.labs.write_verdict(tmp_path, verdict, [0])
+    assert not (tmp_path / "verdict.md").exists() and not (tmp_path / "verdict.json").exists()
+    assert not (tmp_path / "report").exists()
+
+
 @pytest.mark.e2e
 def test_a_lab_over_runs_taken_further_before_reads_only_its_own_generations(tmp_path):
     """`lab run X generations=2` once, `lab run X` (1 generation) after it on the same folder: the runs hold
@@ -663,7 +680,7 @@ def test_lab_runs_finishing_into_one_folder_at_once_leave_one_runs_verdict_and_r
     import testbed.labs
     from testbed.report import page
 
-    def write(runs, folder, metrics, samples):
+    def write(runs, folder, metrics, samples, lab):
         time.sleep(random.uniform(0, 0.003))
         (folder / "runs.txt").write_text(str(runs))
         (folder / "report.json").write_text('{"files": ["runs.txt"]}')

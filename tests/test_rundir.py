@@ -1,5 +1,6 @@
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,21 @@ def test_create_leaves_nothing_when_a_fill_fails(tmp_path):
     with pytest.raises(RuntimeError, match="tokenizer failed"):
         create(root, {"config.yaml": "seed: 0\n"}, {"tokenizer": fill})
     assert os.listdir(tmp_path) == []
+
+
+def test_a_folder_another_run_made_first_is_in_use_not_a_disk_error(tmp_path):
+    """Two `testbed run`s started together on one new run_dir: the second's rename failed, and it printed
+    "<its temporary folder>: Directory not empty; check the path, the disk and the permissions"."""
+    root = tmp_path / "r"
+
+    def other_run_makes_it_meanwhile(d):
+        d.mkdir()
+        create(root, {"config.yaml": "seed: 1\n"}, {})
+
+    with pytest.raises(TestbedError, match=rf"^run_dir={re.escape(str(root))} is in use by another testbed run, started "
+                                           r"at the same time, which made it first; wait for it or choose another run_dir$"):
+        create(root, {"config.yaml": "seed: 0\n"}, {"tokenizer": other_run_makes_it_meanwhile})
+    assert os.listdir(tmp_path) == ["r"] and (root / "config.yaml").read_text() == "seed: 1\n"
 
 
 def test_begin_removes_a_generation_folder_without_its_marker(tmp_path):

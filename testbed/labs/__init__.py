@@ -442,14 +442,15 @@ def write_verdict(out: Path, verdict: dict, runs: list) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     with os_lock(out / ".verdict.lock"):  # waits for another process's writes
+        # The report first: a verdict written before it named a report that a kill or a full disk then left
+        # missing, or an older run's. Stopped in between, the old verdict stays beside the new report.
         if runs:
             verdict["report"] = str(out / "report" / "index.html")  # what build() returns, named in verdict.md
-        write_json(out / "verdict.json", verdict)
-        write_text(out / "verdict.md", render_markdown(verdict))
-        if runs:
             build(runs, out / "report", option=None, lab=verdict)
         else:  # an earlier report would be read as this verdict's
             remove(out / "report")
+        write_json(out / "verdict.json", verdict)
+        write_text(out / "verdict.md", render_markdown(verdict))
     return verdict
 
 
