@@ -13,6 +13,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from filelock import Timeout
+
 from testbed import TestbedError
 from testbed.config import Config, load_config, to_yaml
 
@@ -117,14 +119,28 @@ def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None,
     from testbed.report.compare import load_runs, table
     from testbed.report.page import build, check_replaceable, remove
 
+    from testbed.rundir import os_lock
+
     root, configs = plan(config, overrides, parse_set(sets), parse_seeds(seeds))
     if (root / "report").exists():  # before the runs, not after them
         check_replaceable(root / "report", option=None)
-    failed = run_all([(Path(c.run_dir).name, c) for c in configs], jobs, threads, address, "sweep", say)
-    finished = [c.run_dir for c in configs if Path(c.run_dir).name not in failed]
-    if not finished:
-        remove(root / "report")  # a report of earlier runs would read as this sweep's
-        return None, failed
-    runs = load_runs(finished)
-    say(table(runs))
-    return build(runs, root / "report", option=None), failed
+    # One sweep a folder: two started on one grid split it between them, each called the other's runs failed
+    # ("in use"), and the report the last one wrote left out the runs the other had finished.
+    root.mkdir(parents=True, exist_ok=True)
+    lock = os_lock(root / ".sweep.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise TestbedError(f"run_dir={root} is in use by another testbed sweep; wait for it (run it again after it to "
+                           "resume), or give this sweep another run_dir") from None
+    try:
+        failed = run_all([(Path(c.run_dir).name, c) for c in configs], jobs, threads, address, "sweep", say)
+        finished = [c.run_dir for c in configs if Path(c.run_dir).name not in failed]
+        if not finished:
+            remove(root / "report")  # a report of earlier runs would read as this sweep's
+            return None, failed
+        runs = load_runs(finished)
+        say(table(runs))
+        return build(runs, root / "report", option=None), failed
+    finally:
+        lock.release()

@@ -102,6 +102,23 @@ def test_a_report_folder_of_the_users_stops_a_sweep_before_any_run(tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 
+def test_a_second_sweep_on_the_same_folder_is_refused_before_any_run(tmp_path, capsys):
+    """Two sweeps of one grid split it, each called the other's runs failed, and the report lost runs."""
+    from testbed.rundir import os_lock
+
+    root = tmp_path / "busy"
+    root.mkdir()
+    held = os_lock(root / ".sweep.lock")
+    held.acquire()
+    try:
+        assert main(["sweep", QUICKSTART, f"run_dir={root}", "--set", "mix.regime=replace,accumulate"]) == 2
+    finally:
+        held.release()
+    assert capsys.readouterr().err == (f"error: run_dir={root} is in use by another testbed sweep; wait for it (run it "
+                                       "again after it to resume), or give this sweep another run_dir\n")
+    assert sorted(p.name for p in root.iterdir()) == [".sweep.lock"]  # no run was started
+
+
 def test_a_sweep_is_not_started_inside_a_single_run(tmp_path, capsys):
     (tmp_path / "config.yaml").write_text("")
     assert main(["sweep", QUICKSTART, "--seeds", "0,1", f"run_dir={tmp_path}"]) == 2
