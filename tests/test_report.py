@@ -316,3 +316,24 @@ def test_a_cell_is_red_only_where_a_collapse_signal_moved_at_least_one_percent_i
     assert not _cell(0.10, 0.09, _marked("distinct_2"))["toward"]
     assert _cell(0.5, 0.33, _marked("recall_by_band.rare"))["toward"]
     assert not _cell(0.5, 0.6, _marked("recall_by_band.rare"))["toward"]
+
+
+def test_a_build_clears_what_a_killed_build_left_beside_the_report_and_nothing_fresher(tmp_path, monkeypatch):
+    """kill -9 during a build left .report.XXXX.tmp (a few hundred kB) for good: no later build removed it."""
+    import os
+    import time
+
+    from testbed.report import page
+
+    monkeypatch.setattr(page, "_write", lambda runs, folder, metrics, samples, lab: (
+        (folder / "report.json").write_text('{"files": []}')))
+    old, fresh = tmp_path / ".report.dead1.tmp", tmp_path / ".report.live2.tmp"
+    aside = tmp_path / ".report.dead3.old"
+    for folder in (old, fresh, aside):
+        folder.mkdir()
+        (folder / "index.html").write_text("half")
+    hours_ago = time.time() - (page.STALE_HOURS * 3600 + 60)
+    for folder in (old, aside):
+        os.utime(folder, (hours_ago, hours_ago))
+    build([], tmp_path / "report")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".report.live2.tmp", "report"]  # another build's, maybe

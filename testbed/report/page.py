@@ -15,6 +15,7 @@ import random
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
@@ -45,6 +46,7 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
     if out.exists():
         check_replaceable(out, option)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         _write(runs, tmp, metrics, samples, lab)
@@ -54,6 +56,22 @@ def build(runs: list[dict], out: str | Path, metrics: list[str] | None = None, s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return given / "index.html"  # as the user named it
+
+
+STALE_HOURS = 1  # a build takes seconds to minutes; one untouched this long was left by a killed process
+
+
+def _remove_stale(out: Path) -> None:
+    """The half-built folders (.NAME.*.tmp) and set-aside reports (.NAME.*.old) a kill -9 left beside `out`. Another
+    process may be building the same report now (a lab's seeds side by side), so only the long-untouched go."""
+    now = time.time()
+    for pattern in (f".{out.name}.*.tmp", f".{out.name}.*.old"):
+        for left in out.parent.glob(pattern):
+            try:
+                if now - left.stat().st_mtime > STALE_HOURS * 3600:
+                    shutil.rmtree(left, ignore_errors=True)
+            except FileNotFoundError:  # its builder finished and moved it meanwhile
+                pass
 
 
 def remove(out: str | Path) -> None:
