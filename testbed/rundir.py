@@ -16,6 +16,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import replace
@@ -409,6 +410,9 @@ def check_can_hold(run_dir: str) -> None:
             if not parent.is_dir():
                 raise TestbedError(f"run_dir={run_dir}: {parent} is a file, so no folder can be made under it; "
                                    "choose another run_dir")
+            if not (Path(run_dir).exists() or os.access(parent, os.W_OK | os.X_OK)):  # a read-only disk, too
+                raise TestbedError(f"run_dir={run_dir}: {parent} cannot be written to, so the run's folder cannot be "
+                                   "made there; choose a folder you can write to, or fix its permissions")
             return
 
 
@@ -430,7 +434,10 @@ OS_HINTS = {
 
 def os_failure(e: OSError) -> str:
     """One line for an error from the OS: the file (when the OS names one), what happened, what to do."""
-    name = f"{e.filename}: " if e.filename is not None else ""
+    # A file half-written beside its place (.NAME.XXXX.tmp, see create and report.page.build) is named by the place
+    # the user gave, not by the temporary name they never chose.
+    filename = None if e.filename is None else re.sub(r"(^|/)\.([^/]+)\.[A-Za-z0-9_]{6,}\.tmp(?=/|$)", r"\1\2", str(e.filename))
+    name = f"{filename}: " if filename is not None else ""
     what = e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]
     hint = OS_HINTS.get(e.errno, "check the path, the disk and the permissions, then run the same command again")
     return f"{name}{what}; {hint}"

@@ -4,6 +4,7 @@ repeated command then succeeds."""
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed import TestbedError
 from testbed.cli import main
 
 pytestmark = pytest.mark.e2e
@@ -520,3 +522,27 @@ def test_a_ctrl_c_while_torch_imports_arrives_after_it(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])})
     assert done.stdout.strip() == "interrupted after the import", done.stderr
+
+
+def test_an_os_error_on_a_half_written_file_names_the_place_the_user_gave():
+    """A read-only --out printed '/x/.rep.y4s6o3eb.tmp: Read-only file system', a name the user never chose."""
+    from testbed.rundir import os_failure
+
+    assert os_failure(OSError(errno.EROFS, "Read-only file system", "/x/.rep.y4s6o3eb.tmp")).startswith(
+        "/x/rep: Read-only file system; a read-only file system: choose a folder on a writable disk")
+    assert os_failure(OSError(errno.ENOSPC, "No space left on device", "/x/.report.ab12_cd34.tmp/index.html")).startswith(
+        "/x/report/index.html: No space left on device; the disk is full")
+    assert os_failure(OSError(errno.ENOSPC, "No space", "/x/run/gen_000.partial/model")).startswith(
+        "/x/run/gen_000.partial/model: ")  # not a temporary name: as the OS gave it
+
+
+def test_a_run_dir_under_a_folder_it_cannot_write_is_refused_before_the_work(tmp_path, monkeypatch):
+    """It failed after the corpus and the tokenizer, on a read-only disk or folder."""
+    from testbed.rundir import check_can_hold
+
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path))
+    with pytest.raises(TestbedError, match=rf"^run_dir={re.escape(str(tmp_path / 'new'))}: {re.escape(str(tmp_path))} "
+                                           r"cannot be written to, so the run's folder cannot be made there; "):
+        check_can_hold(str(tmp_path / "new"))
+    (tmp_path / "old").mkdir()
+    check_can_hold(str(tmp_path / "old"))  # an existing run's folder: its own checks say what is wrong inside
