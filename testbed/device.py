@@ -4,6 +4,7 @@ Kept apart from train.py, which reads as the training loop alone: everything
 here is decided once a run, and is about the machine rather than the model.
 """
 import functools
+import os
 import time
 from datetime import timedelta
 
@@ -17,22 +18,19 @@ PROCESS_WAIT_HOURS = 12  # how long processes of one run wait for each other (se
 
 def make_accelerator(cfg: TrainConfig, track: list[str], project_dir: str):
     """The run's accelerator: its precision, accumulation and trackers, checked against how it was launched."""
-    import os
-
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-
     from accelerate.utils import InitProcessGroupKwargs, parse_flag_from_env
 
-    # accelerate launch --cpu sets ACCELERATE_USE_CPU: a machine with a GPU then trains on its CPU, in the CPU's precision.
+    # testbed runs on CUDA or the CPU. accelerate would take Apple's MPS device first, where the sampler's
+    # float64 draws do not run and nothing is tested, so a Mac trains on its CPU. accelerate launch --cpu sets
+    # ACCELERATE_USE_CPU: a machine with a GPU then trains on its CPU, in the CPU's precision.
     on_cpu = not torch.cuda.is_available() or parse_flag_from_env("ACCELERATE_USE_CPU")
     mode = precision(cfg.mixed_precision, "cpu" if on_cpu else "cuda")
     if AcceleratorState._shared_state and AcceleratorState._shared_state.get("_mixed_precision") != mode:
         # accelerate keeps one precision per process and refuses another; runs of one sweep or lab in this
         # process may differ in it (an arm at train.mixed_precision=fp32). The process group is kept.
         AcceleratorState._reset_state()
-    # testbed runs on CUDA or the CPU. accelerate would take Apple's MPS device first, where the sampler's
-    # float64 draws do not run and nothing is tested, so a Mac trains on its CPU.
     # Under accelerate launch the other processes wait while the main one samples, scores and curates alone, which
     # on a large corpus outlasts torch's default 30 minutes (gloo; 10, NCCL) and would end the run.
     waits = InitProcessGroupKwargs(timeout=timedelta(hours=PROCESS_WAIT_HOURS))
