@@ -87,27 +87,29 @@ def fast_cpu_bf16() -> bool:
     if not any(probe() for probe in probes if probe is not None):
         return False
     # bf16 must win clearly: AMD's AVX512-BF16 trained 1.36x faster, the Xeon's 0.58x; a near tie stays in fp32.
-    return matmul_seconds(torch.bfloat16) * 1.1 < matmul_seconds(torch.float32)
+    bf16, fp32 = matmul_seconds((torch.bfloat16, torch.float32))
+    return bf16 * 1.1 < fp32
 
 
-def matmul_seconds(dtype, size: int = 512, repeats: int = 5) -> float:
-    """The fastest of a few size x size matrix products in dtype, on one thread: the least disturbed by other work
-    on a shared machine. On two threads one thread's wait for a busy core stalls the product: on the loaded 2-core
-    Xeon, fp32 timed 8 ms in 2 of 6 processes against its 0.9 ms, and those runs trained in bf16, 1.7x slower."""
+def matmul_seconds(dtypes: tuple, size: int = 512, repeats: int = 20) -> list[float]:
+    """For each dtype, the fastest of a few size x size matrix products, taken in turn and spread over about a
+    tenth of a second: on a loaded 2-core CPU a product on two threads stalls while one of them waits for a core
+    (the Xeon's fp32, 0.9 ms, timed 8 ms through 5 products in a row in 2 of 6 processes, which then trained in
+    bf16, 1.7x slower), and a later turn finds the core free. Timed on the process's own threads: setting them, even
+    to their number, changes the rounding of every later fp32 training step on that CPU (torch 2.13), so a run
+    would not repeat the figures of a run made before."""
     # Its own generator: drawing from torch's would move every seeded draw after it, on flagged CPUs only.
     draws = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(size, size, generator=draws).to(dtype) for _ in range(2))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    pairs = [[torch.randn(size, size, generator=draws).to(dtype) for _ in range(2)] for dtype in dtypes]
+    for a, b in pairs:
         a @ b  # the first call picks and prepares the kernel
-        best = float("inf")
-        for _ in range(repeats):
+    best = [float("inf")] * len(pairs)
+    for _ in range(repeats):
+        for i, (a, b) in enumerate(pairs):
             start = time.perf_counter()
             a @ b
-            best = min(best, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
+            best[i] = min(best[i], time.perf_counter() - start)
+        time.sleep(0.005)
     return best
 
 
