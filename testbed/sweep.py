@@ -10,6 +10,7 @@ a run that fails is reported at the end and does not stop the others.
 """
 import itertools
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -126,13 +127,16 @@ def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None,
         check_replaceable(root / "report", option=None)
     # One sweep a folder: two started on one grid split it between them, each called the other's runs failed
     # ("in use"), and the report the last one wrote left out the runs the other had finished.
-    root.mkdir(parents=True, exist_ok=True)
-    lock = os_lock(root / ".sweep.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise TestbedError(f"run_dir={root} is in use by another testbed sweep; wait for it (run it again after it to "
-                           "resume), or give this sweep another run_dir") from None
+    made = not root.exists()
+    lock = None
+    if made or root.is_dir():  # a file there: the runs' own check names it, in one line
+        root.mkdir(parents=True, exist_ok=True)
+        lock = os_lock(root / ".sweep.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise TestbedError(f"run_dir={root} is in use by another testbed sweep; wait for it (run it again after "
+                               "it to resume), or give this sweep another run_dir") from None
     try:
         failed = run_all([(Path(c.run_dir).name, c) for c in configs], jobs, threads, address, "sweep", say)
         finished = [c.run_dir for c in configs if Path(c.run_dir).name not in failed]
@@ -143,4 +147,7 @@ def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None,
         say(table(runs))
         return build(runs, root / "report", option=None), failed
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
+            if made and {p.name for p in root.iterdir()} <= {".sweep.lock"}:  # stopped before any run: as it was
+                shutil.rmtree(root, ignore_errors=True)

@@ -516,7 +516,9 @@ def test_a_ctrl_c_while_torch_imports_arrives_after_it(tmp_path):
     fake.mkdir()
     (fake / "__init__.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\n"
                                       "WHOLE = True\n")
-    code = ("import sys\nfrom testbed.cli import _import_torch\n"
+    # A background job (CI's) hands its children SIGINT ignored: the stand-in's Ctrl-C would then do nothing.
+    code = ("import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from testbed.cli import _import_torch\n"
             "try:\n    _import_torch()\nexcept KeyboardInterrupt:\n"
             "    print('interrupted after the import' if sys.modules['torch'].WHOLE else 'during it')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

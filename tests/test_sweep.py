@@ -74,7 +74,7 @@ def test_a_sweep_runs_its_grid_resumes_and_reports(tmp_path, monkeypatch, capsys
     args = ["sweep", QUICKSTART, "--set", "mix.regime=replace,accumulate", f"run_dir={root}", *TINY]
     assert main(args) == 0
     runs = ["mix.regime=replace_seed=0", "mix.regime=accumulate_seed=0"]
-    assert sorted(p.name for p in root.iterdir()) == sorted([*runs, "report"])
+    assert sorted(p.name for p in root.iterdir()) == sorted([*runs, "report", ".sweep.lock"])
     report = json.loads((root / "report" / "report.json").read_text())
     assert [r["name"] for r in report["runs"]] == runs and report["differing_keys"] == ["mix.regime"]
     assert f"report: {root / 'report' / 'index.html'}" in capsys.readouterr().out
