@@ -22,16 +22,20 @@ class _Parser(argparse.ArgumentParser):
 
 def _import_torch() -> None:
     """torch's C++ import code cannot take a KeyboardInterrupt: a Ctrl-C in a command's first seconds aborted the
-    process (SIGABRT, no message, exit 134). Imported with SIGINT held, the interrupt arrives after it, as Python's
-    KeyboardInterrupt, and the command says what it stopped."""
-    if not hasattr(signal, "pthread_sigmask"):  # Windows
+    process (SIGABRT, no message, exit 134). During the import a Ctrl-C is only noted, and raised after it, so the
+    command says what it stopped. (Noted by a handler, not held by a signal mask: numpy's BLAS threads, already
+    running, would take a held signal and raise it in the import all the same.)"""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         import torch  # noqa: F401
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    noted = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
     try:
         import torch  # noqa: F401
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        signal.signal(signal.SIGINT, previous)
+    if noted:
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -517,7 +517,8 @@ def test_a_ctrl_c_while_torch_imports_arrives_after_it(tmp_path):
     (fake / "__init__.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\n"
                                       "WHOLE = True\n")
     # A background job (CI's) hands its children SIGINT ignored: the stand-in's Ctrl-C would then do nothing.
-    code = ("import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    # numpy first: its BLAS threads, started at its import, took a signal the main thread held (CI failed so).
+    code = ("import signal, sys\nimport numpy\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "from testbed.cli import _import_torch\n"
             "try:\n    _import_torch()\nexcept KeyboardInterrupt:\n"
             "    print('interrupted after the import' if sys.modules['torch'].WHOLE else 'during it')\n")
