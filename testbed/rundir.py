@@ -434,7 +434,7 @@ OS_HINTS = {
 
 def os_failure(e: OSError) -> str:
     """One line for an error from the OS: the file (when the OS names one), what happened, what to do."""
-    # A file half-written beside its place (.NAME.XXXX.tmp, see create and report.page.build) is named by the place
+    # A file half-written beside its place (.NAME.<random>.tmp, see create and report.page.build) is named by the place
     # the user gave, not by the temporary name they never chose.
     filename = None if e.filename is None else re.sub(r"(^|/)\.([^/]+)\.[A-Za-z0-9_]{6,}\.tmp(?=/|$)", r"\1\2", str(e.filename))
     name = f"{filename}: " if filename is not None else ""
