@@ -119,8 +119,7 @@ def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None,
     from testbed.parallel import run_all
     from testbed.report.compare import load_runs, table
     from testbed.report.page import build, check_replaceable, remove
-
-    from testbed.rundir import os_lock
+    from testbed.rundir import check_can_hold, os_lock
 
     root, configs = plan(config, overrides, parse_set(sets), parse_seeds(seeds))
     if (root / "report").exists():  # before the runs, not after them
@@ -130,6 +129,7 @@ def sweep(config: str, overrides: list[str], sets: list[str], seeds: str | None,
     made = not root.exists()
     lock = None
     if made or root.is_dir():  # a file there: the runs' own check names it, in one line
+        check_can_hold(str(root))  # as that check would, for a file or a read-only folder above it
         root.mkdir(parents=True, exist_ok=True)
         lock = os_lock(root / ".sweep.lock")
         try:
