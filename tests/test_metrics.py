@@ -227,7 +227,7 @@ def test_recall():
     rare = {"b", "c", "d", "e"}
     assert recall(rare, [["a", "b"], ["c", "x"]]) == pytest.approx(2 / 4)
     assert recall(rare, []) == 0.0
-    assert recall(set(), [["a"]]) == 0.0
+    assert recall(set(), [["a"]]) is None  # no rare band: undefined
 
 
 def test_words():
@@ -319,7 +319,7 @@ def test_corpus_metrics_shape_and_tail_hand_computed(evaluator):
     assert row["tail_mass"] == pytest.approx(3 / 6)  # cat cat dog
     assert row["rare_mass_recall"] == pytest.approx(2 / 5)  # every rare type seen once in the human split
     # common: the fewest most frequent types covering half the 7 human words, down to count 1: rare wins the tie
-    assert row["recall_by_band"] == {"rare": pytest.approx(2 / 5), "middle": 0.0, "common": 1.0}
+    assert row["recall_by_band"] == {"rare": pytest.approx(2 / 5), "middle": None, "common": 1.0}  # no middle band
     # human bigrams, all rare: the-cat cat-sat the-dog dog-ran ran-far; the sample has the-cat
     assert row["rare_bigram_recall"] == pytest.approx(1 / 5)
     # add-one over the 7 types of both: human (c + 1) / 14, sample (c + 1) / 13

@@ -146,9 +146,11 @@ def test_a_human_text_too_small_for_a_rare_band_is_noted_not_left_to_read_as_col
             str(root / "tokenizer"), "eval.sample_words=100"]
     assert main(args) == 0
     out = capsys.readouterr()
-    assert json.loads(out.out)["rare_token_recall"] == 0
+    row = json.loads(out.out)
+    assert row["rare_token_recall"] is None and row["rare_mass_recall"] is None and row["tail_mass"] is None
+    assert row["recall_by_band"]["rare"] is None and row["unigram_kl"] is not None
     assert ("note: no word of the human training split is rare (17 words, too few for eval.rare_max_freq=5e-05 to "
-            "reach a count of 1), so the rare recalls read 0; use a split of at least 20,000 words, or set "
+            "reach a count of 1), so the rare recalls and tail_mass read null; use a split of at least 20,000 words, or set "
             "eval.rare_quantile") in out.err
     assert main([*args, "eval.rare_max_freq=0.1"]) == 0
     assert "is rare" not in capsys.readouterr().err

@@ -54,6 +54,8 @@ def test_tail_mass_and_report():
                    "vocab_used": 3}
     full = report(counts, Counter(the=6, zebra=1, quokka=1), {"zebra"})
     assert full["unigram_kl"] == pytest.approx(0.0, abs=1e-12) and full["tail_mass"] == pytest.approx(1 / 8)
+    assert report(counts, Counter(the=6), {"never"})["tail_mass"] == 0.0  # a rare band none of whose words was written
+    assert report(counts, Counter(the=6), set())["tail_mass"] is None  # no rare band: undefined
 
 
 def test_divergences_do_not_depend_on_the_hash_seed():

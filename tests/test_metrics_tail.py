@@ -36,9 +36,9 @@ def test_a_corpus_too_small_for_the_share_has_an_empty_rare_band():
     h = Human([["the", "cat", "sat", "on", "the", "mat"]], 5e-5)  # 5e-5 of 6 words: no count qualifies
     assert rare_threshold(h.counts, 5e-5) == 0 and h.rare == set() and h.rare_bigrams == set()
     assert "rare" not in h.band_of.values()
-    row = report(h, [["the", "cat"]])
-    assert row["rare_token_recall"] == row["rare_mass_recall"] == row["rare_bigram_recall"] == 0.0
-    assert row["recall_by_band"]["rare"] == 0.0
+    row = report(h, [["the", "cat"]])  # undefined, not a tail the sample lost
+    assert row["rare_token_recall"] is None and row["rare_mass_recall"] is None and row["rare_bigram_recall"] is None
+    assert row["recall_by_band"]["rare"] is None and row["recall_by_band"]["common"] == pytest.approx(2 / 5)
 
 
 def test_head_and_bands():
@@ -60,6 +60,7 @@ def test_recall_mass_recall_and_band_recall():
     assert mass_recall(rare, counts, present) == pytest.approx((1 + 2) / (3 + 1 + 2))
     by_band = band_recall(bands(counts, 3, 10), present)
     assert by_band == {"rare": pytest.approx(2 / 3), "middle": 0.0, "common": 1.0}  # middle: b
+    assert band_recall(bands(counts, 3, 5), present)["middle"] is None  # no count between 3 and 5: no middle band
 
 
 def test_bigram_recall():

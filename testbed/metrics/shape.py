@@ -80,5 +80,5 @@ def report(counts: Counter, human: Counter | None = None, rare: set | None = Non
     if human:
         row["unigram_kl"] = kl_divergence(human, counts, alpha)
         row["unigram_js"] = js_divergence(human, counts)
-        row["tail_mass"] = tail_mass(counts, rare or set())
+        row["tail_mass"] = tail_mass(counts, rare) if rare else None  # no rare band: undefined, not "none written"
     return row

@@ -47,14 +47,14 @@ class Evaluator:
         self.notes = [] if self.cfg.embedding_model else [
             "semantic_diversity off: eval.embedding_model (a local sentence-embedding model path) is not set"]
         if not self.rare and self.human.counts:  # no human text (testbed eval without --human): no tail figures
-            # The recalls then read 0 whatever the models write: said here, not left to be read as a collapse.
+            # The recalls are then undefined (null) whatever the models write: said here, before anything is measured.
             total = sum(self.human.counts.values())
             self.notes.append(f"note: no word of the human training split is rare ({total:,} words, too few for "
                               f"eval.rare_max_freq={self.cfg.rare_max_freq:g} to reach a count of 1), so the rare "
-                              f"recalls read 0; use a split of at least {math.ceil(1 / self.cfg.rare_max_freq):,} "
+                              f"recalls and tail_mass read null; use a split of at least {math.ceil(1 / self.cfg.rare_max_freq):,} "
                               "words, or set eval.rare_quantile" if self.cfg.rare_quantile is None else
                               f"note: no word of the human training split is rare ({total:,} words), so the rare "
-                              "recalls read 0")
+                              "recalls and tail_mass read null")
         self.source = cfg.data.source
         self.world = truth(cfg.data)  # the corpus's generator, when known: storyworld's grammar
         if self.world is not None:
@@ -239,7 +239,7 @@ def relative(row: dict, reference: dict) -> dict:
     (a model that writes little would read as collapsing).
     """
     def ratio(a, b, comparable):
-        return a / b if b and comparable else None
+        return a / b if a is not None and b and comparable else None
 
     words = reference["comparable"] and row.get("eval_words") == reference.get("eval_words")
     ids = reference.get("comparable_ids") and row.get("eval_tokens") == reference.get("eval_tokens")

@@ -76,23 +76,26 @@ def seen(sample: list[list], n: int = 1) -> set:
     return {g for d in sample for g in ngrams(d, n)}
 
 
-def recall(rare: set, sample: list[list], n: int = 1) -> float:
-    """Share of the rare types (n-grams) that appear at least once in the sample."""
+def recall(rare: set, sample: list[list], n: int = 1) -> float | None:
+    """Share of the rare types (n-grams) that appear at least once in the sample; None (undefined, not a loss)
+    for an empty rare band."""
     if not rare:
-        return 0.0
+        return None
     return len(rare & seen(sample, n)) / len(rare)
 
 
-def mass_recall(rare: set, counts: Counter, present: set) -> float:
-    """Recall weighted by human frequency: the share of the rare band's human occurrences whose type is present."""
+def mass_recall(rare: set, counts: Counter, present: set) -> float | None:
+    """Recall weighted by human frequency: the share of the rare band's human occurrences whose type is present;
+    None for an empty rare band."""
     total = sum(counts[w] for w in rare)
-    return sum(counts[w] for w in rare & present) / total if total else 0.0
+    return sum(counts[w] for w in rare & present) / total if total else None
 
 
 def band_recall(band_of: dict, present: set) -> dict:
-    """Per band, the share of its types present."""
+    """Per band, the share of its types present; None for a band with no types (a corpus too small to have a
+    middle, or a rare band)."""
     sizes, hits = Counter(band_of.values()), Counter(b for w, b in band_of.items() if w in present)
-    return {b: hits[b] / sizes[b] if sizes[b] else 0.0 for b in BANDS}
+    return {b: hits[b] / sizes[b] if sizes[b] else None for b in BANDS}
 
 
 class Human:
@@ -115,7 +118,7 @@ def report(human: Human, sample: list[list[str]]) -> dict:
     """Recall of the human tail by a fixed-size word sample."""
     present = seen(sample)
     return {
-        "rare_token_recall": len(human.rare & present) / len(human.rare) if human.rare else 0.0,
+        "rare_token_recall": len(human.rare & present) / len(human.rare) if human.rare else None,
         "rare_mass_recall": mass_recall(human.rare, human.counts, present),
         "recall_by_band": band_recall(human.band_of, present),
         "rare_bigram_recall": recall(human.rare_bigrams, sample, 2),
