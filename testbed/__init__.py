@@ -9,6 +9,17 @@ class TestbedError(Exception):
     __test__ = False  # not a pytest test class despite the name
 
 
+def gen_name(g: int) -> str:
+    """Generation g's name: its folder in a run directory, and how provenance, curation and reports name it."""
+    return f"gen_{g:03d}"
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (a library's message runs on into advice and tracebacks that
+    would break testbed's one-line errors); its class name where it has no message."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def quiet_libraries() -> None:
     """A run's progress lines are testbed's: transformers' advice and progress bars would drown them, and in a
     notebook show red, as if something were wrong. datasets logs a parse error testbed reports itself."""

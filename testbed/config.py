@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from testbed import TestbedError
+from testbed import TestbedError, first_line
 from testbed.curate import CurateConfig, curate_config  # each step's keys and checks live in its file; see testbed/curate/step.py
 
 
@@ -425,7 +425,7 @@ def read_mapping(path: Path) -> dict:
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
     """What the parser found, and where: "mapping values are not allowed here at line 4, column 11"."""
-    problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
+    problem = getattr(e, "problem", None) or first_line(e)
     mark = getattr(e, "problem_mark", None)
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 

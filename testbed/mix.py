@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from testbed import TestbedError
+from testbed import TestbedError, gen_name
 from testbed.config import MixConfig
 from testbed.tokenizer import encode
 
@@ -36,7 +36,7 @@ def documents(tokenizer, texts: list[str]) -> list[Doc]:
 
 def synthetic_label(generation: int) -> str:
     """Provenance of text written by the model of `generation`."""
-    return f"synthetic:gen_{generation:03d}"
+    return f"synthetic:{gen_name(generation)}"
 
 
 def training_set(generation: int, human: list, synthetic: dict[int, list], cfg: MixConfig,

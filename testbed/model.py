@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from testbed import TestbedError
+from testbed import TestbedError, first_line
 from testbed.config import ModelConfig, check_registry
 
 
@@ -64,7 +64,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu"):
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as e:  # transformers' words for a folder that is not a saved model
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = first_line(e)
         raise TestbedError(f"{path}: could not be loaded as a model ({reason}); give a folder saved by testbed, "
                            "such as RUN/gen_002/model") from None
     return model.to(device)

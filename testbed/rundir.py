@@ -24,7 +24,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from testbed import TestbedError
+from testbed import TestbedError, first_line, gen_name
 from testbed.config import NOT_THE_EXPERIMENT, Config, diff, load_saved, to_dict, to_yaml
 
 
@@ -131,7 +131,7 @@ class RunDir:
         self._lock = None
 
     def gen(self, g: int) -> Path:
-        return self.root / f"gen_{g:03d}"
+        return self.root / gen_name(g)
 
     def finished(self, g: int) -> bool:
         return (self.gen(g) / "DONE").exists()
@@ -159,10 +159,13 @@ class RunDir:
         """What a restarted run will do, given the generations it asks for; None for a new one."""
         done = self.finished_generations()
         if done and done[-1] > generations:
-            return (f"the run holds {done[-1] + 1} finished generations, more than generations={generations} asks for: "
+            return (f"the run holds generations 0 to {done[-1]}, more than generations={generations} asks for: "
                     "nothing to do")
         if done == list(range(generations + 1)):
-            return f"all {generations + 1} generations are finished; raise generations= to extend the run"
+            # Named by number: generations=N makes N + 1 of them (0 is trained on human text), and "all 4" for
+            # generations=3 read as a miscount.
+            span = "generation 0 is" if generations == 0 else f"generations 0 to {generations} are all"
+            return f"{span} finished; raise generations= (now {generations}) to extend the run"
         return f"resuming after generation {done[-1]} (finished: {', '.join(map(str, done))})" if done else None
 
     def lock(self) -> None:
@@ -185,7 +188,7 @@ class RunDir:
     def begin(self, g: int) -> Path:
         """A clean working folder for generation g; leftovers of a killed attempt are removed, and so is a
         gen_NNN without its DONE marker: it is not finished, whatever it holds, and would block the rename."""
-        part = self.root / f"gen_{g:03d}.partial"
+        part = self.root / f"{gen_name(g)}.partial"
         shutil.rmtree(part, ignore_errors=True)
         if self.gen(g).exists() and not self.finished(g):
             shutil.rmtree(self.gen(g))
@@ -438,6 +441,6 @@ def os_failure(e: OSError) -> str:
     # the user gave, not by the temporary name they never chose.
     filename = None if e.filename is None else re.sub(r"(^|/)\.([^/]+)\.[A-Za-z0-9_]{6,}\.tmp(?=/|$)", r"\1\2", str(e.filename))
     name = f"{filename}: " if filename is not None else ""
-    what = e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]
+    what = e.strerror or first_line(e)
     hint = OS_HINTS.get(e.errno, "check the path, the disk and the permissions, then run the same command again")
     return f"{name}{what}; {hint}"

@@ -21,7 +21,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
-from testbed import TestbedError
+from testbed import TestbedError, first_line
 
 EOS = "<|endoftext|>"
 UNK = "<|unk|>"
@@ -97,7 +97,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     try:
         return PreTrainedTokenizerFast.from_pretrained(str(path))
     except Exception as e:  # tokenizers raises a bare Exception for a damaged tokenizer.json
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = first_line(e)
         raise TestbedError(f"{path}: not a readable tokenizer ({reason}); restore it from a copy, or start again in a "
                            "new folder") from None
 

@@ -190,7 +190,7 @@ def test_a_lost_metrics_line_and_a_lost_done_marker_are_made_again(finished, tmp
     rows = (run_dir / "metrics.jsonl").read_text()
     (run_dir / "metrics.jsonl").write_text(rows.splitlines(keepends=True)[0])
     code, out, _ = cli(capsys, *run_argv(config, run_dir))
-    assert code == 0 and "all 2 generations are finished" in out
+    assert code == 0 and "generations 0 to 1 are all finished" in out
     assert (run_dir / "metrics.jsonl").read_text() == rows
     (run_dir / "gen_001" / "DONE").unlink()  # not finished, whatever it holds: made again
     code, out, _ = cli(capsys, *run_argv(config, run_dir))
@@ -239,7 +239,7 @@ def test_the_same_run_under_another_spelling_resumes(finished, tmp_path, capsys,
     monkeypatch.chdir(tmp_path)
     for spelling in ("run/", "./run", str(tmp_path / "." / "run")):
         code, out, err = cli(capsys, *run_argv(config, spelling))
-        assert code == 0 and "all 2 generations are finished" in out, err
+        assert code == 0 and "generations 0 to 1 are all finished" in out, err
     assert len((moved / "metrics.jsonl").read_text().splitlines()) == 2
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from testbed import TestbedError
+from testbed import TestbedError, first_line
 from testbed.config import DataConfig, check_registry
 from testbed.corpus.truth import Truth
 
@@ -260,8 +260,8 @@ def _check_utf8(path: Path) -> None:
 
 
 def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    line = first_line(e)
+    return line if line == type(e).__name__ else f"{type(e).__name__}: {line}"
 
 
 @dataclass

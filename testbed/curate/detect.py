@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from testbed import TestbedError
+from testbed import TestbedError, gen_name
 from testbed.curate.step import Step, at_least, share
 from testbed.text import words
 
@@ -215,7 +215,7 @@ class Detector(Step):
         if len(human) < 2 or (c.kind == "classifier" and len(synthetic) < 2):
             raise TestbedError(
                 f"curate.detector at generation {g}: only {len(human)} human and {len(synthetic)} synthetic documents "
-                f"(by gen_{source:03d}) lie outside the pool to train it on; a contaminated pool leaves some: use "
+                f"(by {gen_name(source)}) lie outside the pool to train it on; a contaminated pool leaves some: use "
                 "mix.regime=anchor with mix.anchor_set=fresh (see configs/strategies/detector.yaml)")
         human = rng.sample(human, min(c.train_docs, len(human)))
         synthetic = rng.sample(synthetic, min(c.train_docs, len(synthetic)))
@@ -233,5 +233,5 @@ class Detector(Step):
             scores = score([d for _, d in pool])
         keep = [not s > threshold for s in scores]
         # Which figure is which: a detector built on the writer itself measures an upper bound.
-        return keep, {"kind": c.kind, "detector_model": f"gen_{source:03d}", "in_distribution": source == g - 1,
+        return keep, {"kind": c.kind, "detector_model": gen_name(source), "in_distribution": source == g - 1,
                       "threshold": threshold, **cur.detection(pool, keep, scores)}

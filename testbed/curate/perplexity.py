@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from testbed import TestbedError
+from testbed import TestbedError, gen_name
 from testbed.curate.step import Step, share
 
 
@@ -70,4 +70,4 @@ class Perplexity(Step):
         reference = 0 if c.reference == "first" else g - 1
         nll = mean_token_nll(cur.model(reference), [d.ids for _, d in pool], cur.eos, cur.cfg.eval.batch_size,
                              cur.autocast)
-        return band_keep(nll, c.low, c.high), {"reference": f"gen_{reference:03d}"}
+        return band_keep(nll, c.low, c.high), {"reference": gen_name(reference)}

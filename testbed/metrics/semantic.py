@@ -6,7 +6,7 @@ its token states, as sentence-transformers models are pooled.
 """
 import torch
 
-from testbed import TestbedError
+from testbed import TestbedError, first_line
 
 
 def load(path: str, device=None):
@@ -16,7 +16,7 @@ def load(path: str, device=None):
         model = AutoModel.from_pretrained(path).eval()
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as e:  # transformers raises ValueError, OSError or its own for a folder that is not a model
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = first_line(e)
         raise TestbedError(f"eval.embedding_model={path}: not a model and tokenizer transformers can load ({reason}); "
                            "give a local sentence-embedding model saved with save_pretrained, or null to turn it off") from None
     if tokenizer.pad_token is None:  # a decoder-only model's: batches need a pad, which the mean over the mask ignores
