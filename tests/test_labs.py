@@ -13,7 +13,7 @@ import pytest
 from testbed import TestbedError
 from testbed.cli import main
 from testbed.config import load_config
-from testbed.labs import SIZES, load, names, plan, run_lab
+from testbed.labs import SIZES, load, names, opening, plan, run_lab
 from testbed.labs.verdict import T975, Check, interval, judge, metric_keys, render_markdown, render_text, summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,8 @@ def test_the_documented_metric_keys_are_read():
 @pytest.mark.parametrize("name", names())
 def test_every_lab_parses_and_its_configs_validate_at_every_size(name, tmp_path):
     lab = load(name)
-    assert lab.name == name and lab.title and lab.question.endswith("?") and lab.time > 0
+    assert lab.name == name and lab.title and lab.question.endswith("?")
+    assert lab.time is not None and lab.time > 0, f"{name}: a shipped lab states its measured time"
     assert lab.text.predict and lab.text.look_at and lab.text.discuss and lab.text.extend
     for size in SIZES:
         out, planned = plan(lab, size, None, tmp_path / size)
@@ -232,6 +233,26 @@ def test_a_bad_lab_file_is_one_line_naming_the_key(tmp_path, text, message):
     assert message in str(e.value) and "mine.yaml" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_lab_of_ones_own_may_leave_its_time_out_but_not_run_a_size_it_lacks(tmp_path, capsys):
+    """Before 2026-11-29 a new lab had to state a time nobody had measured, and --size reduced on a lab file without
+    sizes.reduced ran it at its full size without a word."""
+    path = tmp_path / "untimed.yaml"
+    path.write_text(f"name: untimed\ntitle: t\nquestion: q?\nbase: {QUICKSTART}\narms: [{{name: a, overrides: []}}]\n"
+                    "checks: [{kind: trend, arm: a, metric: heldout_ppl, direction: up}]\n")
+    lab = load(str(path))
+    assert lab.time is None
+    with pytest.raises(TestbedError) as e:
+        plan(lab, "reduced", [0], tmp_path / "out")
+    assert str(e.value) == ("lab untimed: --size reduced, but the lab file has no sizes.reduced (its key=value "
+                            "overrides); add them, or leave --size out for its default size")
+    assert not (tmp_path / "out").exists()
+    _, planned = plan(lab, "default", [0], tmp_path / "out")
+    assert "stated" not in opening(lab, "default", [0], planned, tmp_path / "out", [], None)
+    path.write_text(path.read_text().replace("question: q?", "question: q?\ntime: 0"))
+    with pytest.raises(TestbedError, match=r"time=0.0 must be > 0 .*or left out until it is measured"):
+        load(str(path))
+
+
 @pytest.mark.parametrize("arm", ["report", "verdict.json", "verdict.md"])
 def test_an_arm_may_not_take_the_name_of_the_labs_own_files(tmp_path, arm):
     """verdict.json as an arm passed, trained every run and then failed writing the verdict over its folder."""
@@ -260,6 +281,7 @@ def test_a_check_past_the_last_generation_or_a_bad_arm_config_fails_at_planning(
     with pytest.raises(TestbedError, match="generation=4 is past arm a's last generation"):
         plan(lab, "default", None, tmp_path / "out")
     lab.arms[1].overrides = ["sample.top_k=-1"]
+    lab.sizes.reduced = ["generations=1"]
     with pytest.raises(TestbedError, match="lab mine, arm b, size reduced: sample.top_k=-1 must be >= 0"):
         plan(lab, "reduced", None, tmp_path / "out")
     with pytest.raises(TestbedError, match="no lab named 'nope'"):
@@ -738,7 +760,7 @@ def test_a_lab_runs_reports_resumes_and_marks_a_missing_run(tmp_path, monkeypatc
         raise AssertionError("a finished run was trained again")
     monkeypatch.setattr(testbed.loop, "train", no_training)
     assert main(args) == 0  # the same lab again: every run is finished, only the report and verdict are rebuilt
-    assert "all 2 generations are finished" in capsys.readouterr().out
+    assert "generations 0 to 1 are all finished" in capsys.readouterr().out
 
     def stops_leaving_its_folder(cfg, say=print):  # as a run of another config does, over its older folder
         if "top_k_20" in cfg.run_dir:
