@@ -12,6 +12,7 @@ from testbed import loop
 from testbed.config import load_config
 from testbed.corpus.sources import load_documents
 from testbed.loop import run
+from testbed.model import FAMILIES, build_model, context_length
 from testbed.report.compare import load_run
 from testbed.seeds import stage_seed
 
@@ -294,22 +295,24 @@ def test_a_run_is_its_config_not_the_spelling_of_its_folder(tmp_path, tiny_run):
     for spelling in (f"{root}/", str(tmp_path / "runs" / "." / "x")):
         said = []
         assert run(tiny_run(spelling, "generations=0"), say=said.append) == first
-        assert any("all 1 generations are finished" in line for line in said)
+        assert any("generation 0 is finished; raise generations= (now 0)" in line for line in said)
     shutil.copytree(root, tmp_path / "copy")
     assert run(tiny_run(tmp_path / "copy", "generations=0"), say=quiet) == first
     said = []
     run(tiny_run(root, "generations=0"), say=quiet)
     run(tiny_run(tmp_path / "copy", "generations=1"), say=quiet)
     run(tiny_run(tmp_path / "copy", "generations=0"), say=said.append)
-    assert any("holds 2 finished generations, more than generations=0 asks for" in line for line in said)
+    assert any("holds generations 0 to 1, more than generations=0 asks for" in line for line in said)
     assert not any("resuming" in line for line in said)
 
 
-def test_the_loop_runs_with_the_llama_family(tmp_path, tiny_run):
-    rows = run(tiny_run(tmp_path / "run", "generations=1", "model.family=llama"), say=quiet)
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "gpt2"])  # gpt2, the default, runs in every other test
+def test_the_loop_runs_with_every_model_family(tmp_path, tiny_run, family):
+    cfg = tiny_run(tmp_path / "run", "generations=1", f"model.family={family}")
+    rows = run(cfg, say=quiet)
     assert [r["generation"] for r in rows] == [0, 1] and all(r["heldout_ppl"] > 1 for r in rows)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "gen_001" / "model")
-    assert model.config.model_type == "llama" and model.config.max_position_embeddings == 64
+    assert type(model) is type(build_model(cfg.model, 16, 0)) and context_length(model) == 64
 
 
 def test_a_damaged_generation_is_named_never_used(tmp_path, tiny_run):

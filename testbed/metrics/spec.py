@@ -4,8 +4,8 @@ figure, and what it means.
 Everything that shows a metric reads this table: the evaluator's log line and the run's closing
 summary (`headline`, `summary_keys`), `testbed compare`'s default columns and arrows, the report's
 plots, the collapse test (`signal`) and the key table of docs/metrics.md, which
-scripts/metrics_doc.py writes from `markdown()`. Adding a metric is its function, one row here,
-and running the script.
+scripts/metrics_doc.py writes from `markdown()`. Adding a metric is its function, its value in the
+row (docs/extending.md), one row here, and running the script.
 """
 from dataclasses import dataclass
 
