@@ -30,7 +30,7 @@ from testbed.mix import (HUMAN, Doc, check_fills_a_block, composition, documents
 from testbed.model import build_model, context_length, load_model, n_params, save_model
 from testbed.report.compare import summary
 from testbed.rundir import RunDir, create, read_json, read_jsonl, write_json
-from testbed.sample import document_text, sample_corpus, written_text
+from testbed.sample import document_text, sample_corpus, written_texts
 from testbed.seeds import eval_seed, stage_seed
 from testbed.tokenizer import check_reads_unk_whole, load_tokenizer, train_tokenizer, unknown_words
 from testbed.tracking import Tracking, check_trackers
@@ -281,9 +281,9 @@ def _commit(g: int, r: _Run, part, texts, samples, **records) -> None:
     """Write generation g's files, log its metrics, and mark it finished: from here a rerun skips it."""
     # Under sample.prompt=human a text opens with a human prompt: `written` is what the model wrote after it,
     # what the metrics count and the report's word pictures read.
-    prompted = any(len(s.prompt) > 1 for s in samples)
+    written = written_texts(r.tokenizer, samples, texts)
     documents = [{"text": t, "source": synthetic_label(g), "generation": g, "ended": s.ended, "tokens": len(s.tokens),
-                  **({"written": written_text(r.tokenizer, s, t)} if prompted else {})} for t, s in zip(texts, samples)]
+                  **({"written": w} if written is not texts else {})} for t, s, w in zip(texts, samples, written)]
     RunDir.save(part, documents, **{name: record for name, record in records.items() if record is not None})
     # Before the generation is marked finished: one redone after a kill logs its metrics again.
     r.tracking.log_generation(g, numbers(records["metrics"]))

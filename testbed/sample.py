@@ -95,6 +95,14 @@ def written_text(tokenizer, sample: Sample, text: str) -> str:
     return text[cut:].lstrip()  # the space after the prompt is not the model's; its own text is kept to the end
 
 
+def written_texts(tokenizer, samples: list[Sample], texts: list[str]) -> list[str]:
+    """What the model wrote of each document: under sample.prompt=human what follows the prompt (written_text),
+    else the documents themselves, the very list given (`is texts` says no document had a prompt)."""
+    if not any(len(s.prompt) > 1 for s in samples):
+        return texts
+    return [written_text(tokenizer, s, t) for s, t in zip(samples, texts)]
+
+
 def human_prompt_pool(cfg: SampleConfig, human: list) -> list:
     """The prompts sample.prompt=human draws from: the first prompt_tokens of each document long enough."""
     pool = [d[: cfg.prompt_tokens] for d in human if len(d) >= cfg.prompt_tokens]

@@ -16,7 +16,7 @@ import numpy as np
 from testbed.corpus.sources import truth
 from testbed.metrics import degeneration, diversity, perplexity, semantic, shape, spec, tail
 from testbed.text import words
-from testbed.sample import written_text
+from testbed.sample import written_texts
 from testbed.tokenizer import encode
 
 RECALLS = ["rare_token_recall", "rare_mass_recall", "rare_bigram_recall", "rare_id_recall"]
@@ -204,8 +204,7 @@ class Evaluator:
             same = gen0_texts is texts or gen0_texts == texts  # generation 0 itself
             row["gen0_ppl"] = row["self_ppl"] if same else self.corpus_perplexity(model, gen0_texts, seed)
         # A human prompt is not what the model wrote: the corpus figures count only its continuation.
-        prompted = any(len(s.prompt) > 1 for s in samples)
-        written = [written_text(self.tokenizer, s, t) for s, t in zip(samples, texts)] if prompted else texts
+        written = written_texts(self.tokenizer, samples, texts)
         row.update(self.corpus_metrics(written, seed, whole=texts))
         if self.human.counts:
             row.update(relative(row, self.reference(self.reference_seed if self.reference_seed is not None else seed)))
