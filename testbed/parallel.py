@@ -38,10 +38,30 @@ def run_all(runs: list[tuple[str, Config]], jobs: int = 1, threads: int | None =
     if address is None:  # a cluster's folders are its own to check
         for _, cfg in runs:
             check_can_hold(cfg.run_dir)
+    say = _settings_notes_once(say)
     with on_ray(jobs, threads, address):
         if jobs == 1 and address is None:
             return _in_process(runs, threads, what, say)
         return _on_ray(runs, jobs, threads, address, what, say)
+
+
+# Lines about the settings every run shares, not about the run: said once a sweep, not once a run (a lab of 15 runs
+# said "semantic_diversity off" 15 times between the lines that matter).
+SETTINGS_NOTES = ("semantic_diversity off:",)
+
+
+def _settings_notes_once(say):
+    said = set()
+
+    def once(text):
+        line = str(text)
+        note = line.split("] ", 1)[1] if line.startswith("[") and "] " in line else line  # a Ray run's [name] prefix
+        if note.startswith(SETTINGS_NOTES):
+            if note in said:
+                return
+            said.add(note)
+        say(text)
+    return once
 
 
 def cores() -> int:

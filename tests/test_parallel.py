@@ -63,3 +63,22 @@ def test_ray_init_leaves_the_commands_sigterm_handler_in_place(monkeypatch):
             assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_note_on_the_settings_every_run_shares_is_said_once_a_sweep(tmp_path, monkeypatch):
+    """A lab of 15 runs said "semantic_diversity off" 15 times; the runs' own lines are all still said."""
+    from testbed import loop
+    from testbed.config import load_config
+    from testbed.parallel import run_all
+
+    def fake_run(cfg, say):
+        say("semantic_diversity off: eval.embedding_model is not set")
+        say(f"[{cfg.seed}] semantic_diversity off: eval.embedding_model is not set")  # as a Ray run's line reads
+        say(f"note: seed {cfg.seed}'s own figure")
+
+    monkeypatch.setattr(loop, "run", fake_run)
+    said = []
+    runs = [(f"s{seed}", load_config(QUICKSTART, [f"seed={seed}", f"run_dir={tmp_path / str(seed)}"])) for seed in (0, 1)]
+    assert run_all(runs, say=said.append) == {}
+    assert sum("semantic_diversity off" in line for line in said) == 1
+    assert [line for line in said if line.startswith("note:")] == ["note: seed 0's own figure", "note: seed 1's own figure"]
