@@ -23,6 +23,7 @@ from testbed.curate import CurateConfig, curate_config  # each step's keys and c
 class DataConfig:
     source: Literal["storyworld", "local", "hub"] = "storyworld"
     name: str = "roneneldan/TinyStories"  # hub dataset, with source=hub
+    subset: str | None = None  # hub: the dataset's configuration, where it has several (wikitext-103-raw-v1)
     split: str = "train"  # hub split
     path: str | None = None  # local file (.txt, .jsonl, .json, .parquet), with source=local
     text_field: str = "text"  # column holding the text in .jsonl / .parquet / hub rows

@@ -59,6 +59,20 @@ def test_txt_whose_separator_never_occurs_says_so(tmp_path):
         local(path, separator="<|eot|>")
 
 
+def test_a_missing_separator_is_found_before_a_sweeps_first_run(tmp_path):
+    """check_file (what a sweep or a lab calls for every file before any run) found it only at that run's turn."""
+    from testbed.corpus.sources import check_file
+
+    path = write(tmp_path, "c.txt", "a b\nc d\n")
+    with pytest.raises(TestbedError, match=r"^data\.separator='<\|eot\|>' does not occur in .*c\.txt"):
+        check_file(DataConfig(source="local", path=str(path), separator="<|eot|>"))
+    check_file(DataConfig(source="local", path=str(path), separator="line"))
+    cut = write(tmp_path, "cut.txt", "x" * ((1 << 20) - 3) + "<|eot|>y")  # the separator spans the first MiB's end
+    check_file(DataConfig(source="local", path=str(cut), separator="<|eot|>"))
+    crlf = write(tmp_path, "crlf.txt", "a\r\n--\r\nb")  # read with its line ends made \n, as loading reads it
+    check_file(DataConfig(source="local", path=str(crlf), separator="\n--\n"))
+
+
 def test_txt_reads_no_text_field(tmp_path):
     # A .txt file has no fields: data.text_field, set for another format, is not read there.
     path = write(tmp_path, "c.txt", "one\ntwo\n")
@@ -457,3 +471,19 @@ def test_a_reserve_the_run_never_reads_is_noted_and_one_it_reads_is_not():
     assert check_reserve(load_config(None, fresh), 1000) == []
     assert check_reserve(load_config(None, [*fresh, "mix.anchor_fraction=0"]), 1000) == [note]
     assert check_reserve(load_config(None, local[:2]), 1000) == []  # nothing set aside
+
+
+def test_a_path_with_glob_characters_reads_that_file_and_no_other(tmp_path):
+    """datasets reads data_files as a pattern: "corpus[1].txt" read corpus1.txt, and "star*.txt" every match."""
+    write(tmp_path, "corpus[1].txt", "the right one\nand its second line\n")
+    write(tmp_path, "corpus1.txt", "the wrong one\n")
+    assert local(tmp_path / "corpus[1].txt") == ["the right one", "and its second line"]
+    write(tmp_path, "star*.txt", "starred\n")
+    write(tmp_path, "starX.txt", "another file\n")
+    assert local(tmp_path / "star*.txt") == ["starred"]
+
+
+def test_json_nested_past_the_stack_is_one_line(tmp_path):
+    path = write(tmp_path, "deep.json", "[" * 100_000)
+    with pytest.raises(TestbedError, match=r"^data\.path=.*deep\.json: not valid JSON \(RecursionError: maximum recursion"):
+        local(path)

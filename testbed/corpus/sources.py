@@ -26,7 +26,7 @@ _OFFLINE_OPTIONS = "offline options: data.source=storyworld (built in), or data.
 def source_name(data: DataConfig) -> str:
     """Provenance label of the human documents."""
     if data.source == "hub":
-        return f"hub:{data.name}"
+        return f"hub:{data.name}" + (f"/{data.subset}" if data.subset else "")
     if data.source == "local":
         return f"local:{Path(data.path).name}"
     return data.source
@@ -107,6 +107,8 @@ def check_file(data: DataConfig) -> None:
             raise TestbedError(f"data.path={data.path}: could not be read as parquet ({_first_line(e)})") from None
         if rows == 0:
             raise TestbedError(f"{data.path}: the corpus is empty (no rows); give a .parquet file with a row a document")
+    if builder == "text" and data.separator not in ("line", "paragraph"):
+        _check_separator(data, path)
     if builder == "json":  # datasets infers the schema from the first rows: of none, it fails with a StopIteration
         with open(path, encoding="utf-8-sig") as f:
             if not any(line.strip() for line in f):
@@ -116,6 +118,8 @@ def check_file(data: DataConfig) -> None:
 
 
 def _local(data: DataConfig, seed: int):
+    import glob
+
     from datasets import load_dataset
 
     check_file(data)
@@ -126,7 +130,8 @@ def _local(data: DataConfig, seed: int):
         kwargs["sample_by"] = data.separator if data.separator in ("line", "paragraph") else "document"
     # Streaming reads the file where it lies instead of copying it into an Arrow cache.
     try:
-        return load_dataset(builder, data_files=str(path), split="train", streaming=True, **kwargs)
+        # Escaped: datasets reads data_files as a pattern, and "corpus[1].txt" would read corpus1.txt instead.
+        return load_dataset(builder, data_files=glob.escape(str(path)), split="train", streaming=True, **kwargs)
     except Exception as e:  # datasets wraps parse errors in several types
         _raise_bad_line(data)
         raise TestbedError(f"data.path={data.path}: could not be read as {builder} ({_first_line(e)})") from None
@@ -135,18 +140,24 @@ def _local(data: DataConfig, seed: int):
 def _hub(data: DataConfig, seed: int):
     from datasets import load_dataset
 
+    if Path(data.name).is_file():  # datasets takes a path as a folder and finds "no data file" in it (offline: no Hub)
+        raise TestbedError(f"data.name={data.name}: a file; data.source=hub reads a Hub dataset or a dataset "
+                           f"folder: for a file, data.source=local data.path={data.name}")
     try:
-        rows = load_dataset(data.name, split=data.split, streaming=True)
+        rows = load_dataset(data.name, data.subset, split=data.split, streaming=True)
         first = next(iter(rows.take(1)), None)
     except (ConnectionError, TimeoutError) as e:  # datasets raises ConnectionError when offline, too
         raise TestbedError(
             f"data.name={data.name}: the Hugging Face Hub could not be reached ({_first_line(e)}); {_OFFLINE_OPTIONS}"
         ) from None
     except Exception as e:
-        if Path(data.name).is_file():  # datasets takes a path as a folder and finds "no data file" in it
-            raise TestbedError(f"data.name={data.name}: a file; data.source=hub reads a Hub dataset or a dataset "
-                               f"folder: for a file, data.source=local data.path={data.name}") from None
-        raise TestbedError(f"data.name={data.name} split={data.split}: could not be loaded ({_first_line(e)})") from None
+        # "Config name is missing." is followed by the choices, on the next line: they are the fix.
+        choices = re.search(r"available configs: (\[.*?\])", str(e))
+        if choices:
+            raise TestbedError(f"data.name={data.name}" + (f" data.subset={data.subset}" if data.subset else "") +
+                               f": choose its subset, one of {choices.group(1)}, with data.subset=NAME") from None
+        raise TestbedError(f"data.name={data.name}" + (f" data.subset={data.subset}" if data.subset else "") +
+                           f" split={data.split}: could not be loaded ({_first_line(e)})") from None
     if first is not None and data.text_field not in first:
         raise TestbedError(f"data.text_field={data.text_field}: no such column in {data.name}; columns: {', '.join(first)}")
     return rows
@@ -163,7 +174,7 @@ def _check_json_array(path: Path, data: DataConfig) -> None:
         f.seek(0)
         try:
             rows = json.load(f)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # nested past Python's stack: no corpus either
             raise TestbedError(f"data.path={data.path}: not valid JSON ({_first_line(e)})") from None
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict):  # no data.text_field would help: the array holds no objects to name one of
@@ -195,8 +206,7 @@ def _texts(rows, data: DataConfig):
         if txt and data.separator not in ("line", "paragraph"):
             separator = data.separator.replace("\r\n", "\n")  # the file is read with its line ends made "\n"
             if separator not in text and text.strip():
-                raise TestbedError(f"data.separator={data.separator!r} does not occur in {data.path}, so the whole file "
-                                   "would be one document; use line, paragraph or a string that parts its documents")
+                raise _separator_missing(data)
             yield from text.split(separator)
         elif txt and data.separator == "paragraph":
             # datasets splits paragraphs at "\n\n" only; a line of spaces or tabs looks blank and parts them too.
@@ -236,6 +246,26 @@ def _raise_bad_line(data: DataConfig) -> None:
                     rows_before += 1
                     continue
             raise TestbedError(f"data.path={data.path}: line {number}{':' if problem.startswith('data.') else ''} {problem}; {fix}")
+
+
+def _separator_missing(data: DataConfig) -> TestbedError:
+    return TestbedError(f"data.separator={data.separator!r} does not occur in {data.path}, so the whole file would be "
+                        "one document; use line, paragraph or a string that parts its documents")
+
+
+def _check_separator(data: DataConfig, path: Path) -> None:
+    """As loading finds it, but before a sweep's first run rather than at this one's turn: read a MiB at a time, the
+    chunks overlapping by the separator's length less one so that one cut in two is still found."""
+    separator = data.separator.replace("\r\n", "\n")
+    tail, blank = "", True
+    with open(path, encoding="utf-8", newline=None) as f:  # line ends made "\n", as datasets reads a text file
+        while chunk := f.read(1 << 20):
+            if separator in tail + chunk:
+                return
+            blank = blank and not chunk.strip()
+            tail = (tail + chunk)[-(len(separator) - 1):] if len(separator) > 1 else ""
+    if not blank:
+        raise _separator_missing(data)
 
 
 def _check_utf8(path: Path) -> None:
