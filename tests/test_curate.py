@@ -173,6 +173,17 @@ def test_a_detector_whose_pool_takes_all_it_could_learn_from_is_refused_before_t
     tiny_run(tmp_path / "run", "curate.detector.enabled=true", "mix.regime=accumulate", "mix.size=fixed")
 
 
+def test_a_whitelist_that_would_keep_nothing_of_a_replace_pool_is_refused_before_the_run(tmp_path, tiny_run):
+    """docs/compare.md's own example stopped at generation 1 so: a replace pool holds model text only."""
+    with pytest.raises(TestbedError, match=r"^curate\.whitelist\.sources=\['human'\] with mix\.regime=replace: its pool is "
+                                           r"model text only, so the whitelist would keep none of it; pool human text"):
+        tiny_run(tmp_path / "run", "curate.whitelist.enabled=true", "curate.whitelist.sources=[human]")
+    assert not (tmp_path / "run").exists()
+    for allowed in (["curate.whitelist.mislabel=0.1"], ["curate.whitelist.sources=[human,synthetic]"],
+                    ["mix.regime=anchor"], ["curate.whitelist.enabled=false"]):
+        tiny_run(tmp_path / "run", "curate.whitelist.enabled=true", "curate.whitelist.sources=[human]", *allowed)
+
+
 def test_detector_without_labelled_synthetic_text_says_how_to_get_some(tmp_path, tiny_run):
     # A fixed budget the size of the whole corpus passes the config's check and still takes every synthetic document.
     cfg = tiny_run(tmp_path / "run", "generations=1", "curate.detector.enabled=true", "mix.size=fixed", "mix.docs=1000")

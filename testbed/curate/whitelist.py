@@ -27,6 +27,14 @@ class WhitelistConfig:
             if not re.fullmatch(r"human|synthetic(:gen_\d{3})?", entry):
                 raise TestbedError(f"curate.whitelist.sources: {entry!r} is not a source a document carries; use human, "
                                    "synthetic (every model's text) or synthetic:gen_NNN (model NNN's, e.g. synthetic:gen_002)")
+        # A replace pool is model text only: with true labels, a whitelist of human text keeps none of it, and the run
+        # would stop at generation 1, after generation 0 had trained.
+        if (self.enabled and cfg.mix.regime == "replace" and self.mislabel == 0
+                and not any(e.startswith("synthetic") for e in self.sources)):
+            raise TestbedError(f"curate.whitelist.sources={self.sources} with mix.regime=replace: its pool is model text "
+                               "only, so the whitelist would keep none of it; pool human text too (mix.regime=anchor, "
+                               "as configs/strategies/whitelist.yaml), list a synthetic source, or set "
+                               "curate.whitelist.mislabel")
 
 
 def claimed_sources(sources: list[str], mislabel: float, seed: int) -> list[str]:
