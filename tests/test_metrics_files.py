@@ -154,3 +154,18 @@ def test_a_human_text_too_small_for_a_rare_band_is_noted_not_left_to_read_as_col
             "eval.rare_quantile") in out.err
     assert main([*args, "eval.rare_max_freq=0.1"]) == 0
     assert "is rare" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"text": "ok \\ud800 bad"}', "line 1 holds a lone surrogate escape (such as \\ud800), which is no character the "
+                                    "tokenizer can read; fix or remove that line"),  # was a tokenizer TypeError
+    ("[" * 100_000, "line 1 is not valid JSON (maximum recursion depth exceeded"),  # was a RecursionError traceback
+])
+def test_a_jsonl_line_no_tokenizer_could_read_is_named(tmp_path, line, message):
+    from testbed import TestbedError
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(TestbedError) as e:
+        read_texts(path)
+    assert str(e.value).startswith(f"{path}: {message}")

@@ -9,7 +9,16 @@ it they are left out rather than measured against nothing.
 import json
 from pathlib import Path
 
-from testbed import TestbedError
+from testbed import TestbedError, first_line
+
+
+def _is_text(s: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's "\\ud800" alone), which no encoder can write."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_texts(path: str | Path, written: bool = True) -> list[str]:
@@ -36,12 +45,15 @@ def read_texts(path: str | Path, written: bool = True) -> list[str]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as e:
-            raise TestbedError(f"{path}: line {number} is not valid JSON ({e}); fix or remove that line") from None
+        except (ValueError, RecursionError) as e:
+            raise TestbedError(f"{path}: line {number} is not valid JSON ({first_line(e)}); fix or remove that line") from None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             found = type(row.get("text")).__name__ if isinstance(row, dict) and "text" in row else "no \"text\" field"
             raise TestbedError(f"{path}: line {number} must be a JSON object with a \"text\" string (found {found}); "
                                "fix or remove that line")
+        if not all(_is_text(v) for v in (row["text"], row.get("written")) if isinstance(v, str)):
+            raise TestbedError(f"{path}: line {number} holds a lone surrogate escape (such as \\ud800), which is no "
+                               "character the tokenizer can read; fix or remove that line")
         # A corpus.jsonl of sample.prompt=human keeps what the model wrote after the prompt as `written`: the
         # loop's metrics count that, and so does testbed eval.
         part = row.get("written") if written else None
