@@ -127,7 +127,9 @@ def environment(accelerator) -> dict:
     device = accelerator.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}"
     return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": f"{device.type}: {name}",
-            "processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
+            # fp32 as the config spells it, not accelerate's "no" (older runs' "no" the report still reads as fp32).
+            "processes": accelerator.num_processes,
+            "mixed_precision": {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision),
             "versions": {"python": platform.python_version(),
                          **{p: _version(p) for p in ("testbed", "torch", "transformers", "accelerate", "datasets", "tokenizers")}}}
 

@@ -154,6 +154,7 @@ def test_environment_names_testbeds_version_when_run_from_a_source_checkout(monk
     env = environment(Accelerator(cpu=True))
     assert env["versions"]["testbed"] == testbed.__version__
     assert env["versions"]["torch"] == real("torch")
+    assert env["mixed_precision"] == "fp32"  # as the config and the run's first line spell it, not accelerate's "no"
 
 
 def test_fp16_on_a_cpu_is_refused_not_trained_in_fp32_under_its_name(tmp_path):

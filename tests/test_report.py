@@ -95,6 +95,9 @@ def test_the_cli_writes_the_report_and_replaces_only_a_report(runs, tmp_path, ca
     assert main(["compare", str(runs / "replace"), "--out", str(other)]) == 2
     assert "exists and is not a report this testbed wrote" in capsys.readouterr().err
     assert (other / "mine.txt").read_text() == "keep" and not list(tmp_path.glob(".*.tmp"))
+    made = tmp_path / "made-first"  # mkdir first, then compare --out into it: nothing there to lose
+    made.mkdir()
+    assert main(["compare", str(runs / "replace"), "--out", str(made)]) == 0 and (made / "index.html").exists()
 
 
 def test_a_killed_run_is_reported_partial_not_dropped(runs, tmp_path):

@@ -114,7 +114,7 @@ def check_replaceable(out: Path, option: str | None = "--out") -> None:
             subfolder = any(p.is_dir() for p in out.iterdir())
             break
         except FileNotFoundError:
-            if not out.exists():
+            if not out.exists() or (out.is_dir() and not any(out.iterdir())):  # a folder made for it: nothing to lose
                 return
             # Another process may have replaced the report while this one read it (_move_into_place): read again.
         except (OSError, ValueError, KeyError, TypeError):
