@@ -33,3 +33,8 @@ def quiet_libraries() -> None:
     # tqdm.auto in a Jupyter without ipywidgets: the run's lines still show, only the bars do not (docs/labs.md).
     warnings.filterwarnings("ignore", message="IProgress not found")
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    # Offline without HF_HUB_OFFLINE, huggingface_hub retries for ~25 s and logs each try (10 lines) before the
+    # one-line error testbed prints about it.
+    import huggingface_hub.utils
+
+    huggingface_hub.utils.logging.set_verbosity_error()
