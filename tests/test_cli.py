@@ -107,3 +107,14 @@ def test_a_malformed_command_line_is_one_line_too(capsys, argv, needle):
     assert stopped.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and needle in err, err
+
+
+def test_the_libraries_retry_lines_are_not_testbeds_output():
+    """Offline without HF_HUB_OFFLINE, huggingface_hub logged ten "Retrying in Ns" lines before testbed's error."""
+    import logging
+
+    from testbed import quiet_libraries
+
+    quiet_libraries()
+    assert not logging.getLogger("huggingface_hub.utils._http").isEnabledFor(logging.WARNING)
+    assert not logging.getLogger("datasets").isEnabledFor(logging.ERROR)
