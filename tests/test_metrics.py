@@ -617,3 +617,20 @@ def test_gen0_ppl_scores_generation_0s_corpus_not_the_generations_own():
     assert row["self_ppl"] == pytest.approx(by_hand(own), rel=1e-6)
     assert row["gen0_ppl"] == pytest.approx(by_hand(first), rel=1e-6)
     assert by_hand(own) != pytest.approx(by_hand(first), rel=1e-3)  # the two are told apart
+
+
+def test_a_held_out_split_the_word_tokenizer_cannot_read_is_noted():
+    """Text without spaces is one word a document: the training split's note stayed silent (its words are all in
+    the vocabulary) while every held-out token was <|unk|> and heldout_ppl read 2.4 unremarked."""
+    cfg = load_config(None, ["data.source=local", "data.path=unused.txt", "eval.sample_words=8"])
+    train = ["the cat sat", "the dog ran far"]
+    tokenizer = train_tokenizer(train, 300, "word")
+    ev = Evaluator(cfg, tokenizer, train, ["猫が座った。", "the cat sat"])
+    unk = tokenizer.unk_token_id
+    share = float((ev.heldout.flat == unk).mean())
+    assert 0.01 < share < 1
+    assert [n for n in ev.notes if "held-out" in n] == [
+        f"note: {share:.1%} of the held-out split's tokens are <|unk|> (words the training split lacks or the "
+        "vocabulary left out): heldout_ppl prices them by each model's guess at <|unk|>, not by the words; use "
+        "tokenizer.kind=bpe for open text"]
+    assert not [n for n in Evaluator(cfg, tokenizer, train, ["the dog sat"]).notes if "held-out" in n]
