@@ -225,7 +225,8 @@ class RunDir:
                 "use a new run_dir, or the saved config to resume")
         saved_split = read_json(self.root / "split.json")
         if saved_split["sha256"] != split["sha256"]:
-            raise TestbedError(f"the human corpus changed since run_dir={self.root} was started (split.json checksum differs)")
+            raise TestbedError(f"the human corpus changed since run_dir={self.root} was started (split.json checksum "
+                               "differs); put back the file it was started on, or start the new corpus in a new run_dir")
         if saved_split != split:
             raise TestbedError(f"run_dir={self.root} was split by another version of testbed (split.json differs); "
                                "start it again in a new run_dir")

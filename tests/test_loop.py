@@ -378,3 +378,14 @@ def test_the_opening_line_says_where_it_trains_and_in_what_precision(tiny_run, t
     opening = next(line for line in lines if line.startswith("testbed: "))
     assert f"cpu: {platform.machine()} CPU, {torch.get_num_threads()} thread" in opening
     assert ", training in fp32, run_dir=" in opening
+
+
+def test_a_run_whose_corpus_file_changed_says_how_to_go_on(tmp_path, tiny_run, local_corpus):
+    corpus = tmp_path / "stories.txt"
+    corpus.write_text(local_corpus.read_text(encoding="utf-8"), encoding="utf-8")
+    run(tiny_run(tmp_path / "run", "generations=0", f"data.path={corpus}"), say=quiet)
+    corpus.write_text(corpus.read_text(encoding="utf-8").replace("the", "a", 1), encoding="utf-8")
+    with pytest.raises(TestbedError, match=r"the human corpus changed since run_dir=.* was started \(split\.json checksum "
+                                           r"differs\); put back the file it was started on, or start the new corpus "
+                                           r"in a new run_dir$"):
+        run(tiny_run(tmp_path / "run", "generations=1", f"data.path={corpus}"), say=quiet)
