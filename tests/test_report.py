@@ -108,8 +108,12 @@ def test_a_killed_run_is_reported_partial_not_dropped(runs, tmp_path):
     loaded = load_run(killed)
     assert loaded["partial"] and loaded["missing"] == [1] and loaded["unfinished"] == [1]
     page = build([load_run(runs / "accumulate"), loaded], tmp_path / "report").read_text()
-    assert "1 of 2 generations finished" in page and "gen_001.partial" in page and "missing: 1" in page
+    assert "1 of 2 generations finished" in page and "unfinished (killed or still running): gen_001.partial" in page
+    assert "missing: 1" not in page  # named once, as the generation begun, not also as one never made
     assert "<td>killed</td><td>0 of 1</td>" in page  # its last finished generation is 0
+    shutil.rmtree(killed / "gen_001.partial")
+    page = build([load_run(runs / "accumulate"), load_run(killed)], tmp_path / "report").read_text()
+    assert "missing: 1" in page and ".partial" not in page
 
 
 def test_a_run_that_lost_generation_0_is_measured_from_the_generation_it_has_and_says_which(runs, tmp_path):

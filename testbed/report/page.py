@@ -311,8 +311,8 @@ def page_data(runs, headline, figures, metrics, words_section, text_section) -> 
         when, device, versions = _environment(run)
         rows = [spec.numbers(row, ".") for row in run["rows"]]
         problems = []
-        if run["missing"]:
-            problems.append("missing: " + ", ".join(map(str, run["missing"])))
+        if missing := [g for g in run["missing"] if g not in run["unfinished"]]:  # those begun are named below
+            problems.append("missing: " + ", ".join(map(str, missing)))
         if run["unfinished"]:
             problems.append("unfinished (killed or still running): "
                             + ", ".join(f"{RunDir(run['path']).gen(g).name}.partial" for g in run["unfinished"]))
