@@ -139,7 +139,9 @@ def test_the_detector_learns_from_a_model_before_the_writer_and_says_so(tmp_path
 
 
 def test_curation_that_keeps_nothing_stops_before_writing_the_generation(tmp_path, tiny_run):
-    cfg = tiny_run(tmp_path / "run", "generations=1", "curate.whitelist.enabled=true", "curate.whitelist.sources=[human]")
+    # Model 5's text, in a pool of model 0's: refused by nothing up front (a longer run would have it), kept by none.
+    cfg = tiny_run(tmp_path / "run", "generations=1", "curate.whitelist.enabled=true",
+                   "curate.whitelist.sources=[synthetic:gen_005]")
     with pytest.raises(TestbedError, match=r"generation 1: curation kept none of \d+ documents \(curate.whitelist"):
         run(cfg, say=quiet)
     root = tmp_path / "run"
