@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--model", help="a saved model directory, e.g. runs/quickstart/gen_002/model: adds perplexity")
     ev.add_argument("--human", help="human training text (same formats): defines rare words and frequency bands")
     ev.add_argument("--tokenizer", help="default: the run's tokenizer when --model lies in a run directory")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the fixed-size samples")
+    ev.add_argument("--seed", type=int, help="seed of the fixed-size samples (default: the run's when --model lies in "
+                                            "a run, so its own corpus scores as in its metrics.json; else 0)")
     ev.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="e.g. eval.sample_words=100000 data.source=storyworld")
     lab = commands.add_parser("lab", help="teaching labs: one question each, its runs over seeds, and a verdict")
     labs = lab.add_subparsers(dest="lab_command", required=True)

@@ -169,3 +169,25 @@ def test_a_jsonl_line_no_tokenizer_could_read_is_named(tmp_path, line, message):
     with pytest.raises(TestbedError) as e:
         read_texts(path)
     assert str(e.value).startswith(f"{path}: {message}")
+
+
+def test_eval_of_a_runs_own_corpus_reads_as_its_metrics_json(tmp_path, tiny_run, capsys):
+    """testbed eval on a generation's model and corpus scored other samples and, under data.source=storyworld,
+    other true stories than the run had (seed 0 for both), so its figures disagreed with the run's own."""
+    from testbed import metrics
+    from testbed.loop import run
+
+    root = tmp_path / "run"
+    run(tiny_run(root, "generations=0", "data.source=storyworld", "seed=3", "eval.truth_docs=20"), say=lambda *_: None)
+    gen = root / "gen_000"
+    assert main(["eval", "--text", str(gen / "corpus.jsonl"), "--model", str(gen / "model"), "data.source=storyworld"]) == 0
+    out = capsys.readouterr()
+    assert f"--model lies in run {root.resolve()}: scored with its eval settings and seeds (seed=3)" in out.err
+    row, saved = json.loads(out.out), json.loads((gen / "metrics.json").read_text())
+    corpus = [m.key for m in metrics.spec.METRICS if m.corpus and m.key in saved and m.key in row]
+    assert {"distinct_2", "self_bleu", "validity_rate", "true_tail_recall"} <= set(corpus)
+    for key in [*corpus, "true_excess_ce"]:
+        assert row[key] == pytest.approx(saved[key], rel=1e-9, abs=1e-12), key
+    assert main(["eval", "--text", str(gen / "corpus.jsonl"), "--model", str(gen / "model"), "data.source=storyworld",
+                 "--seed", "0"]) == 0  # a seed given is the seed used
+    assert json.loads(capsys.readouterr().out)["self_bleu"] != saved["self_bleu"]

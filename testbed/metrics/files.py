@@ -7,6 +7,7 @@ degeneration) and, with --model, as held-out text for that model. With
 it they are left out rather than measured against nothing.
 """
 import json
+import re
 from pathlib import Path
 
 from testbed import TestbedError, first_line
@@ -109,9 +110,36 @@ def eval_config(overrides: list[str] = ()):
     return load_config(None, ["data.source=local", *(["data.path=-"] if local else []), *overrides])
 
 
+def run_of(model: str | None) -> Path | None:
+    """The run directory a --model lies in (RUN/gen_NNN/model beside RUN/config.yaml), else None."""
+    path = Path(model).resolve() if model else None
+    if path and path.name == "model" and re.fullmatch(r"gen_\d{3}", path.parent.name) and \
+            (path.parent.parent / "config.yaml").is_file():
+        return path.parent.parent
+    return None
+
+
 def evaluate_file(text: str, model: str | None = None, human: str | None = None, tokenizer: str | None = None,
-                  overrides: list[str] = (), seed: int = 0, say=print) -> dict:
+                  overrides: list[str] = (), seed: int | None = None, say=print) -> dict:
+    """seed: of the fixed-size samples; None: the run's, where --model lies in one, else 0. A model of a run scores
+    with that run's eval.* settings and seeds (the user's overrides over them), so that a generation's own
+    corpus reads here as in its metrics.json: the same samples, and under data.source=storyworld the same true
+    stories."""
+    truth_seed = 0
+    if run := run_of(model):
+        from dataclasses import fields
+
+        from testbed.config import load_saved, yaml_value
+        from testbed.seeds import eval_seed, stage_seed
+
+        saved = load_saved(run / "config.yaml")
+        overrides = [*(f"eval.{f.name}={yaml_value(getattr(saved.eval, f.name))}" for f in fields(saved.eval)),
+                     *overrides]
+        seed = eval_seed(saved.seed) if seed is None else seed
+        truth_seed = stage_seed(saved.seed, 0, "truth")
+        say(f"--model lies in run {run}: scored with its eval settings and seeds (seed={saved.seed})")
     cfg = eval_config(overrides)
+    seed = 0 if seed is None else seed
     texts = read_texts(text)
     if not texts:
         raise TestbedError(f"{text}: no documents")
@@ -121,11 +149,11 @@ def evaluate_file(text: str, model: str | None = None, human: str | None = None,
     if model:
         check_model(model)
     return evaluate_texts(cfg, texts, human_texts, find_tokenizer(model, tokenizer), seed, model, say,
-                          whole=read_texts(text, written=False))
+                          whole=read_texts(text, written=False), truth_seed=truth_seed)
 
 
 def evaluate_texts(cfg, texts: list[str], human_texts: list[str], tokenizer: str | Path, seed: int = 0,
-                   model: str | None = None, say=print, whole: list[str] | None = None) -> dict:
+                   model: str | None = None, say=print, whole: list[str] | None = None, truth_seed: int = 0) -> dict:
     """`testbed eval` on documents in memory, the row it prints. The evaluate module (testbed/metrics/hf/collapse)
     calls this too, so the two cannot disagree. whole: the documents with their human prompts, where `texts` is
     what a model wrote after them (sample.prompt=human): the model's perplexity and the grammar read whole
@@ -147,7 +175,7 @@ def evaluate_texts(cfg, texts: list[str], human_texts: list[str], tokenizer: str
             raise TestbedError(f"--tokenizer {tokenizer}: {len(tok):,} tokens, but the model at {model} has a vocabulary "
                                f"of {loaded.config.vocab_size:,}: give the tokenizer it was trained with (its run's "
                                "tokenizer/ folder)")
-    ev = Evaluator(cfg, tok, human_texts, whole)
+    ev = Evaluator(cfg, tok, human_texts, whole, truth_seed=truth_seed)
     for note in ev.notes:
         say(note)
     row = {}
