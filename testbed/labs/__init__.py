@@ -406,9 +406,6 @@ def run_lab(lab: Lab, size: str = "default", seeds: list[int] | None = None, out
             run["rows"] = [r for r in run["rows"] if r["generation"] <= last]
             run.update(finished=[g for g in run["finished"] if g <= last], planned=last, missing=[], partial=False)
             rows[key] = run["rows"]
-    if size != "default" and not getattr(lab.sizes, size):  # else it would run at the default size, unsaid
-        raise TestbedError(f"lab {lab.name}: --size {size}, but the lab file has no sizes.{size} (its key=value "
-                           f"overrides); add them, or leave --size out for its default size")
     running = chosen(lab, arms)
     left_out = {(a.name, s): "not in --arms" for a in lab.arms if a.name not in running for s in seeds}
     results = judge(lab.checks, seeds, rows, {**missing, **left_out})
