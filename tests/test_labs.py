@@ -901,6 +901,11 @@ def test_a_margin_includes_its_edge_and_no_margin_excludes_a_tie():
     [result] = judge([Check(kind="compare", metric="heldout_ppl", lower="a", than="b", margin=0.49, generation="0")],
                      [0], runs)
     assert result["status"] == "failed"
+    # 1.02 - 1.0 is 0.020000000000000018 in floats: over 2% of 1.0 by a rounding, yet on the edge the doc includes.
+    edge = {("a", 0): rows(1.02), ("b", 0): rows(1.0)}
+    [result] = judge([Check(kind="compare", metric="heldout_ppl", lower="a", than="b", margin=0.02, generation="0")],
+                     [0], edge)
+    assert result["status"] == "held"
 
 
 def test_a_trend_with_no_generation_after_its_start_is_undefined_not_an_index_error():

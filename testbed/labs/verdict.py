@@ -191,7 +191,8 @@ def compare(check: Check, s: Seed) -> tuple[bool, float, dict]:
     slack = check.margin * abs(b)
     # "Within 50% of it" includes 50%; "lower than", without a margin, excludes a tie.
     wrong_side = (a - b) if check.lower else (b - a)
-    held = wrong_side <= slack if check.margin else wrong_side < 0
+    # The edge is the edge whatever the floats: 1.02 - 1.0 is 0.020000000000000018, over a 2% margin of 1.0.
+    held = (wrong_side <= slack or math.isclose(wrong_side, slack, rel_tol=1e-9)) if check.margin else wrong_side < 0
     return held, a - b, {a_arm: a, check.than: b}
 
 
