@@ -125,7 +125,7 @@ def evaluate_file(text: str, model: str | None = None, human: str | None = None,
     with that run's eval.* settings and seeds (the user's overrides over them), so that a generation's own
     corpus reads here as in its metrics.json: the same samples, and under data.source=storyworld the same true
     stories."""
-    truth_seed = 0
+    truth_seed, notes = 0, []
     if run := run_of(model):
         from dataclasses import fields
 
@@ -137,7 +137,7 @@ def evaluate_file(text: str, model: str | None = None, human: str | None = None,
                      *overrides]
         seed = eval_seed(saved.seed) if seed is None else seed
         truth_seed = stage_seed(saved.seed, 0, "truth")
-        say(f"--model lies in run {run}: scored with its eval settings and seeds (seed={saved.seed})")
+        notes.append(f"--model lies in run {run}: scored with its eval settings and seeds (seed={saved.seed})")
     cfg = eval_config(overrides)
     seed = 0 if seed is None else seed
     texts = read_texts(text)
@@ -149,11 +149,12 @@ def evaluate_file(text: str, model: str | None = None, human: str | None = None,
     if model:
         check_model(model)
     return evaluate_texts(cfg, texts, human_texts, find_tokenizer(model, tokenizer), seed, model, say,
-                          whole=read_texts(text, written=False), truth_seed=truth_seed)
+                          whole=read_texts(text, written=False), truth_seed=truth_seed, notes=notes)
 
 
 def evaluate_texts(cfg, texts: list[str], human_texts: list[str], tokenizer: str | Path, seed: int = 0,
-                   model: str | None = None, say=print, whole: list[str] | None = None, truth_seed: int = 0) -> dict:
+                   model: str | None = None, say=print, whole: list[str] | None = None, truth_seed: int = 0,
+                   notes: list[str] = ()) -> dict:
     """`testbed eval` on documents in memory, the row it prints. The evaluate module (testbed/metrics/hf/collapse)
     calls this too, so the two cannot disagree. whole: the documents with their human prompts, where `texts` is
     what a model wrote after them (sample.prompt=human): the model's perplexity and the grammar read whole
@@ -176,7 +177,7 @@ def evaluate_texts(cfg, texts: list[str], human_texts: list[str], tokenizer: str
                                f"of {loaded.config.vocab_size:,}: give the tokenizer it was trained with (its run's "
                                "tokenizer/ folder)")
     ev = Evaluator(cfg, tok, human_texts, whole, truth_seed=truth_seed)
-    for note in ev.notes:
+    for note in [*notes, *ev.notes]:  # once every input is checked: an error stays the only line
         say(note)
     row = {}
     if loaded is not None:
