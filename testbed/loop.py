@@ -66,6 +66,8 @@ def run(cfg: Config, say=print) -> list[dict]:
             rundir.rebuild_metrics()  # metrics.jsonl is derived from the generations: a cut or lost one is made again
         if progress := rundir.progress(cfg.generations):
             r.say(progress)
+            if moved := _made_otherwise(r):
+                r.say(moved)
         if r.accelerator.is_main_process and (unlogged := rundir.root / rundir.UNLOGGED).exists():
             # Generation 0 came whole from the run that trained it: log it here too, as this run's step 0.
             first = read_json(rundir.gen(0) / "metrics.json")
@@ -87,6 +89,24 @@ def run(cfg: Config, say=print) -> list[dict]:
     rows = read_jsonl(rundir.root / "metrics.jsonl")
     r.say(summary(rows))
     return rows
+
+
+def _made_otherwise(r: _Run) -> str | None:
+    """A note where a resumed run goes on with other threads, precision or hardware than its last finished generation
+    had: torch's sums round otherwise there, so from here its figures are not those of a run made on one setting."""
+    done = r.rundir.finished_generations()
+    if not done or done[-1] >= r.cfg.generations:
+        return None
+    made = read_json(r.rundir.gen(done[-1]) / "train.json").get("environment") or {}
+    now = environment(r.accelerator)
+    precision = {"no": "fp32"}  # what runs before 2026-11-29 recorded for fp32
+    was = (made.get("device"), precision.get(made.get("mixed_precision"), made.get("mixed_precision")))
+    if None in was or was == (now["device"], now["mixed_precision"]):
+        return None
+    return (f"note: generation {done[-1]} was made on {was[0]} in {was[1]}, and this launch goes on on "
+            f"{now['device']} in {now['mixed_precision']}: its later figures differ in the last digits (and the "
+            "samples then diverge) from a run made on one setting throughout; OMP_NUM_THREADS=N (run) or --threads N "
+            "(sweep, lab) on the same machine keeps it to one")
 
 
 def _start(cfg: Config, rundir: RunDir, new_run: bool, say) -> _Run:

@@ -1,6 +1,7 @@
 """End to end: the whole generation loop on a tiny config, and resuming after a kill."""
 import json
 import platform
+import re
 from pathlib import Path
 
 import pytest
@@ -389,3 +390,25 @@ def test_a_run_whose_corpus_file_changed_says_how_to_go_on(tmp_path, tiny_run, l
                                            r"differs\); put back the file it was started on, or start the new corpus "
                                            r"in a new run_dir$"):
         run(tiny_run(tmp_path / "run", "generations=1", f"data.path={corpus}"), say=quiet)
+
+
+def test_a_run_resumed_on_other_threads_says_its_figures_now_differ(tmp_path, tiny_run):
+    """The thread count is not part of a run's config, yet changes its sums: a run extended at another count went on
+    unremarked, and its later figures were those of neither setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        run(tiny_run(tmp_path / "run", "generations=0"), say=quiet)
+        said = []
+        run(tiny_run(tmp_path / "run", "generations=1"), say=said.append)
+        assert not any("was made on" in line for line in said)
+        torch.set_num_threads(2)
+        said = []
+        run(tiny_run(tmp_path / "run", "generations=2"), say=said.append)
+    finally:
+        torch.set_num_threads(before)
+    [note] = [line for line in said if "was made on" in line]
+    assert re.match(r"note: generation 1 was made on cpu: .* CPU, 1 thread in (fp32|bf16), and this launch goes on on "
+                    r"cpu: .* CPU, 2 threads in (fp32|bf16): its later figures differ", note), note
