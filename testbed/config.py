@@ -544,13 +544,12 @@ def _coerce(tp, value, key: str):
         if math.isfinite(number) and number.is_integer():
             return int(number)
     if tp is float and isinstance(value, str):
-        # YAML 1.1 reads 5e-5 (no dot) as a string; a number is what the user meant.
+        # YAML 1.1 reads 5e-5 (no dot) as a string; a number is what the user meant. inf, nan and 1e400 too: the
+        # value checks then say "must be a finite number", not "wrong type".
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
-            number = math.nan
-        if math.isfinite(number):
-            return number
+            pass
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if value is None:  # an empty `key=` or a null in the file: the key has no default to fall back on here

@@ -229,6 +229,7 @@ def test_generations_stop_where_the_folder_names_do():
 
 
 @pytest.mark.parametrize("override", [
+    "train.lr=inf", "train.lr=1e400", "sample.temperature=nan",  # YAML reads these as text: they said "wrong type"
     "sample.temperature=.nan",
     "train.lr=.nan",
     "sample.top_p=.nan",
@@ -236,7 +237,7 @@ def test_generations_stop_where_the_folder_names_do():
     "eval.rare_max_freq=.nan",
 ])
 def test_nan_is_rejected(override):
-    with pytest.raises(TestbedError, match=override.split("=")[0].replace(".", r"\.")):
+    with pytest.raises(TestbedError, match=override.split("=")[0].replace(".", r"\.") + r"=\S+ must be a finite number"):
         load_config(None, [override])
 
 
