@@ -14,7 +14,7 @@ from testbed import TestbedError
 from testbed.cli import main
 from testbed.config import load_config
 from testbed.labs import SIZES, load, names, opening, plan, run_lab
-from testbed.labs.verdict import T975, Check, interval, judge, metric_keys, render_markdown, render_text, summary
+from testbed.labs.verdict import T975, Check, describe, interval, judge, metric_keys, render_markdown, render_text, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
@@ -201,6 +201,8 @@ def lab_file(tmp_path, text: str, name: str = "mine") -> str:
     ("checks: [{kind: slope, arm: a}]", "checks[0].kind='slope' is not allowed; choose one of: compare, trend, before"),
     ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b, generation: first}]", "must be last or a generation number"),
     ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b, share: 0}]", "checks[0].share=0.0 must be in (0, 1]"),
+    ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b, margin: inf}]",
+     "checks[0].margin=inf must be a finite number >= 0"),  # it would hold whatever the runs wrote
     ("checks: [{kind: compare, metric: heldout_ppl, lower: a, than: b, reduced: maybe}]", "checks[0].reduced"),
     ("checks: []", "checks is empty"),
     ("seeds: [0, 0]\nchecks: [{kind: compare, metric: heldout_ppl, lower: a, than: b}]", "seeds=[0, 0]"),
@@ -366,6 +368,9 @@ def test_a_comparison_that_holds_in_every_seed_and_one_that_fails_in_one():
     assert [p["held"] for p in result["per_seed"]] == [True, True, False]
     [result] = judge([Check(kind="compare", metric="heldout_ppl", lower="low", than="high", share=0.6)], [0, 1, 2], runs)
     assert result["status"] == "held", "2 of 3 seeds meet a stated share of 60%"
+    two_of_three = Check(kind="compare", metric="heldout_ppl", lower="low", than="high", share=2 / 3)
+    assert describe(two_of_three).endswith("in at least 66.7% of seeds")  # "67%" read as more than 2 of 3
+    assert judge([two_of_three], [0, 1, 2], runs)[0]["status"] == "held"
     [result] = judge([Check(kind="compare", metric="heldout_ppl", higher="high", than="low", generation="0")], [0], runs)
     assert result["status"] == "failed" and result["per_seed"][0]["figure"] == 0, "a tie is not higher"
     # A margin: at most 10% above the other still holds ("nearly as good as").

@@ -86,8 +86,10 @@ def validate(check: Check, keys: set, arms: list[str], where: str) -> None:
         raise TestbedError(f"{where}.generation={check.generation!r} must be last or a generation number")
     if check.kind == "before" and check.generation == "0":
         raise TestbedError(f"{where}.generation=0: kind before measures the change from generation 0; use 1 or last")
-    for key, ok, allowed in [("share", 0 < check.share <= 1, "in (0, 1]"), ("margin", check.margin >= 0, ">= 0"),
-                             ("within", check.within >= 0, ">= 0"), ("since", check.since >= 0, ">= 0")]:
+    # Finite too: a margin of .inf would hold whatever the runs wrote.
+    for key, ok, allowed in [("share", 0 < check.share <= 1, "in (0, 1]"),
+                             ("margin", 0 <= check.margin < math.inf, "a finite number >= 0"),
+                             ("within", 0 <= check.within < math.inf, "a finite number >= 0"), ("since", check.since >= 0, ">= 0")]:
         if not ok:
             raise TestbedError(f"{where}.{key}={getattr(check, key)} must be {allowed}")
     for key in metric_keys(check):
@@ -123,7 +125,8 @@ def metric_keys(check: Check) -> list[str]:
 
 def describe(check: Check) -> str:
     at = "the last generation" if check.generation == "last" else f"generation {check.generation}"
-    seeds = "in every seed" if check.share == 1 else f"in at least {check.share:.0%} of seeds"
+    # 2/3 is "66.7%", not "67%": two seeds of three hold it, which 67% would not let.
+    seeds = "in every seed" if check.share == 1 else f"in at least {format(100 * check.share, '.3g')}% of seeds"
     if check.kind == "compare":
         margin = f" (or within {check.margin:.0%} of it)" if check.margin else ""
         side = "lower" if check.lower else "higher"
