@@ -127,9 +127,7 @@ def environment(accelerator) -> dict:
     device = accelerator.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}"
     return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": f"{device.type}: {name}",
-            # fp32 as the config spells it, not accelerate's "no" (older runs' "no" the report still reads as fp32).
-            "processes": accelerator.num_processes,
-            "mixed_precision": {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision),
+            "processes": accelerator.num_processes, "mixed_precision": precision_name(accelerator.mixed_precision),
             "versions": {"python": platform.python_version(),
                          **{p: _version(p) for p in ("testbed", "torch", "transformers", "accelerate", "datasets", "tokenizers")}}}
 
@@ -147,11 +145,16 @@ def _version(package: str) -> str:
         return "unknown"
 
 
+def precision_name(mode: str) -> str:
+    """fp32 as the config spells it, not accelerate's "no" (which runs before 2026-11-29 recorded in train.json)."""
+    return "fp32" if mode == "no" else mode
+
+
 def hardware(accelerator, train_cfg: TrainConfig) -> str:
     """Where it trains and in what precision: the times the README and the labs state were measured in bf16 on
     a CPU where it is faster, and elsewhere a run takes longer (docs/benchmarks.md)."""
-    trains = {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
-    device = environment(accelerator)["device"]
+    env = environment(accelerator)
+    trains, device = env["mixed_precision"], env["device"]
     lacking = train_cfg.mixed_precision == "auto" and trains == "fp32"
     chip = "GPU" if accelerator.device.type == "cuda" else accelerator.device.type.upper()
     processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""

@@ -22,7 +22,7 @@ from testbed.corpus.fresh import fresh_texts
 from testbed.corpus.human import HumanCorpus, check_fits, human_corpus
 from testbed.corpus.sources import source_name
 from testbed.curate.curator import Curator, curate_everywhere, summary as curation_summary
-from testbed.device import environment, hardware, inference_autocast, make_accelerator, on_main
+from testbed.device import environment, hardware, inference_autocast, make_accelerator, on_main, precision_name
 from testbed.metrics.spec import numbers
 from testbed.metrics.suite import Evaluator
 from testbed.mix import (HUMAN, Doc, check_fills_a_block, composition, documents, fill, synthetic_docs,
@@ -99,8 +99,7 @@ def _made_otherwise(r: _Run) -> str | None:
         return None
     made = read_json(r.rundir.gen(done[-1]) / "train.json").get("environment") or {}
     now = environment(r.accelerator)
-    precision = {"no": "fp32"}  # what runs before 2026-11-29 recorded for fp32
-    was = (made.get("device"), precision.get(made.get("mixed_precision"), made.get("mixed_precision")))
+    was = (made.get("device"), made.get("mixed_precision") and precision_name(made["mixed_precision"]))
     if None in was or was == (now["device"], now["mixed_precision"]):
         return None
     return (f"note: generation {done[-1]} was made on {was[0]} in {was[1]}, and this launch goes on on "
