@@ -628,7 +628,7 @@ def test_a_held_out_split_the_word_tokenizer_cannot_read_is_noted():
     ev = Evaluator(cfg, tokenizer, train, ["猫が座った。", "the cat sat"])
     unk = tokenizer.unk_token_id
     share = float((ev.heldout.flat == unk).mean())
-    assert 0.01 < share < 1
+    assert 0.1 < share < 1
     assert [n for n in ev.notes if "held-out" in n] == [
         f"note: {share:.1%} of the held-out split's tokens are <|unk|> (words the training split lacks or the "
         "vocabulary left out): heldout_ppl prices them by each model's guess at <|unk|>, not by the words; use "

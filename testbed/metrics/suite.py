@@ -56,9 +56,11 @@ class Evaluator:
                               f"note: no word of the human training split is rare ({total:,} words), so the rare "
                               "recalls and tail_mass read null")
         unk = tokenizer.unk_token_id
-        if unk is not None and len(self.heldout.flat) and (share := float((self.heldout.flat == unk).mean())) > 0.01:
+        if unk is not None and len(self.heldout.flat) and (share := float((self.heldout.flat == unk).mean())) > 0.1:
             # The training split's own share is noted where the tokenizer is made; held-out text can lack far more
             # (text without spaces is one "word" a document, each unseen), and heldout_ppl then prices <|unk|>.
+            # Past 10%: a small storyworld split leaves 2-6% of held-out words unseen (the labs' reduced size), a
+            # pathology is most of them.
             self.notes.append(f"note: {share:.1%} of the held-out split's tokens are <|unk|> (words the training "
                               "split lacks or the vocabulary left out): heldout_ppl prices them by each model's guess "
                               "at <|unk|>, not by the words; use tokenizer.kind=bpe for open text")
